@@ -1,0 +1,5 @@
+"""The ``jira-orchestrator`` command."""
+
+from jira_orchestrator.cli._app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,35 @@
+"""The root typer application; each area adds its commands as a sub-application."""
+
+from __future__ import annotations
+
+import typer
+
+from jira_orchestrator import __version__
+from jira_orchestrator.cli.plugins import plugins_app
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="jira-orchestrator",
+    help="Route requests and Jira issues to agent plugins, and run the plugin ecosystem.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+app.add_typer(plugins_app, name="plugins")
+
+
+@app.callback()
+def _root() -> None:
+    """Route requests and Jira issues to agent plugins, and run the plugin ecosystem."""
+
+
+@app.command()
+def version() -> None:
+    """Print the installed version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
