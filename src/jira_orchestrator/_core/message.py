@@ -1,0 +1,239 @@
+"""The message envelope: the wire protocol's one data type (see docs/protocol.md).
+
+A `Message` is immutable. Its JSON form uses the seed's camelCase names and always holds
+every field, so ``Message.decode(m.encode()) == m`` and, for bytes the encoder wrote,
+``Message.decode(b).encode() == b``.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import StrEnum
+from typing import Any
+
+import msgspec
+from msgspec.structs import force_setattr
+
+from jira_orchestrator._core.clock import format_timestamp, parse_timestamp, wall
+from jira_orchestrator._core.errors import InvalidMessage, InvalidTopic, MessageTooLarge
+from jira_orchestrator._core.ids import new_id
+from jira_orchestrator._core.topics import normalize_topic
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEFAULT_PRIORITY",
+    "Message",
+    "MessageMetadata",
+    "MessageType",
+    "validate_payload",
+]
+
+DEFAULT_PRIORITY = 5
+DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+MAX_PAYLOAD_DEPTH = 64
+
+
+class MessageType(StrEnum):
+    """What a message is for; the value is its wire form."""
+
+    REQUEST = "request"
+    RESPONSE = "response"
+    EVENT = "event"
+    COMMAND = "command"
+
+
+class MessageMetadata(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """Delivery metadata. ``timeout`` is in milliseconds on the wire, as the seed writes it."""
+
+    retry_count: int = 0
+    timeout_ms: int | None = msgspec.field(default=None, name="timeout")
+    expires_at: str | None = None
+
+    def __post_init__(self) -> None:
+        if type(self.retry_count) is not int or self.retry_count < 0:
+            raise InvalidMessage(
+                f"metadata.retryCount: must be a non-negative integer, not {self.retry_count!r}"
+            )
+        if self.timeout_ms is not None and (
+            type(self.timeout_ms) is not int or self.timeout_ms < 0
+        ):
+            raise InvalidMessage(
+                f"metadata.timeout: must be a non-negative integer of milliseconds, "
+                f"not {self.timeout_ms!r}"
+            )
+        if self.expires_at is not None:
+            try:
+                parse_timestamp(self.expires_at)
+            except (TypeError, ValueError):
+                raise InvalidMessage(
+                    f"metadata.expiresAt: not an ISO 8601 timestamp: {self.expires_at!r}"
+                ) from None
+
+    def expires_at_seconds(self) -> float | None:
+        """``expiresAt`` as seconds since the epoch, or None."""
+        return None if self.expires_at is None else parse_timestamp(self.expires_at)
+
+
+_NO_METADATA = MessageMetadata()
+
+
+def _now() -> str:
+    return format_timestamp(wall())
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """One message on the bus.
+
+    ``topic`` is stored in its canonical ``/`` form. ``priority`` is 1 (lowest) to 10.
+    ``headers`` carries ``traceId``, ``spanId``, ``userId``, ``sessionId`` and free keys,
+    all strings. ``payload`` is any JSON value. Raises `InvalidMessage` (or `InvalidTopic`)
+    when a field is out of its range.
+    """
+
+    message_id: str = msgspec.field(default_factory=new_id)
+    correlation_id: str | None = None
+    timestamp: str = msgspec.field(default_factory=_now)
+    source: str = ""
+    destination: str = "*"
+    topic: str
+    message_type: MessageType = MessageType.EVENT
+    priority: int = DEFAULT_PRIORITY
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    payload: Any = None
+    metadata: MessageMetadata = _NO_METADATA
+
+    def __post_init__(self) -> None:
+        force_setattr(self, "topic", normalize_topic(self.topic))
+        if type(self.message_type) is not MessageType:
+            try:
+                force_setattr(self, "message_type", MessageType(self.message_type))
+            except ValueError:
+                allowed = ", ".join(t.value for t in MessageType)
+                raise InvalidMessage(
+                    f"messageType: {self.message_type!r} is not one of {allowed}"
+                ) from None
+        priority = self.priority
+        if type(priority) is not int or not 1 <= priority <= 10:
+            raise InvalidMessage(f"priority: must be an integer from 1 to 10, not {priority!r}")
+        for name in ("message_id", "timestamp", "source", "destination"):
+            if type(getattr(self, name)) is not str:
+                raise InvalidMessage(f"{name}: must be a string")
+        if self.correlation_id is not None and type(self.correlation_id) is not str:
+            raise InvalidMessage("correlationId: must be a string or null")
+        if type(self.headers) is not dict:
+            raise InvalidMessage("headers: must be an object of strings")
+        for key, value in self.headers.items():
+            if type(key) is not str or type(value) is not str:
+                raise InvalidMessage(f"headers.{key}: header names and values must be strings")
+        if type(self.metadata) is not MessageMetadata:
+            raise InvalidMessage("metadata: must be a MessageMetadata")
+
+    def encode(self) -> bytes:
+        """The JSON bytes of this message."""
+        return _encoder.encode(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of this message, camelCase keys."""
+        result: dict[str, Any] = msgspec.to_builtins(self)
+        return result
+
+    @classmethod
+    def decode(
+        cls, data: bytes | bytearray | memoryview | str, *, max_size: int | None = None
+    ) -> Message:
+        """Parse JSON bytes into a message; anything malformed raises `InvalidMessage` only."""
+        try:
+            size = len(data)
+            if max_size is not None and size > max_size:
+                raise MessageTooLarge(size, max_size, "<undecoded>")
+            return _decoder.decode(data)
+        except InvalidMessage:
+            raise
+        except msgspec.ValidationError as error:
+            raise InvalidMessage(f"invalid message: {error}") from None
+        except msgspec.DecodeError as error:
+            raise InvalidMessage(f"malformed JSON: {error}") from None
+        except Exception as error:  # the contract: arbitrary bytes raise InvalidMessage only
+            raise InvalidMessage(f"undecodable message: {type(error).__name__}: {error}") from None
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Message:
+        """Build a message from its JSON object (camelCase keys); raise `InvalidMessage`."""
+        try:
+            return msgspec.convert(data, cls)
+        except InvalidMessage:
+            raise
+        except msgspec.ValidationError as error:
+            raise InvalidMessage(f"invalid message: {error}") from None
+        except Exception as error:
+            raise InvalidMessage(f"invalid message: {type(error).__name__}: {error}") from None
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Message)
+
+
+class _PayloadError(Exception):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.path: list[str] = []
+
+
+def _check(value: Any, depth: int) -> None:
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return
+    if kind is float:
+        if not math.isfinite(value):
+            raise _PayloadError(f"{value!r} is not a JSON number")
+        return
+    if depth >= MAX_PAYLOAD_DEPTH:
+        raise _PayloadError(f"nested deeper than {MAX_PAYLOAD_DEPTH} levels")
+    if kind is dict or (isinstance(value, dict) and kind is not bool):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _PayloadError(f"key {key!r} is a {type(key).__name__}; JSON keys are strings")
+            try:
+                _check(item, depth + 1)
+            except _PayloadError as error:
+                error.path.append(f".{key}")
+                raise
+        return
+    if kind is list:
+        for index, item in enumerate(value):
+            try:
+                _check(item, depth + 1)
+            except _PayloadError as error:
+                error.path.append(f"[{index}]")
+                raise
+        return
+    if isinstance(value, str | int) and not isinstance(value, bool | float):
+        return  # str and int subclasses (StrEnum, IntEnum) encode as their value
+    if isinstance(value, float):
+        _check(float(value), depth)
+        return
+    hint = " (use a list)" if isinstance(value, tuple | set | frozenset) else ""
+    if hasattr(value, "isoformat"):
+        hint = " (use .isoformat())"
+    raise _PayloadError(f"{kind.__name__} is not a JSON value{hint}")
+
+
+def validate_payload(payload: Any, *, topic: str = "") -> None:
+    """Raise `InvalidMessage` naming the path if ``payload`` is not plain JSON data.
+
+    Plain JSON data is dict (string keys), list, str, int, finite float, bool and None, so a
+    payload reads the same on every transport.
+    """
+    try:
+        _check(payload, 0)
+    except _PayloadError as error:
+        where = "payload" + "".join(reversed(error.path))
+        on = f" on {topic!r}" if topic else ""
+        raise InvalidMessage(f"{where}{on}: {error.reason}") from None
+
+
+def ensure_topic(topic: Any) -> str:
+    """Canonical form of a concrete topic, or `InvalidTopic`."""
+    if not isinstance(topic, str):
+        raise InvalidTopic(repr(topic), 0, "a topic must be a string")
+    return normalize_topic(topic)

@@ -1,0 +1,45 @@
+"""Layer 2: the message bus (pub/sub, request/response, dead letters) and RPC.
+
+The seed's ``@jira-orchestrator/messagebus`` in Python spelling::
+
+    bus = get_message_bus("your-plugin")
+    bus.subscribe("plugin/your-plugin/request", handler)
+    await bus.publish(topic="plugin/your-plugin/events", payload={...})
+    result = await bus.request(destination="other", topic="plugin/other/request", payload={...})
+"""
+
+from jira_orchestrator._core.message import Message, MessageMetadata, MessageType
+from jira_orchestrator.messagebus._bus import (
+    DEAD_LETTER_TOPIC,
+    BusConfig,
+    BusStats,
+    MessageBus,
+    close_message_bus,
+    get_message_bus,
+    reset_message_bus,
+)
+from jira_orchestrator.messagebus._subscription import (
+    Handler,
+    MessageFilter,
+    Overflow,
+    Subscription,
+    SubscriptionStats,
+)
+
+__all__ = [
+    "DEAD_LETTER_TOPIC",
+    "BusConfig",
+    "BusStats",
+    "Handler",
+    "Message",
+    "MessageBus",
+    "MessageFilter",
+    "MessageMetadata",
+    "MessageType",
+    "Overflow",
+    "Subscription",
+    "SubscriptionStats",
+    "close_message_bus",
+    "get_message_bus",
+    "reset_message_bus",
+]

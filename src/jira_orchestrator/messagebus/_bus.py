@@ -1,0 +1,715 @@
+"""The message bus: per-plugin handles over one shared transport per URL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, overload
+
+from jira_orchestrator._core.clock import WallClock, format_timestamp, wall
+from jira_orchestrator._core.errors import (
+    InvalidTopic,
+    MessageTooLarge,
+    RemoteError,
+    TransportClosed,
+)
+from jira_orchestrator._core.ids import new_id
+from jira_orchestrator._core.message import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_PRIORITY,
+    Message,
+    MessageMetadata,
+    MessageType,
+    validate_payload,
+)
+from jira_orchestrator._core.topics import normalize_pattern, normalize_topic
+from jira_orchestrator.messagebus._subscription import (
+    Handler,
+    MessageFilter,
+    Overflow,
+    Subscription,
+    trace,
+)
+from jira_orchestrator.transports import Reply, Transport, open_transport
+
+__all__ = [
+    "DEAD_LETTER_TOPIC",
+    "DEFAULT_URL",
+    "BusConfig",
+    "BusStats",
+    "MessageBus",
+    "close_message_bus",
+    "get_message_bus",
+    "reset_message_bus",
+]
+
+log = logging.getLogger("jira_orchestrator.messagebus")
+
+DEFAULT_URL = "memory://"
+URL_ENV = "JIRA_ORCHESTRATOR_BUS_URL"
+DEAD_LETTER_TOPIC = "system/dead-letter"
+ERROR_STATUS = "error"
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    """Options of one bus (one URL in one process). Durations in seconds."""
+
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    queue_size: int = 10_000
+    publish_timeout: float = 30.0
+    request_timeout: float = 30.0
+    clock: WallClock = wall
+
+    def __post_init__(self) -> None:
+        if self.max_message_size < 1024:
+            raise ValueError(f"max_message_size must be at least 1024, not {self.max_message_size}")
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, not {self.queue_size}")
+        if not self.publish_timeout > 0 or not self.request_timeout > 0:
+            raise ValueError("publish_timeout and request_timeout must be positive")
+
+
+@dataclass
+class BusStats:
+    """Counters of one bus, across all its handles."""
+
+    published: int = 0
+    requests: int = 0
+    responses: int = 0
+    handler_errors: int = 0
+    dead_lettered: int = 0
+    dropped: int = 0
+    expired: int = 0
+    rejected: int = 0
+    publish_timeouts: int = 0
+
+
+@dataclass
+class _Pending:
+    """A request delivered to local subscribers, until one of them answers."""
+
+    reply: Reply
+    request: Message
+    receivers: int = 0
+    answered: bool = False
+    errors: list[BaseException] = field(default_factory=list)
+
+
+class _Core:
+    """What every handle on one URL shares: the transport, config, counters, replies."""
+
+    def __init__(self, url: str, transport: Transport, config: BusConfig) -> None:
+        self.url = url
+        self.transport = transport
+        self.config = config
+        self.clock = config.clock
+        self.stats = BusStats()
+        self.handles: dict[str, MessageBus] = {}
+        self.pending: dict[str, _Pending] = {}
+        self.closed = False
+
+    async def send(self, message: Message) -> None:
+        if self.closed:
+            raise TransportClosed(f"the bus on {self.url} is closed")
+        size = len(message.encode())
+        if size > self.config.max_message_size:
+            self.stats.rejected += 1
+            raise MessageTooLarge(size, self.config.max_message_size, message.topic)
+        self.stats.published += 1
+        await self.transport.publish(message)
+
+    def track(self, message: Message, reply: Reply) -> bool:
+        """Remember how to answer a request delivered here; False if it has no id."""
+        correlation_id = message.correlation_id
+        if correlation_id is None:
+            return False
+        pending = self.pending.get(correlation_id)
+        if pending is None:
+            pending = self.pending[correlation_id] = _Pending(reply, message)
+        pending.receivers += 1
+        return True
+
+    def release(self, message: Message, responder: str, *, failed: BaseException | None) -> None:
+        """A local receiver of a request is done with it.
+
+        When every local receiver is done, none answered and one failed, the requester gets
+        the failure at once instead of waiting for its timeout.
+        """
+        assert message.correlation_id is not None
+        pending = self.pending.get(message.correlation_id)
+        if pending is None:
+            return
+        pending.receivers -= 1
+        if failed is not None:
+            pending.errors.append(failed)
+        if pending.receivers > 0:
+            return
+        if pending.answered or not pending.errors:
+            # Nobody answered yet but nobody failed: keep the route for a late respond(),
+            # bounded by the request's own timeout.
+            if pending.answered:
+                del self.pending[message.correlation_id]
+            else:
+                self._expire_later(message)
+            return
+        del self.pending[message.correlation_id]
+        error = pending.errors[0]
+        response = _response(
+            pending.request,
+            source=responder,
+            payload={"error": {"type": type(error).__name__, "message": str(error)}},
+            status=ERROR_STATUS,
+            clock=self.clock,
+        )
+        reply = pending.reply
+
+        async def send() -> None:
+            await reply(response)
+
+        task = asyncio.get_running_loop().create_task(send())
+        _closing.add(task)
+        task.add_done_callback(_log_failure)
+
+    def _expire_later(self, message: Message) -> None:
+        timeout_ms = message.metadata.timeout_ms
+        delay = self.config.request_timeout if timeout_ms is None else timeout_ms / 1000
+        correlation_id = message.correlation_id
+        assert correlation_id is not None
+
+        def forget() -> None:
+            pending = self.pending.get(correlation_id)
+            if pending is not None and pending.receivers <= 0:
+                del self.pending[correlation_id]
+
+        asyncio.get_running_loop().call_later(delay, forget)
+
+    async def answer(self, correlation_id: str, response: Message) -> bool:
+        pending = self.pending.pop(correlation_id, None)
+        if pending is None or pending.answered:
+            return False
+        pending.answered = True
+        self.stats.responses += 1
+        await pending.reply(response)
+        return True
+
+    async def handler_failed(
+        self, subscription: Subscription, message: Message, error: Exception, *, stage: str
+    ) -> None:
+        self.stats.handler_errors += 1
+        log.error(
+            "%s of %r for %r failed on %s: %s: %s",
+            stage,
+            subscription.bus.plugin_id,
+            subscription.pattern,
+            message.topic,
+            type(error).__name__,
+            error,
+            exc_info=error,
+        )
+        await self.dead_letter(
+            message,
+            reason=f"{stage}-error",
+            subscriber=subscription.bus.plugin_id,
+            subscription=subscription.pattern,
+            error=error,
+        )
+
+    async def expired(self, subscription: Subscription, message: Message, tracked: bool) -> None:
+        self.stats.expired += 1
+        if tracked:
+            self.release(message, subscription.bus.plugin_id, failed=None)
+        await self.dead_letter(
+            message,
+            reason="expired",
+            subscriber=subscription.bus.plugin_id,
+            subscription=subscription.pattern,
+        )
+
+    async def dead_letter(
+        self,
+        message: Message,
+        *,
+        reason: str,
+        subscriber: str,
+        subscription: str | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Publish a message that could not be handled on ``system/dead-letter``."""
+        if message.topic == DEAD_LETTER_TOPIC or self.closed:
+            return  # never dead-letter a dead letter: that loop has no end
+        original = message.to_dict()
+        payload: dict[str, Any] = {
+            "reason": reason,
+            "error": None
+            if error is None
+            else {"type": type(error).__name__, "message": str(error)},
+            "subscriber": subscriber,
+            "subscription": subscription,
+            "message": original,
+        }
+        letter = Message(
+            topic=DEAD_LETTER_TOPIC,
+            message_type=MessageType.EVENT,
+            source=subscriber,
+            timestamp=format_timestamp(self.clock()),
+            headers=dict(message.headers),
+            payload=payload,
+        )
+        if len(letter.encode()) > self.config.max_message_size:
+            original["payload"] = None
+            payload["payloadOmitted"] = "the original payload is too large to carry here"
+            letter = Message(
+                topic=DEAD_LETTER_TOPIC,
+                source=subscriber,
+                timestamp=letter.timestamp,
+                headers=letter.headers,
+                payload=payload,
+            )
+        self.stats.dead_lettered += 1
+        try:
+            await self.transport.publish(letter)
+        except Exception:
+            log.exception("could not publish a dead letter for %s", message.topic)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        for handle in list(self.handles.values()):
+            handle.clear()
+        self.closed = True
+        await self.transport.close()
+
+
+def _response(
+    request: Message,
+    *,
+    source: str,
+    payload: Any,
+    status: str | None,
+    clock: WallClock,
+) -> Message:
+    headers = {"traceId": request.headers.get("traceId") or new_id(), "spanId": new_id()}
+    if "spanId" in request.headers:
+        headers["parentSpanId"] = request.headers["spanId"]
+    if status is not None:
+        headers["status"] = status
+    requester = request.source
+    return Message(
+        topic=f"plugin/{source}/response",
+        message_type=MessageType.RESPONSE,
+        correlation_id=request.correlation_id,
+        source=source,
+        destination=requester or "*",
+        timestamp=format_timestamp(clock()),
+        priority=request.priority,
+        headers=headers,
+        payload=payload,
+    )
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    _closing.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("could not send an error reply", exc_info=task.exception())
+
+
+def _plugin_id(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidTopic(repr(value), 0, "a plugin id must be a string")
+    if normalize_topic(value) != value or "/" in value:
+        raise InvalidTopic(value, 0, "a plugin id must be a single topic segment")
+    return value
+
+
+class MessageBus:
+    """The bus as one plugin sees it; get one with `get_message_bus`.
+
+    Every message published through a handle has ``source`` set to its plugin id.
+    """
+
+    def __init__(self, core: _Core, plugin_id: str) -> None:
+        self._core = core
+        self.plugin_id = plugin_id
+        self._subscriptions: list[Subscription] = []
+
+    @property
+    def url(self) -> str:
+        """The transport URL this handle publishes on."""
+        return self._core.url
+
+    @property
+    def transport(self) -> Transport:
+        """The transport under this bus (shared by every handle on the same URL)."""
+        return self._core.transport
+
+    @property
+    def config(self) -> BusConfig:
+        """The options of this bus."""
+        return self._core.config
+
+    def stats(self) -> dict[str, int]:
+        """Counters of the whole bus on this URL (all handles)."""
+        return asdict(self._core.stats)
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """This handle's live subscriptions."""
+        return tuple(self._subscriptions)
+
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Handler,
+        *,
+        filter: MessageFilter | None = None,
+        max_concurrency: int = 1,
+        queue_size: int | None = None,
+        overflow: Overflow = "block",
+        queue: str | None = None,
+    ) -> Subscription: ...
+
+    @overload
+    def subscribe(
+        self,
+        pattern: str,
+        handler: None = None,
+        *,
+        filter: MessageFilter | None = None,
+        max_concurrency: int = 1,
+        queue_size: int | None = None,
+        overflow: Overflow = "block",
+        queue: str | None = None,
+    ) -> Callable[[Handler], Subscription]: ...
+
+    def subscribe(
+        self,
+        pattern: str,
+        handler: Handler | None = None,
+        *,
+        filter: MessageFilter | None = None,
+        max_concurrency: int = 1,
+        queue_size: int | None = None,
+        overflow: Overflow = "block",
+        queue: str | None = None,
+    ) -> Subscription | Callable[[Handler], Subscription]:
+        """Call ``handler`` for each message whose topic matches ``pattern``.
+
+        ``*`` matches one segment, a trailing ``**`` one or more. ``filter`` runs before a
+        message is queued. Subscriptions sharing a ``queue`` name share the messages, each
+        going to one of them (replicas of a plugin). Without ``handler``, returns a
+        decorator. Raises `InvalidTopic` for a malformed pattern.
+        """
+        canonical = normalize_pattern(pattern)
+        if handler is None:
+
+            def decorate(function: Handler) -> Subscription:
+                return self.subscribe(
+                    canonical,
+                    function,
+                    filter=filter,
+                    max_concurrency=max_concurrency,
+                    queue_size=queue_size,
+                    overflow=overflow,
+                    queue=queue,
+                )
+
+            return decorate
+        if not callable(handler):
+            raise TypeError(
+                f"handler for {pattern!r} must be callable, not {type(handler).__name__}"
+            )
+        if self._core.closed:
+            raise TransportClosed(f"the bus on {self._core.url} is closed")
+        subscription = Subscription(
+            self,
+            canonical,
+            handler,
+            filter=filter,
+            max_concurrency=max_concurrency,
+            queue_size=self._core.config.queue_size if queue_size is None else queue_size,
+            overflow=overflow,
+            queue=queue,
+        )
+        subscription._wire = self._core.transport.subscribe(
+            canonical, subscription.deliver, queue=queue
+        )
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def _forget(self, subscription: Subscription) -> None:
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
+
+    def clear(self) -> None:
+        """Remove every subscription of this handle."""
+        for subscription in list(self._subscriptions):
+            subscription.unsubscribe()
+
+    def _message(
+        self,
+        message: Message | None,
+        *,
+        topic: str | None,
+        message_type: MessageType | str,
+        payload: Any,
+        headers: dict[str, str] | None,
+        priority: int,
+        destination: str,
+        correlation_id: str | None,
+        metadata: MessageMetadata | None,
+    ) -> Message:
+        clock = self._core.clock
+        if message is not None:
+            if topic is not None:
+                raise TypeError("pass either a Message or topic=..., not both")
+            validate_payload(message.payload, topic=message.topic)
+            return Message(
+                message_id=message.message_id,
+                correlation_id=message.correlation_id,
+                timestamp=message.timestamp,
+                source=self.plugin_id,  # never trust the caller's source
+                destination=message.destination,
+                topic=message.topic,
+                message_type=message.message_type,
+                priority=message.priority,
+                headers=_traced(message.headers),
+                payload=message.payload,
+                metadata=message.metadata,
+            )
+        if topic is None:
+            raise TypeError("publish needs topic=... (or a Message)")
+        canonical = normalize_topic(topic)
+        validate_payload(payload, topic=canonical)
+        return Message(
+            correlation_id=correlation_id,
+            timestamp=format_timestamp(clock()),
+            source=self.plugin_id,
+            destination=destination,
+            topic=canonical,
+            message_type=message_type,  # type: ignore[arg-type]  # validated in Message
+            priority=priority,
+            headers=_traced(headers),
+            payload=payload,
+            metadata=MessageMetadata() if metadata is None else metadata,
+        )
+
+    async def publish(
+        self,
+        message: Message | None = None,
+        /,
+        *,
+        topic: str | None = None,
+        message_type: MessageType | str = MessageType.EVENT,
+        payload: Any = None,
+        headers: dict[str, str] | None = None,
+        priority: int = DEFAULT_PRIORITY,
+        destination: str = "*",
+        correlation_id: str | None = None,
+        metadata: MessageMetadata | None = None,
+    ) -> Message:
+        """Publish a message and return it as sent (with its id, source and trace headers).
+
+        Raises `InvalidTopic`, `InvalidMessage` (payload not plain JSON, priority out of
+        1..10), `MessageTooLarge`, or `PublishTimeout` when a blocking subscriber stays full.
+        """
+        built = self._message(
+            message,
+            topic=topic,
+            message_type=message_type,
+            payload=payload,
+            headers=headers,
+            priority=priority,
+            destination=destination,
+            correlation_id=correlation_id,
+            metadata=metadata,
+        )
+        await self._core.send(built)
+        return built
+
+    async def request_message(
+        self,
+        *,
+        topic: str,
+        payload: Any = None,
+        destination: str = "*",
+        timeout: float | None = None,
+        headers: dict[str, str] | None = None,
+        priority: int = DEFAULT_PRIORITY,
+        message_type: MessageType | str = MessageType.REQUEST,
+    ) -> Message:
+        """Like `request`, but return the whole response message."""
+        seconds = self._core.config.request_timeout if timeout is None else timeout
+        if not seconds > 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
+        request = self._message(
+            None,
+            topic=topic,
+            message_type=message_type,
+            payload=payload,
+            headers=headers,
+            priority=priority,
+            destination=destination,
+            correlation_id=new_id(),
+            metadata=MessageMetadata(timeout_ms=max(1, round(seconds * 1000))),
+        )
+        size = len(request.encode())
+        if size > self._core.config.max_message_size:
+            self._core.stats.rejected += 1
+            raise MessageTooLarge(size, self._core.config.max_message_size, request.topic)
+        if self._core.closed:
+            raise TransportClosed(f"the bus on {self._core.url} is closed")
+        self._core.stats.requests += 1
+        response = await self._core.transport.request(request, timeout=seconds)
+        if response.headers.get("status") == ERROR_STATUS:
+            error = response.payload.get("error") if isinstance(response.payload, dict) else None
+            error = error if isinstance(error, dict) else {}
+            raise RemoteError(
+                str(error.get("type", "Error")),
+                str(error.get("message", response.payload)),
+                source=response.source or destination,
+            )
+        return response
+
+    async def request(
+        self,
+        *,
+        topic: str,
+        payload: Any = None,
+        destination: str = "*",
+        timeout: float | None = None,
+        headers: dict[str, str] | None = None,
+        priority: int = DEFAULT_PRIORITY,
+    ) -> Any:
+        """Send a request and return the response's payload (the seed's ``response``).
+
+        ``timeout`` is in seconds (default: the bus's, 30). Raises `NoResponders` at once
+        when nobody subscribes to ``topic``, `RequestTimeout` after the timeout, and
+        `RemoteError` when every responder's handler failed.
+        """
+        response = await self.request_message(
+            topic=topic,
+            payload=payload,
+            destination=destination,
+            timeout=timeout,
+            headers=headers,
+            priority=priority,
+        )
+        return response.payload
+
+    async def respond(
+        self, correlation_id: str, payload: Any, *, status: str | None = None
+    ) -> Message:
+        """Answer the request with ``correlation_id`` and return the response sent.
+
+        The first answer wins; a later one for the same request is dropped. A request this
+        process never received (a peer that correlates on its own) gets the response on
+        ``plugin/<requester>/response``.
+        """
+        if not isinstance(correlation_id, str) or not correlation_id:
+            raise TypeError("respond needs the request's correlation id (a non-empty string)")
+        validate_payload(payload)
+        pending = self._core.pending.get(correlation_id)
+        request = (
+            pending.request
+            if pending is not None
+            else Message(topic=f"plugin/{self.plugin_id}/request", correlation_id=correlation_id)
+        )
+        response = _response(
+            request, source=self.plugin_id, payload=payload, status=status, clock=self._core.clock
+        )
+        size = len(response.encode())
+        if size > self._core.config.max_message_size:
+            self._core.stats.rejected += 1
+            raise MessageTooLarge(size, self._core.config.max_message_size, response.topic)
+        if pending is None:
+            await self._core.send(response)
+        else:
+            await self._core.answer(correlation_id, response)
+        return response
+
+    def __repr__(self) -> str:
+        return f"MessageBus({self.plugin_id!r}, url={self._core.url!r})"
+
+
+def _traced(headers: dict[str, str] | None) -> dict[str, str]:
+    """Headers with ``traceId`` and ``spanId``, continuing the trace of the running handler."""
+    result = {} if headers is None else dict(headers)
+    if "traceId" not in result:
+        current = trace.get()
+        if current is not None and "traceId" in current.headers:
+            result["traceId"] = current.headers["traceId"]
+            if "spanId" in current.headers and "parentSpanId" not in result:
+                result["parentSpanId"] = current.headers["spanId"]
+        else:
+            result["traceId"] = new_id()
+    if "spanId" not in result:
+        result["spanId"] = new_id()
+    return result
+
+
+_cores: dict[str, _Core] = {}
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _default_url() -> str:
+    return os.environ.get(URL_ENV) or DEFAULT_URL
+
+
+def get_message_bus(
+    plugin_id: str, url: str | None = None, *, config: BusConfig | None = None
+) -> MessageBus:
+    """The bus handle of ``plugin_id`` on ``url`` (default ``$JIRA_ORCHESTRATOR_BUS_URL``
+    or ``memory://``); the same handle for the same id and URL.
+
+    ``config`` applies when the URL's bus is first created; a different config for a bus
+    that exists raises ``ValueError`` (call `reset_message_bus` first).
+    """
+    plugin_id = _plugin_id(plugin_id)
+    url = url or _default_url()
+    core = _cores.get(url)
+    if core is not None and core.closed:
+        del _cores[url]
+        core = None
+    if core is None:
+        core = _cores[url] = _Core(url, open_transport(url), config or BusConfig())
+    elif config is not None and config != core.config:
+        raise ValueError(f"the bus on {url} already runs with {core.config}; reset it first")
+    handle = core.handles.get(plugin_id)
+    if handle is None:
+        handle = core.handles[plugin_id] = MessageBus(core, plugin_id)
+    return handle
+
+
+def reset_message_bus() -> None:
+    """Forget every bus of this process (for tests): subscriptions end, handles go stale.
+
+    Transports that need the event loop to close are closed in the background when a loop
+    is running; use `close_message_bus` to wait for it.
+    """
+    cores = list(_cores.values())
+    _cores.clear()
+    for core in cores:
+        for handle in list(core.handles.values()):
+            handle.clear()
+        core.closed = True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:  # without a loop, the transport's own loop is gone already
+            task = loop.create_task(core.transport.close())
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
+
+
+async def close_message_bus() -> None:
+    """Close every bus of this process and wait until their transports are closed."""
+    cores = list(_cores.values())
+    _cores.clear()
+    for core in cores:
+        await core.close()

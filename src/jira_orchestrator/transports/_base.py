@@ -1,0 +1,76 @@
+"""The transport interface: what the bus needs from a wire, and nothing more.
+
+A transport moves `Message` objects between subscriptions matched by topic pattern, and
+carries a request to one responder per queue group and its reply back. Priorities,
+filters, per-subscriber queues, dead letters and RPC live above it, in the bus.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Protocol
+
+from jira_orchestrator._core.message import Message
+
+__all__ = ["Deliver", "Reply", "Transport", "TransportSubscription"]
+
+Reply = Callable[[Message], Awaitable[None]]
+"""Sends the response to a request; given to ``Deliver`` with each request message."""
+
+Deliver = Callable[[Message, Reply | None], Awaitable[None]]
+"""Called by the transport for each message a subscription receives.
+
+Its await is the transport's backpressure: a transport does not deliver the next message
+to the same subscription before it returns.
+"""
+
+
+class TransportSubscription(Protocol):
+    """A live subscription; ``unsubscribe`` stops deliveries and is idempotent."""
+
+    def unsubscribe(self) -> None: ...
+
+
+class Transport(abc.ABC):
+    """Publish, subscribe, request and close. ``pattern`` and topics are canonical."""
+
+    url: str
+
+    @abc.abstractmethod
+    def subscribe(
+        self, pattern: str, deliver: Deliver, *, queue: str | None = None
+    ) -> TransportSubscription:
+        """Start delivering messages matching ``pattern``.
+
+        Subscriptions that share a ``queue`` name share its messages: each message goes to
+        one of them. Effective for publishes made after this call returns, from this process.
+        """
+
+    @abc.abstractmethod
+    async def publish(self, message: Message) -> None:
+        """Deliver ``message`` to every matching subscription (one per queue group)."""
+
+    @abc.abstractmethod
+    async def request(self, message: Message, *, timeout: float) -> Message:
+        """Deliver a request and return the first reply.
+
+        Raises `NoResponders` at once when nobody subscribes, `RequestTimeout` after
+        ``timeout`` seconds.
+        """
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop all subscriptions and release the wire; later calls raise `TransportClosed`."""
+
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,105 @@
+"""The in-process transport: the embedded default and the test double at once."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+from jira_orchestrator._core.errors import NoResponders, RequestTimeout, TransportClosed
+from jira_orchestrator._core.message import Message
+from jira_orchestrator._core.topics import TopicIndex
+from jira_orchestrator.transports._base import Deliver, Transport
+
+__all__ = ["MemoryTransport"]
+
+
+class _MemorySubscription:
+    __slots__ = ("deliver", "queue", "transport")
+
+    def __init__(self, transport: MemoryTransport, deliver: Deliver, queue: str | None) -> None:
+        self.transport: MemoryTransport | None = transport
+        self.deliver = deliver
+        self.queue = queue
+
+    def unsubscribe(self) -> None:
+        if self.transport is not None:
+            self.transport._remove(self)
+            self.transport = None
+
+
+class MemoryTransport(Transport):
+    """Delivers within this process by direct calls; nothing is serialised.
+
+    Subscribers receive the publisher's `Message` object itself, so payloads must be
+    treated as read-only (they are plain JSON data, which the bus checks).
+    """
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._index: TopicIndex[_MemorySubscription] = TopicIndex()
+        self._grouped = 0
+        self._turn = itertools.count()
+        self._closed = False
+
+    def subscribe(
+        self, pattern: str, deliver: Deliver, *, queue: str | None = None
+    ) -> _MemorySubscription:
+        self._check_open()
+        subscription = _MemorySubscription(self, deliver, queue)
+        self._index.add(pattern, subscription)
+        if queue is not None:
+            self._grouped += 1
+        return subscription
+
+    def _remove(self, subscription: _MemorySubscription) -> None:
+        if subscription.queue is not None:
+            self._grouped -= 1
+        self._index.remove(subscription)
+
+    def _targets(self, topic: str) -> tuple[_MemorySubscription, ...]:
+        matched = self._index.match(topic)
+        if not self._grouped:
+            return matched
+        targets: list[_MemorySubscription] = []
+        groups: dict[str, list[_MemorySubscription]] = {}
+        for subscription in matched:
+            if subscription.queue is None:
+                targets.append(subscription)
+            else:
+                groups.setdefault(subscription.queue, []).append(subscription)
+        turn = next(self._turn)
+        targets.extend(members[turn % len(members)] for members in groups.values())
+        return tuple(targets)
+
+    async def publish(self, message: Message) -> None:
+        self._check_open()
+        for subscription in self._targets(message.topic):
+            await subscription.deliver(message, None)
+
+    async def request(self, message: Message, *, timeout: float) -> Message:
+        self._check_open()
+        targets = self._targets(message.topic)
+        if not targets:
+            raise NoResponders(message.topic)
+        answer: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+
+        async def reply(response: Message) -> None:
+            if not answer.done():
+                answer.set_result(response)
+
+        try:
+            async with asyncio.timeout(timeout):
+                for subscription in targets:
+                    await subscription.deliver(message, reply)
+                return await answer
+        except TimeoutError:
+            raise RequestTimeout(message.topic, timeout) from None
+
+    async def close(self) -> None:
+        self._closed = True
+        for _, subscription in list(self._index.entries()):
+            subscription.unsubscribe()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise TransportClosed(f"transport {self.url} is closed")
