@@ -1,0 +1,13 @@
+"""The conformance suite on the in-process transport."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conformance.base import BusConformance
+
+
+class TestMemoryBus(BusConformance):
+    @pytest.fixture
+    def bus_url(self) -> str:
+        return "memory://conformance"
