@@ -115,18 +115,21 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
         priority = self.priority
         if type(priority) is not int or not 1 <= priority <= 10:
             raise InvalidMessage(f"priority: must be an integer from 1 to 10, not {priority!r}")
-        for name in ("message_id", "timestamp", "source", "destination"):
-            if type(getattr(self, name)) is not str:
-                raise InvalidMessage(f"{name}: must be a string")
-        if self.correlation_id is not None and type(self.correlation_id) is not str:
-            raise InvalidMessage("correlationId: must be a string or null")
-        if type(self.headers) is not dict:
+        if not (
+            type(self.message_id) is str
+            and type(self.timestamp) is str
+            and type(self.source) is str
+            and type(self.destination) is str
+            and (self.correlation_id is None or type(self.correlation_id) is str)
+            and type(self.metadata) is MessageMetadata
+        ):
+            raise InvalidMessage(_first_bad_field(self))
+        headers = self.headers
+        if type(headers) is not dict:
             raise InvalidMessage("headers: must be an object of strings")
-        for key, value in self.headers.items():
-            if type(key) is not str or type(value) is not str:
+        for key, value in headers.items():
+            if type(value) is not str or type(key) is not str:
                 raise InvalidMessage(f"headers.{key}: header names and values must be strings")
-        if type(self.metadata) is not MessageMetadata:
-            raise InvalidMessage("metadata: must be a MessageMetadata")
 
     def encode(self) -> bytes:
         """The JSON bytes of this message."""
@@ -169,6 +172,20 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
             raise InvalidMessage(f"invalid message: {type(error).__name__}: {error}") from None
 
 
+def _first_bad_field(message: Message) -> str:
+    for name, wire in (
+        ("message_id", "messageId"),
+        ("timestamp", "timestamp"),
+        ("source", "source"),
+        ("destination", "destination"),
+    ):
+        if type(getattr(message, name)) is not str:
+            return f"{wire}: must be a string"
+    if type(message.metadata) is not MessageMetadata:
+        return "metadata: must be a MessageMetadata"
+    return "correlationId: must be a string or null"
+
+
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Message)
 
@@ -179,9 +196,12 @@ class _PayloadError(Exception):
         self.path: list[str] = []
 
 
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
 def _check(value: Any, depth: int) -> None:
     kind = type(value)
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind in _SCALARS:
         return
     if kind is float:
         if not math.isfinite(value):
@@ -189,25 +209,33 @@ def _check(value: Any, depth: int) -> None:
         return
     if depth >= MAX_PAYLOAD_DEPTH:
         raise _PayloadError(f"nested deeper than {MAX_PAYLOAD_DEPTH} levels")
-    if kind is dict or (isinstance(value, dict) and kind is not bool):
+    if kind is dict:
         for key, item in value.items():
-            if not isinstance(key, str):
+            if type(key) is not str and not isinstance(key, str):
                 raise _PayloadError(f"key {key!r} is a {type(key).__name__}; JSON keys are strings")
-            try:
-                _check(item, depth + 1)
-            except _PayloadError as error:
-                error.path.append(f".{key}")
-                raise
+            if type(item) not in _SCALARS:  # most values are scalars: skip the call
+                try:
+                    _check(item, depth + 1)
+                except _PayloadError as error:
+                    error.path.append(f".{key}")
+                    raise
         return
     if kind is list:
         for index, item in enumerate(value):
-            try:
-                _check(item, depth + 1)
-            except _PayloadError as error:
-                error.path.append(f"[{index}]")
-                raise
+            if type(item) not in _SCALARS:
+                try:
+                    _check(item, depth + 1)
+                except _PayloadError as error:
+                    error.path.append(f"[{index}]")
+                    raise
         return
-    if isinstance(value, str | int) and not isinstance(value, bool | float):
+    if isinstance(value, dict):
+        _check(dict(value), depth)
+        return
+    if isinstance(value, list):
+        _check(list(value), depth)
+        return
+    if isinstance(value, str | int) and not isinstance(value, float):
         return  # str and int subclasses (StrEnum, IntEnum) encode as their value
     if isinstance(value, float):
         _check(float(value), depth)

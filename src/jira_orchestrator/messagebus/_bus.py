@@ -112,13 +112,17 @@ class _Core:
         self.pending: dict[str, _Pending] = {}
         self.closed = False
 
-    async def send(self, message: Message) -> None:
+    def check_sendable(self, message: Message) -> None:
+        """Raise unless the bus is open and the message within the size limit."""
         if self.closed:
             raise TransportClosed(f"the bus on {self.url} is closed")
         size = len(message.encode())
         if size > self.config.max_message_size:
             self.stats.rejected += 1
             raise MessageTooLarge(size, self.config.max_message_size, message.topic)
+
+    async def send(self, message: Message) -> None:
+        self.check_sendable(message)
         self.stats.published += 1
         await self.transport.publish(message)
 
@@ -292,13 +296,15 @@ def _response(
     status: str | None,
     clock: WallClock,
 ) -> Message:
-    headers = {"traceId": request.headers.get("traceId") or new_id(), "spanId": new_id()}
+    message_id = new_id()
+    headers = {"traceId": request.headers.get("traceId") or message_id, "spanId": message_id}
     if "spanId" in request.headers:
         headers["parentSpanId"] = request.headers["spanId"]
     if status is not None:
         headers["status"] = status
     requester = request.source
     return Message(
+        message_id=message_id,
         topic=f"plugin/{source}/response",
         message_type=MessageType.RESPONSE,
         correlation_id=request.correlation_id,
@@ -477,7 +483,7 @@ class MessageBus:
                 topic=message.topic,
                 message_type=message.message_type,
                 priority=message.priority,
-                headers=_traced(message.headers),
+                headers=_traced(message.headers, message.message_id),
                 payload=message.payload,
                 metadata=message.metadata,
             )
@@ -485,7 +491,9 @@ class MessageBus:
             raise TypeError("publish needs topic=... (or a Message)")
         canonical = normalize_topic(topic)
         validate_payload(payload, topic=canonical)
+        message_id = new_id()
         return Message(
+            message_id=message_id,
             correlation_id=correlation_id,
             timestamp=format_timestamp(clock()),
             source=self.plugin_id,
@@ -493,7 +501,7 @@ class MessageBus:
             topic=canonical,
             message_type=message_type,  # type: ignore[arg-type]  # validated in Message
             priority=priority,
-            headers=_traced(headers),
+            headers=_traced(headers, message_id),
             payload=payload,
             metadata=MessageMetadata() if metadata is None else metadata,
         )
@@ -528,7 +536,10 @@ class MessageBus:
             correlation_id=correlation_id,
             metadata=metadata,
         )
-        await self._core.send(built)
+        core = self._core
+        core.check_sendable(built)
+        core.stats.published += 1
+        await core.transport.publish(built)  # not through core.send: one coroutine less
         return built
 
     async def request_message(
@@ -557,12 +568,7 @@ class MessageBus:
             correlation_id=new_id(),
             metadata=MessageMetadata(timeout_ms=max(1, round(seconds * 1000))),
         )
-        size = len(request.encode())
-        if size > self._core.config.max_message_size:
-            self._core.stats.rejected += 1
-            raise MessageTooLarge(size, self._core.config.max_message_size, request.topic)
-        if self._core.closed:
-            raise TransportClosed(f"the bus on {self._core.url} is closed")
+        self._core.check_sendable(request)
         self._core.stats.requests += 1
         response = await self._core.transport.request(request, timeout=seconds)
         if response.headers.get("status") == ERROR_STATUS:
@@ -622,10 +628,7 @@ class MessageBus:
         response = _response(
             request, source=self.plugin_id, payload=payload, status=status, clock=self._core.clock
         )
-        size = len(response.encode())
-        if size > self._core.config.max_message_size:
-            self._core.stats.rejected += 1
-            raise MessageTooLarge(size, self._core.config.max_message_size, response.topic)
+        self._core.check_sendable(response)
         if pending is None:
             await self._core.send(response)
         else:
@@ -636,8 +639,12 @@ class MessageBus:
         return f"MessageBus({self.plugin_id!r}, url={self._core.url!r})"
 
 
-def _traced(headers: dict[str, str] | None) -> dict[str, str]:
-    """Headers with ``traceId`` and ``spanId``, continuing the trace of the running handler."""
+def _traced(headers: dict[str, str] | None, message_id: str) -> dict[str, str]:
+    """Headers with ``traceId`` and ``spanId``, continuing the trace of the running handler.
+
+    A message is its own span (``spanId`` is its ``messageId``) and a message that starts
+    a trace gives it its id, which saves drawing two more ids on every publish.
+    """
     result = {} if headers is None else dict(headers)
     if "traceId" not in result:
         current = trace.get()
@@ -646,9 +653,9 @@ def _traced(headers: dict[str, str] | None) -> dict[str, str]:
             if "spanId" in current.headers and "parentSpanId" not in result:
                 result["parentSpanId"] = current.headers["spanId"]
         else:
-            result["traceId"] = new_id()
+            result["traceId"] = message_id
     if "spanId" not in result:
-        result["spanId"] = new_id()
+        result["spanId"] = message_id
     return result
 
 

@@ -86,6 +86,10 @@ class Subscription:
         # one FIFO per priority (index 1..10): O(1) push, pop and drop-oldest
         self._levels: list[deque[tuple[int, Message, bool]]] = [deque() for _ in range(11)]
         self._size = 0
+        self._top = 0  # highest priority that may hold messages
+        # Blocked publishers resume only once the queue has drained a tenth: waking one per
+        # message would cost a future and two task switches per message at full load.
+        self._resume_at = queue_size - max(1, queue_size // 10)
         self._seq = 0
         self._idle: deque[asyncio.Future[None]] = deque()
         self._blocked: deque[asyncio.Future[None]] = deque()
@@ -129,33 +133,46 @@ class Subscription:
         self._workers.clear()
         self.bus._forget(self)
 
-    async def deliver(self, message: Message, reply: Reply | None) -> None:
-        """Queue a message from the transport (the transport's `Deliver`)."""
+    def deliver(self, message: Message, reply: Reply | None) -> Awaitable[None] | None:
+        """Queue a message from the transport (the transport's `Deliver`).
+
+        Returns None when the message is queued at once, or an awaitable the transport
+        must await (backpressure, or reporting a failed filter).
+        """
         if self._closed:
-            return
+            return None
         self.stats.received += 1
         if self.filter is not None:
             try:
                 wanted = self.filter(message)
             except Exception as error:
                 self.stats.failed += 1
-                await self.bus._core.handler_failed(self, message, error, stage="filter")
-                return
+                return self.bus._core.handler_failed(self, message, error, stage="filter")
             if not wanted:
                 self.stats.filtered += 1
-                return
+                return None
         tracked = reply is not None and self.bus._core.track(message, reply)
         if self._size >= self.queue_size:
-            if self.overflow == "drop_oldest":
-                self._drop_oldest()
-            else:
-                await self._wait_for_space(message)
-                if self._closed:
-                    if tracked:
-                        self.bus._core.release(message, self.bus.plugin_id, failed=None)
-                    return
+            if self.overflow == "block":
+                return self._push_when_space(message, tracked)
+            self._drop_oldest()
+        self._push(message, tracked)
+        return None
+
+    async def _push_when_space(self, message: Message, tracked: bool) -> None:
+        await self._wait_for_space(message)
+        if self._closed:
+            if tracked:
+                self.bus._core.release(message, self.bus.plugin_id, failed=None)
+            return
+        self._push(message, tracked)
+
+    def _push(self, message: Message, tracked: bool) -> None:
         self._seq += 1
-        self._levels[message.priority].append((self._seq, message, tracked))
+        priority = message.priority
+        self._levels[priority].append((self._seq, message, tracked))
+        if priority > self._top:
+            self._top = priority
         self._size += 1
         if self._idle:
             waiter = self._idle.popleft()
@@ -165,17 +182,22 @@ class Subscription:
             self._workers.append(asyncio.get_running_loop().create_task(self._work()))
 
     def _pop(self) -> tuple[Message, bool]:
-        for priority in range(10, 0, -1):
-            level = self._levels[priority]
-            if level:
-                _, message, tracked = level.popleft()
-                self._size -= 1
-                if self._blocked:
-                    waiter = self._blocked.popleft()
-                    if not waiter.done():
-                        waiter.set_result(None)
-                return message, tracked
-        raise AssertionError("pop from an empty subscription queue")
+        levels = self._levels
+        top = self._top
+        while not levels[top]:
+            top -= 1
+        _, message, tracked = levels[top].popleft()
+        self._top = top
+        self._size -= 1
+        if self._blocked and self._size <= self._resume_at:
+            self._wake_blocked()
+        return message, tracked
+
+    def _wake_blocked(self) -> None:
+        while self._blocked:
+            waiter = self._blocked.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _drop_oldest(self) -> None:
         oldest: deque[tuple[int, Message, bool]] | None = None

@@ -72,9 +72,12 @@ class MemoryTransport(Transport):
         return tuple(targets)
 
     async def publish(self, message: Message) -> None:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         for subscription in self._targets(message.topic):
-            await subscription.deliver(message, None)
+            waiting = subscription.deliver(message, None)
+            if waiting is not None:
+                await waiting
 
     async def request(self, message: Message, *, timeout: float) -> Message:
         self._check_open()
@@ -90,7 +93,9 @@ class MemoryTransport(Transport):
         try:
             async with asyncio.timeout(timeout):
                 for subscription in targets:
-                    await subscription.deliver(message, reply)
+                    waiting = subscription.deliver(message, reply)
+                    if waiting is not None:
+                        await waiting
                 return await answer
         except TimeoutError:
             raise RequestTimeout(message.topic, timeout) from None
