@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tests.conformance.base import BusConformance
+from tests.conformance.rpc import RPCConformance
 
 
-class TestMemoryBus(BusConformance):
+class TestMemoryBus(BusConformance, RPCConformance):
     @pytest.fixture
     def bus_url(self) -> str:
         return "memory://conformance"

@@ -19,6 +19,8 @@ also inherits the stdlib type a caller would guess (``ValueError``, ``TimeoutErr
     │   ├── RequestTimeout (TimeoutError)    a request got no answer in time
     │   └── RemoteError                      the responder failed; carries its error type
     ├── RPCError                             a JSON-RPC 2.0 error, with ``code``
+    │   ├── MethodNotFound                   -32601
+    │   └── InvalidParams (ValueError)       -32602, names each bad parameter
     ├── CircuitOpenError                     a breaker refused the call
     ├── StateError                           replicated state
     │   └── StateAccessDenied (PermissionError)
@@ -35,10 +37,12 @@ __all__ = [
     "DeliveryError",
     "InvalidEndpoint",
     "InvalidMessage",
+    "InvalidParams",
     "InvalidTopic",
     "JiraOrchestratorError",
     "ManifestError",
     "MessageTooLarge",
+    "MethodNotFound",
     "NoResponders",
     "PublishTimeout",
     "RPCError",
@@ -146,6 +150,20 @@ class RPCError(JiraOrchestratorError):
         self.message = message
         self.data = data
         super().__init__(f"[{code}] {message}")
+
+
+class MethodNotFound(RPCError):
+    """The RPC server has no such method (JSON-RPC -32601)."""
+
+    def __init__(self, message: str, data: Any = None) -> None:
+        super().__init__(-32601, message, data)
+
+
+class InvalidParams(RPCError, ValueError):
+    """The parameters do not fit the method's signature (JSON-RPC -32602)."""
+
+    def __init__(self, message: str, data: Any = None) -> None:
+        super().__init__(-32602, message, data)
 
 
 class CircuitOpenError(JiraOrchestratorError):

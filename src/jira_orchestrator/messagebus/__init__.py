@@ -25,6 +25,7 @@ from jira_orchestrator.messagebus._subscription import (
     Subscription,
     SubscriptionStats,
 )
+from jira_orchestrator.messagebus.rpc import RPCClient, RPCMethod, RPCServer, parse_endpoint
 
 __all__ = [
     "DEAD_LETTER_TOPIC",
@@ -37,9 +38,13 @@ __all__ = [
     "MessageMetadata",
     "MessageType",
     "Overflow",
+    "RPCClient",
+    "RPCMethod",
+    "RPCServer",
     "Subscription",
     "SubscriptionStats",
     "close_message_bus",
     "get_message_bus",
+    "parse_endpoint",
     "reset_message_bus",
 ]

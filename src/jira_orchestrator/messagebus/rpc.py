@@ -1,0 +1,373 @@
+"""RPC between plugins: ``RPCServer("plugin://<id>/rpc")`` and ``RPCClient``.
+
+Calls travel as bus requests on ``plugin/<id>/rpc`` whose payload is a JSON-RPC 2.0
+request object, and come back as a JSON-RPC 2.0 response object, so a plugin in any
+language can serve or call methods (see docs/protocol.md). Parameters are validated from
+the handler's type hints; errors carry JSON-RPC codes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, get_type_hints, overload
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
+
+from jira_orchestrator._core.errors import (
+    InvalidEndpoint,
+    InvalidMessage,
+    InvalidParams,
+    MethodNotFound,
+    RPCError,
+)
+from jira_orchestrator._core.message import Message, validate_payload
+from jira_orchestrator.messagebus._bus import MessageBus, get_message_bus
+from jira_orchestrator.messagebus._subscription import Subscription
+
+__all__ = ["RPCClient", "RPCMethod", "RPCServer", "parse_endpoint", "rpc_topic"]
+
+log = logging.getLogger("jira_orchestrator.rpc")
+
+INVALID_REQUEST = -32600
+INTERNAL_ERROR = -32603
+_ENDPOINT = re.compile(r"plugin://(?P<id>[A-Za-z0-9_\-:@~+=]+)/rpc/?")
+
+RPCHandler = Callable[..., Any]
+
+
+def parse_endpoint(endpoint: str) -> str:
+    """The plugin id of a ``plugin://<id>/rpc`` address; raise `InvalidEndpoint`."""
+    if not isinstance(endpoint, str):
+        raise InvalidEndpoint(f"an RPC endpoint must be a string, not {type(endpoint).__name__}")
+    match = _ENDPOINT.fullmatch(endpoint)
+    if match is None:
+        raise InvalidEndpoint(
+            f"{endpoint!r} is not an RPC endpoint; expected plugin://<plugin-id>/rpc"
+        )
+    return match.group("id")
+
+
+def rpc_topic(plugin_id: str) -> str:
+    """The bus topic an RPC server of ``plugin_id`` listens on."""
+    return f"plugin/{plugin_id}/rpc"
+
+
+@dataclass(frozen=True)
+class RPCMethod:
+    """A registered method: how to validate its parameters and call it."""
+
+    name: str
+    function: RPCHandler
+    description: str
+    model: type[BaseModel] | None  # named parameters, validated from type hints
+    whole: TypeAdapter[Any] | None  # a single ``params`` parameter taking the whole object
+    positional: tuple[str, ...]
+
+    def schema(self) -> dict[str, Any]:
+        """JSON Schema of the parameters."""
+        if self.model is not None:
+            return self.model.model_json_schema()
+        if self.whole is not None:
+            return self.whole.json_schema()
+        return {"type": "object", "properties": {}}
+
+    def bind(self, params: Any) -> tuple[list[Any], dict[str, Any]]:
+        """Validated arguments for the call; raise `InvalidParams` naming each bad one."""
+        if self.whole is not None:
+            try:
+                return [self.whole.validate_python({} if params is None else params)], {}
+            except ValidationError as error:
+                raise InvalidParams(_describe(error, self.name), _details(error)) from None
+        if self.model is None:
+            if params not in (None, {}, []):
+                raise InvalidParams(f"{self.name} takes no parameters")
+            return [], {}
+        if params is None:
+            params = {}
+        if isinstance(params, list):
+            if len(params) > len(self.positional):
+                raise InvalidParams(
+                    f"{self.name} takes at most {len(self.positional)} positional parameters, "
+                    f"got {len(params)}"
+                )
+            params = dict(zip(self.positional, params, strict=False))
+        if not isinstance(params, dict):
+            raise InvalidParams(
+                f"{self.name}: params must be an object or an array, not {type(params).__name__}"
+            )
+        try:
+            validated = self.model.model_validate(params)
+        except ValidationError as error:
+            raise InvalidParams(_describe(error, self.name), _details(error)) from None
+        return [], {name: getattr(validated, name) for name in type(validated).model_fields}
+
+
+def _describe(error: ValidationError, method: str) -> str:
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "params"
+        problems.append(f"params.{where}: {item['msg']}" if where != "params" else item["msg"])
+    return f"invalid params for {method}: " + "; ".join(problems)
+
+
+def _details(error: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(part) for part in item["loc"]], "msg": item["msg"], "type": item["type"]}
+        for item in error.errors()
+    ]
+
+
+def _method(name: str, function: RPCHandler) -> RPCMethod:
+    if not callable(function):
+        raise TypeError(f"RPC method {name!r} must be callable, not {type(function).__name__}")
+    signature = inspect.signature(function)
+    try:
+        hints = get_type_hints(function)
+    except Exception:  # unresolvable annotations: validate nothing rather than refuse
+        hints = {}
+    parameters = [
+        p
+        for p in signature.parameters.values()
+        if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
+    description = inspect.getdoc(function) or ""
+    if len(parameters) == 1 and parameters[0].name == "params":
+        # The seed's style: one parameter receiving the whole params object.
+        annotation = hints.get("params", Any)
+        return RPCMethod(name, function, description, None, TypeAdapter(annotation), ())
+    if not parameters:
+        return RPCMethod(name, function, description, None, None, ())
+    fields: dict[str, Any] = {}
+    for parameter in parameters:
+        annotation = hints.get(parameter.name, Any)
+        default = ... if parameter.default is inspect.Parameter.empty else parameter.default
+        fields[parameter.name] = (annotation, default)
+    model = create_model(
+        f"{_model_name(name)}Params",
+        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
+        **fields,
+    )
+    positional = tuple(
+        p.name
+        for p in parameters
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    )
+    return RPCMethod(name, function, description, model, None, positional)
+
+
+def _model_name(name: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name)) or "Method"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True)
+    return value
+
+
+class RPCServer:
+    """Serves methods on ``plugin://<id>/rpc``.
+
+    ``RPCServer("plugin://your-plugin/rpc")`` starts serving at once on that plugin's bus
+    handle; ``max_concurrency`` calls run side by side (the rest queue). Replicas of a
+    plugin share calls (queue group). Set ``debug=True`` to send tracebacks to callers.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        bus: MessageBus | None = None,
+        max_concurrency: int = 16,
+        debug: bool = False,
+    ) -> None:
+        self.plugin_id = parse_endpoint(endpoint)
+        self.endpoint = endpoint
+        self.bus = bus if bus is not None else get_message_bus(self.plugin_id)
+        if self.bus.plugin_id != self.plugin_id:
+            raise InvalidEndpoint(
+                f"{endpoint!r} belongs to {self.plugin_id!r}, not to the bus handle of "
+                f"{self.bus.plugin_id!r}"
+            )
+        self.debug = debug
+        self._methods: dict[str, RPCMethod] = {}
+        self.calls = 0
+        self.errors = 0
+        self._subscription: Subscription | None = self.bus.subscribe(
+            rpc_topic(self.plugin_id),
+            self._handle,
+            max_concurrency=max_concurrency,
+            queue=f"{self.plugin_id}-rpc",
+        )
+        self.register("rpc.discover", self._discover)
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """Names of the registered methods."""
+        return tuple(self._methods)
+
+    @overload
+    def register(self, name: str, function: RPCHandler) -> RPCHandler: ...
+
+    @overload
+    def register(self, name: str, function: None = None) -> Callable[[RPCHandler], RPCHandler]: ...
+
+    def register(
+        self, name: str, function: RPCHandler | None = None
+    ) -> RPCHandler | Callable[[RPCHandler], RPCHandler]:
+        """Serve ``function`` as method ``name``; without ``function``, a decorator.
+
+        Registering a name again replaces the method.
+        """
+        if not isinstance(name, str) or not name:
+            raise ValueError("an RPC method name must be a non-empty string")
+        if function is None:
+
+            def decorate(handler: RPCHandler) -> RPCHandler:
+                self.register(name, handler)
+                return handler
+
+            return decorate
+        self._methods[name] = _method(name, function)
+        return function
+
+    def method(self, name: str | None = None) -> Callable[[RPCHandler], RPCHandler]:
+        """Decorator: serve the function under ``name`` (default: its own name)."""
+
+        def decorate(handler: RPCHandler) -> RPCHandler:
+            self.register(name or handler.__name__, handler)
+            return handler
+
+        return decorate
+
+    def close(self) -> None:
+        """Stop serving."""
+        if self._subscription is not None:
+            self._subscription.unsubscribe()
+            self._subscription = None
+
+    def _discover(self) -> dict[str, Any]:
+        """List the methods of this server with JSON Schemas of their parameters."""
+        return {
+            "endpoint": self.endpoint,
+            "methods": [
+                {"name": m.name, "description": m.description, "params": m.schema()}
+                for m in self._methods.values()
+            ],
+        }
+
+    async def invoke(self, name: str, params: Any = None) -> Any:
+        """Call a method here, as a remote call would (validation included)."""
+        method = self._methods.get(name)
+        if method is None:
+            raise MethodNotFound(f"method {name!r} not found on {self.endpoint}")
+        args, kwargs = method.bind(params)
+        result = method.function(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return _jsonable(result)
+
+    async def _handle(self, message: Message) -> None:
+        request = message.payload
+        call_id = request.get("id") if isinstance(request, dict) else None
+        if message.correlation_id is None:
+            log.warning("RPC call on %s without a correlation id ignored", message.topic)
+            return
+        self.calls += 1
+        try:
+            if (
+                not isinstance(request, dict)
+                or request.get("jsonrpc") != "2.0"
+                or not isinstance(request.get("method"), str)
+            ):
+                raise RPCError(
+                    INVALID_REQUEST,
+                    "invalid JSON-RPC 2.0 request: needs jsonrpc '2.0' and a string method",
+                )
+            result = await self.invoke(request["method"], request.get("params"))
+            validate_payload(result)
+            reply: dict[str, Any] = {"jsonrpc": "2.0", "result": result, "id": call_id}
+        except RPCError as error:
+            self.errors += 1
+            reply = _error_reply(call_id, error.code, error.message, error.data)
+        except InvalidMessage as error:
+            self.errors += 1
+            reply = _error_reply(call_id, INTERNAL_ERROR, f"result is not JSON: {error}", None)
+        except Exception as error:
+            self.errors += 1
+            data: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
+            if self.debug:
+                data["traceback"] = traceback.format_exc()
+            log.exception("RPC method %r of %s failed", request.get("method"), self.endpoint)
+            reply = _error_reply(call_id, INTERNAL_ERROR, f"{type(error).__name__}: {error}", data)
+        await self.bus.respond(message.correlation_id, reply)
+
+
+def _error_reply(call_id: Any, code: int, message: str, data: Any) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "error": error, "id": call_id}
+
+
+class RPCClient:
+    """Calls methods on ``plugin://<id>/rpc``.
+
+    ``await client.call(method, params)`` returns the method's value itself. Raises
+    `MethodNotFound`, `InvalidParams`, `RPCError` (code -32603 for a failing method, with
+    the remote error's type in ``data``), `NoResponders` when no server runs,
+    `RequestTimeout`.
+    """
+
+    def __init__(
+        self, endpoint: str, *, bus: MessageBus | None = None, timeout: float = 30.0
+    ) -> None:
+        self.plugin_id = parse_endpoint(endpoint)
+        self.endpoint = endpoint
+        self.bus = bus if bus is not None else get_message_bus("rpc-client")
+        self.timeout = timeout
+        self._ids = iter(range(1, 2**62))
+
+    async def call(self, method: str, params: Any = None, *, timeout: float | None = None) -> Any:
+        """Call ``method`` with ``params`` (an object or an array) and return its result."""
+        if not isinstance(method, str) or not method:
+            raise ValueError("an RPC method name must be a non-empty string")
+        call_id = next(self._ids)
+        request: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": call_id}
+        if params is not None:
+            request["params"] = params
+        reply = await self.bus.request(
+            destination=self.plugin_id,
+            topic=rpc_topic(self.plugin_id),
+            payload=request,
+            timeout=self.timeout if timeout is None else timeout,
+        )
+        if not isinstance(reply, dict) or reply.get("jsonrpc") != "2.0":
+            raise RPCError(INTERNAL_ERROR, f"malformed JSON-RPC reply from {self.endpoint}", reply)
+        if "error" in reply:
+            raise _error_from(reply["error"])
+        return reply.get("result")
+
+    async def discover(self, *, timeout: float | None = None) -> list[dict[str, Any]]:
+        """The server's methods with the JSON Schemas of their parameters."""
+        listing = await self.call("rpc.discover", timeout=timeout)
+        methods: list[dict[str, Any]] = listing["methods"]
+        return methods
+
+
+def _error_from(error: Any) -> RPCError:
+    if not isinstance(error, dict):
+        return RPCError(INTERNAL_ERROR, str(error))
+    code = error.get("code", INTERNAL_ERROR)
+    message = str(error.get("message", ""))
+    data = error.get("data")
+    if code == -32601:
+        return MethodNotFound(message, data)
+    if code == -32602:
+        return InvalidParams(message, data)
+    return RPCError(code if isinstance(code, int) else INTERNAL_ERROR, message, data)
