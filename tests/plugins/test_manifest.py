@@ -125,7 +125,7 @@ def test_defaults_are_the_seeds() -> None:
         1.0,
         10.0,
     )
-    assert manifest.error_handling.fallback.strategy == "error"
+    assert manifest.error_handling.fallback.strategy is None  # inferred by the resilience layer
     assert manifest.error_handling.fallback.fallback_plugin is None
     assert manifest.state_management.persistence.backend == "sqlite"
     assert manifest.state_management.sharing.shared_with == ["*"]
@@ -190,7 +190,7 @@ def test_every_problem_is_reported_at_once() -> None:
         "plugins/x/.claude-plugin/plugin.json: errorHandling.circuitBreaker.threshold: Input"
         " should be greater than or equal to 1 (got 0)",
         "plugins/x/.claude-plugin/plugin.json: errorHandling.retryPolicy.backoff: Input should"
-        " be 'exponential', 'linear', 'fixed' or 'fibonacci' (got \"cubic\")",
+        " be 'constant', 'linear', 'exponential' or 'fibonacci' (got \"cubic\")",
     ]
 
 
@@ -243,17 +243,17 @@ def test_every_problem_is_reported_at_once() -> None:
         (
             {"errorHandling": {"retryPolicy": {"initialDelay": 5000, "maxDelay": 10}}},
             "errorHandling.retryPolicy.maxDelay",
-            "at least initialDelay",
+            "must not be less than initialDelay",
         ),
         (
             {"errorHandling": {"fallback": {"strategy": "plugin"}}},
             "errorHandling.fallback.fallbackPlugin",
-            "required when strategy is 'plugin'",
+            'required when strategy is "plugin"',
         ),
         (
-            {"errorHandling": {"fallback": {"fallbackPlugin": "other"}}},
-            "errorHandling.fallback.strategy",
-            "use 'plugin'",
+            {"errorHandling": {"fallback": {"strategy": "error", "fallbackPlugin": "other"}}},
+            "errorHandling.fallback.fallbackPlugin",
+            'only used with strategy "plugin"',
         ),
         (
             {"errorHandling": {"fallback": {"strategy": "plugin", "fallbackPlugin": "p"}}},
@@ -386,3 +386,9 @@ def test_load_manifest_from_the_claude_plugin_folder(write_plugin: Any) -> None:
 
 def test_deeply_nested_json_is_a_problem_not_a_crash() -> None:
     assert problems_of("[" * 100_000) == ["x/plugin.json: $: JSON nested too deeply"]
+
+
+def test_a_fallback_plugin_alone_means_the_plugin_strategy() -> None:
+    manifest = parse_manifest({"name": "p", "errorHandling": {"fallback": {"fallbackPlugin": "q"}}})
+    assert manifest.error_handling.fallback.fallback_plugin == "q"
+    assert manifest.error_handling.fallback.strategy is None

@@ -71,7 +71,8 @@ class MessageMetadata(msgspec.Struct, frozen=True, kw_only=True, rename="camel")
 
     def expires_at_seconds(self) -> float | None:
         """``expiresAt`` as seconds since the epoch, or None."""
-        return None if self.expires_at is None else parse_timestamp(self.expires_at)
+        expires_at = self.expires_at
+        return None if expires_at is None else parse_timestamp(expires_at)
 
 
 _NO_METADATA = MessageMetadata()

@@ -15,6 +15,7 @@ from jira_orchestrator.messagebus._bus import (
     BusStats,
     MessageBus,
     close_message_bus,
+    current_message,
     get_message_bus,
     reset_message_bus,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "Subscription",
     "SubscriptionStats",
     "close_message_bus",
+    "current_message",
     "get_message_bus",
     "parse_endpoint",
     "reset_message_bus",

@@ -42,6 +42,7 @@ __all__ = [
     "BusStats",
     "MessageBus",
     "close_message_bus",
+    "current_message",
     "get_message_bus",
     "reset_message_bus",
 ]
@@ -635,6 +636,40 @@ class MessageBus:
             await self._core.answer(correlation_id, response)
         return response
 
+    async def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every message published so far has been handled by this process's
+        subscribers, including what their handlers publish in turn.
+
+        For tests and orderly shutdowns; raises ``TimeoutError`` after ``timeout`` seconds.
+        """
+        core = self._core
+        async with asyncio.timeout(timeout):
+            while True:
+                await core.transport.flush()
+                busy = [
+                    subscription
+                    for handle in core.handles.values()
+                    for subscription in handle._subscriptions
+                    if not subscription._settled.is_set()
+                ]
+                if not busy:
+                    return
+                for subscription in busy:
+                    await subscription._settled.wait()
+
+    async def dead_letter(
+        self, message: Message, *, reason: str, error: BaseException | None = None
+    ) -> None:
+        """Send a message this plugin refuses or cannot handle to ``system/dead-letter``."""
+        current = trace.get()
+        await self._core.dead_letter(
+            message,
+            reason=reason,
+            subscriber=self.plugin_id,
+            subscription=None if current is None else current.topic,
+            error=error,
+        )
+
     def __repr__(self) -> str:
         return f"MessageBus({self.plugin_id!r}, url={self._core.url!r})"
 
@@ -657,6 +692,11 @@ def _traced(headers: dict[str, str] | None, message_id: str) -> dict[str, str]:
     if "spanId" not in result:
         result["spanId"] = message_id
     return result
+
+
+def current_message() -> Message | None:
+    """The message whose handler is running in this task, or None."""
+    return trace.get()
 
 
 _cores: dict[str, _Core] = {}

@@ -16,7 +16,7 @@ from jira_orchestrator._core.message import Message
 from jira_orchestrator.transports import Reply, TransportSubscription
 
 if TYPE_CHECKING:
-    from jira_orchestrator.messagebus._bus import MessageBus
+    from jira_orchestrator.messagebus._bus import MessageBus, _Core
 
 __all__ = ["Handler", "MessageFilter", "Overflow", "Subscription", "SubscriptionStats", "trace"]
 
@@ -95,6 +95,9 @@ class Subscription:
         self._blocked: deque[asyncio.Future[None]] = deque()
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
+        self._busy = 0  # handlers running now
+        self._settled = asyncio.Event()  # set while nothing is queued or running
+        self._settled.set()
         self._is_async = inspect.iscoroutinefunction(handler)
         self._wire: TransportSubscription | None = None
 
@@ -108,8 +111,20 @@ class Subscription:
         """Messages queued and not yet handed to a worker."""
         return self._size
 
+    async def drain(self) -> None:
+        """Stop receiving, finish what is queued and running, then unsubscribe.
+
+        Bound it with ``asyncio.timeout``; `unsubscribe` after a timeout cancels the rest.
+        """
+        if self._wire is not None:
+            self._wire.unsubscribe()
+            self._wire = None
+        await self._settled.wait()
+        self.unsubscribe()
+
     def unsubscribe(self) -> None:
-        """Stop receiving; queued messages are discarded. Idempotent."""
+        """Stop receiving; queued messages are discarded, running handlers cancelled.
+        Idempotent."""
         if self._closed:
             return
         self._closed = True
@@ -126,6 +141,7 @@ class Subscription:
                 waiter.set_result(None)
         self._idle.clear()
         self._blocked.clear()
+        self._settled.set()
         current = asyncio.current_task() if _loop_running() else None
         for worker in self._workers:
             if worker is not current:
@@ -174,6 +190,7 @@ class Subscription:
         if priority > self._top:
             self._top = priority
         self._size += 1
+        self._settled.clear()
         if self._idle:
             waiter = self._idle.popleft()
             if not waiter.done():
@@ -239,30 +256,39 @@ class Subscription:
                 await waiter
                 continue
             message, tracked = self._pop()
-            expires = message.metadata.expires_at
-            if expires is not None and message.metadata.expires_at_seconds() <= core.clock():  # type: ignore[operator]
-                self.stats.expired += 1
-                await core.expired(self, message, tracked)
-                continue
-            token = trace.set(message)
+            self._busy += 1
             try:
-                if self._is_async:
-                    await self.handler(message)
-                else:
-                    result = self.handler(message)
-                    if inspect.isawaitable(result):
-                        await result
-            except Exception as error:
-                self.stats.failed += 1
-                if tracked:
-                    core.release(message, self.bus.plugin_id, failed=error)
-                await core.handler_failed(self, message, error, stage="handler")
-            else:
-                self.stats.handled += 1
-                if tracked:
-                    core.release(message, self.bus.plugin_id, failed=None)
+                await self._process(core, message, tracked)
             finally:
-                trace.reset(token)
+                self._busy -= 1
+                if not self._size and not self._busy:
+                    self._settled.set()
+
+    async def _process(self, core: _Core, message: Message, tracked: bool) -> None:
+        deadline = message.metadata.expires_at_seconds()
+        if deadline is not None and deadline <= core.clock():
+            self.stats.expired += 1
+            await core.expired(self, message, tracked)
+            return
+        token = trace.set(message)
+        try:
+            if self._is_async:
+                await self.handler(message)
+            else:
+                result = self.handler(message)
+                if inspect.isawaitable(result):
+                    await result
+        except Exception as error:
+            self.stats.failed += 1
+            if tracked:
+                core.release(message, self.bus.plugin_id, failed=error)
+            await core.handler_failed(self, message, error, stage="handler")
+        else:
+            self.stats.handled += 1
+            if tracked:
+                core.release(message, self.bus.plugin_id, failed=None)
+        finally:
+            trace.reset(token)
 
 
 def _loop_running() -> bool:

@@ -12,7 +12,7 @@ import inspect
 import logging
 import re
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, get_type_hints, overload
 
@@ -29,7 +29,14 @@ from jira_orchestrator._core.message import Message, validate_payload
 from jira_orchestrator.messagebus._bus import MessageBus, get_message_bus
 from jira_orchestrator.messagebus._subscription import Subscription
 
-__all__ = ["RPCClient", "RPCMethod", "RPCServer", "parse_endpoint", "rpc_topic"]
+__all__ = [
+    "RPCClient",
+    "RPCMethod",
+    "RPCServer",
+    "method_from_function",
+    "parse_endpoint",
+    "rpc_topic",
+]
 
 log = logging.getLogger("jira_orchestrator.rpc")
 
@@ -38,6 +45,7 @@ INTERNAL_ERROR = -32603
 _ENDPOINT = re.compile(r"plugin://(?P<id>[A-Za-z0-9_\-:@~+=]+)/rpc/?")
 
 RPCHandler = Callable[..., Any]
+Around = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
 
 def parse_endpoint(endpoint: str) -> str:
@@ -75,6 +83,18 @@ class RPCMethod:
         if self.whole is not None:
             return self.whole.json_schema()
         return {"type": "object", "properties": {}}
+
+    async def call(self, params: Any) -> Any:
+        """Validate ``params``, call the function, and return its JSON-ready result."""
+        args, kwargs = self.bind(params)
+        return await self.apply(args, kwargs)
+
+    async def apply(self, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Call the function with arguments from `bind`; return its JSON-ready result."""
+        result = self.function(*args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return _jsonable(result)
 
     def bind(self, params: Any) -> tuple[list[Any], dict[str, Any]]:
         """Validated arguments for the call; raise `InvalidParams` naming each bad one."""
@@ -122,7 +142,11 @@ def _details(error: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def _method(name: str, function: RPCHandler) -> RPCMethod:
+def method_from_function(name: str, function: RPCHandler) -> RPCMethod:
+    """Describe ``function`` as a method whose parameters are validated from its type hints.
+
+    A single parameter named ``params`` receives the whole params object (the seed's style).
+    """
     if not callable(function):
         raise TypeError(f"RPC method {name!r} must be callable, not {type(function).__name__}")
     signature = inspect.signature(function)
@@ -185,6 +209,7 @@ class RPCServer:
         bus: MessageBus | None = None,
         max_concurrency: int = 16,
         debug: bool = False,
+        around: Around | None = None,
     ) -> None:
         self.plugin_id = parse_endpoint(endpoint)
         self.endpoint = endpoint
@@ -195,6 +220,7 @@ class RPCServer:
                 f"{self.bus.plugin_id!r}"
             )
         self.debug = debug
+        self.around = around
         self._methods: dict[str, RPCMethod] = {}
         self.calls = 0
         self.errors = 0
@@ -233,7 +259,7 @@ class RPCServer:
                 return handler
 
             return decorate
-        self._methods[name] = _method(name, function)
+        self._methods[name] = method_from_function(name, function)
         return function
 
     def method(self, name: str | None = None) -> Callable[[RPCHandler], RPCHandler]:
@@ -246,9 +272,15 @@ class RPCServer:
         return decorate
 
     def close(self) -> None:
-        """Stop serving."""
+        """Stop serving; calls in progress are cancelled (see `drain`)."""
         if self._subscription is not None:
             self._subscription.unsubscribe()
+            self._subscription = None
+
+    async def drain(self) -> None:
+        """Stop taking calls and finish those already taken; bound it with a timeout."""
+        if self._subscription is not None:
+            await self._subscription.drain()
             self._subscription = None
 
     def _discover(self) -> dict[str, Any]:
@@ -266,11 +298,9 @@ class RPCServer:
         method = self._methods.get(name)
         if method is None:
             raise MethodNotFound(f"method {name!r} not found on {self.endpoint}")
-        args, kwargs = method.bind(params)
-        result = method.function(*args, **kwargs)
-        if inspect.isawaitable(result):
-            result = await result
-        return _jsonable(result)
+        if self.around is None:
+            return await method.call(params)
+        return await self.around(name, lambda: method.call(params))
 
     async def _handle(self, message: Message) -> None:
         request = message.payload

@@ -1,4 +1,4 @@
-"""Plugins: manifests, discovery of plugin folders, and the agent registry.
+"""Plugins: manifests, discovery of plugin folders, the agent registry and the runtime.
 
 from jira_orchestrator.plugins import load_manifest, discover_plugins
 
@@ -53,6 +53,7 @@ from jira_orchestrator.plugins.registry import (
     AgentRegistry,
     glob_matches,
 )
+from jira_orchestrator.plugins.runtime import CommandRejected, Plugin, PluginMetrics
 
 __all__ = [
     "MANIFEST_PATH",
@@ -62,6 +63,7 @@ __all__ = [
     "AgentSpec",
     "Capabilities",
     "CircuitBreakerConfig",
+    "CommandRejected",
     "CommandSpec",
     "CommunicationConfig",
     "Component",
@@ -72,9 +74,11 @@ __all__ = [
     "MessageBusConfig",
     "OrchestrationConfig",
     "PersistenceConfig",
+    "Plugin",
     "PluginCatalog",
     "PluginInfo",
     "PluginManifest",
+    "PluginMetrics",
     "RetryPolicyConfig",
     "RoutingConfig",
     "RpcConfig",

@@ -40,6 +40,7 @@ from pydantic.alias_generators import to_camel
 
 from jira_orchestrator._core.errors import InvalidTopic, ManifestError
 from jira_orchestrator._core.topics import normalize_pattern, normalize_topic
+from jira_orchestrator.resilience import read_error_handling
 
 __all__ = [
     "MANIFEST_PATH",
@@ -255,28 +256,45 @@ class CircuitBreakerConfig(_Section):
     timeout: Milliseconds = _duration(60.0, "how long the circuit stays open")
     half_open_retries: int = Field(default=3, ge=1, description="successes that close it")
     monitoring_window: Milliseconds = _duration(300.0, "the window failures are counted in")
+    half_open_max_calls: int = Field(default=1, ge=1, description="trial calls at once")
+    slow_call_threshold: Milliseconds | None = Field(
+        default=None, description="calls slower than this count as failures (milliseconds)"
+    )
+    failure_rate: float | None = Field(
+        default=None, gt=0, le=1, description="open on this failure rate instead of a count"
+    )
+    minimum_calls: int = Field(default=10, ge=1, description="calls before a rate is judged")
 
 
 class RetryPolicyConfig(_Section):
     """Retries of failed calls; delays grow by ``backoff`` from ``initialDelay`` to ``maxDelay``."""
 
+    enabled: bool = True
     max_retries: int = Field(default=3, ge=0)
-    backoff: Literal["exponential", "linear", "fixed", "fibonacci"] = "exponential"
+    backoff: Literal["constant", "linear", "exponential", "fibonacci"] = "exponential"
     initial_delay: Milliseconds = _duration(1.0)
     max_delay: Milliseconds = _duration(10.0)
+    jitter: Literal["full", "equal", "none"] = "full"
+    deadline: Milliseconds | None = Field(
+        default=None, description="give up after this long in all (milliseconds)"
+    )
 
 
 class FallbackConfig(_Section):
-    """What happens when the plugin cannot serve: answer an error, ask another plugin, or
-    answer the last good result."""
+    """What happens when the plugin cannot serve: nothing, answer an error, answer the last
+    good result, or ask another plugin. Unset means "plugin" when ``fallbackPlugin`` is
+    set, else "none"."""
 
-    strategy: Literal["error", "plugin", "cache"] = "error"
+    strategy: Literal["none", "error", "cached", "plugin"] | None = None
     fallback_plugin: PluginId | None = None
 
 
 class ErrorHandlingConfig(_Section):
-    """Circuit breaker, retry policy and fallback."""
+    """Circuit breaker, retry policy and fallback (see docs/resilience.md for the order)."""
 
+    timeout: Milliseconds | None = Field(
+        default=None, description="the longest one attempt may take (milliseconds)"
+    )
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
     retry_policy: RetryPolicyConfig = Field(default_factory=RetryPolicyConfig)
     fallback: FallbackConfig = Field(default_factory=FallbackConfig)
@@ -401,6 +419,13 @@ def parse_manifest(
             f"{source}: {_error_path(e['loc'])}: {_error_message(e)}" for e in exc.errors()
         )
     problems.extend(f"{source}: {where}: {message}" for where, message in _cross_check(document))
+    if manifest is not None:
+        # The resilience layer reads errorHandling itself; ask it, so what validates here
+        # is exactly what a plugin can run with.
+        try:
+            read_error_handling(document)
+        except ManifestError as error:
+            problems.extend(f"{source}: {problem}" for problem in error.problems)
     if problems:
         raise ManifestError(problems)
     assert manifest is not None
@@ -495,31 +520,9 @@ def _cross_check(document: Mapping[str, Any]) -> list[tuple[str, str]]:
                 )
             )
     fallback = _section(_section(document, "errorHandling"), "fallback")
-    strategy = fallback.get("strategy", "error")
-    plugin = fallback.get("fallbackPlugin")
-    if strategy == "plugin" and plugin is None:
-        found.append(
-            ("errorHandling.fallback.fallbackPlugin", "required when strategy is 'plugin'")
-        )
-    if isinstance(plugin, str) and strategy in ("error", "cache"):
-        found.append(
-            (
-                "errorHandling.fallback.strategy",
-                f"fallbackPlugin is set but strategy is {strategy!r}; use 'plugin'",
-            )
-        )
-    if isinstance(plugin, str) and plugin == name:
+    if isinstance(name, str) and fallback.get("fallbackPlugin") == name:
         found.append(
             ("errorHandling.fallback.fallbackPlugin", "a plugin cannot fall back to itself")
-        )
-    retry = _section(_section(document, "errorHandling"), "retryPolicy")
-    initial, ceiling = retry.get("initialDelay", 1000), retry.get("maxDelay", 10000)
-    if _is_number(initial) and _is_number(ceiling) and ceiling < initial:
-        found.append(
-            (
-                "errorHandling.retryPolicy.maxDelay",
-                f"must be at least initialDelay ({initial} ms), got {ceiling} ms",
-            )
         )
     return found
 

@@ -62,6 +62,13 @@ class Transport(abc.ABC):
         ``timeout`` seconds.
         """
 
+    async def flush(self) -> None:  # noqa: B027 - optional: a no-op where nothing is in flight
+        """Wait until the wire has taken every message published so far (no-op in memory).
+
+        On a networked transport, messages this process subscribes to are back before it
+        returns, so `MessageBus.flush` can then wait for local handlers.
+        """
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Stop all subscriptions and release the wire; later calls raise `TransportClosed`."""

@@ -1,0 +1,70 @@
+"""Pytest fixtures for plugin authors (the seed's ``resetMessageBus`` pattern).
+
+Installed as a pytest plugin, so in any project that depends on jira-orchestrator::
+
+    async def test_ready(message_bus, start_plugin):
+        plugin = await start_plugin("plugins/fastapi-backend")
+        ...
+
+``message_bus`` gives a fresh in-process bus for the test (a factory of handles by plugin
+id); ``start_plugin`` starts a `Plugin` (a folder, a manifest or a Plugin object) in this
+process, with its state and output in the test's temporary folder, and stops it after.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jira_orchestrator.messagebus import (
+    MessageBus,
+    close_message_bus,
+    get_message_bus,
+    reset_message_bus,
+)
+from jira_orchestrator.plugins.manifest import PluginManifest
+from jira_orchestrator.plugins.runtime import Plugin
+
+__all__ = ["message_bus", "start_plugin"]
+
+BusFactory = Callable[[str], MessageBus]
+PluginStarter = Callable[..., Awaitable[Plugin]]
+
+
+@pytest.fixture
+async def message_bus() -> AsyncIterator[BusFactory]:
+    """A fresh in-process bus: call it with a plugin id to get that plugin's handle."""
+    reset_message_bus()
+
+    def handle(plugin_id: str) -> MessageBus:
+        return get_message_bus(plugin_id, "memory://")
+
+    yield handle
+    await close_message_bus()
+
+
+@pytest.fixture
+async def start_plugin(message_bus: BusFactory, tmp_path: Path) -> AsyncIterator[PluginStarter]:
+    """Start plugins in this process; each is stopped when the test ends."""
+    started: list[Plugin] = []
+
+    async def start(
+        source: str | os.PathLike[str] | PluginManifest | Plugin, **options: Any
+    ) -> Plugin:
+        if isinstance(source, Plugin):
+            plugin = source
+        else:
+            options.setdefault("output_dir", tmp_path / "output")
+            options.setdefault("state_path", tmp_path / f"state-{len(started)}.db")
+            plugin = Plugin(source, bus_url="memory://", **options)
+        await plugin.start()
+        started.append(plugin)
+        return plugin
+
+    yield start
+    for plugin in reversed(started):
+        await plugin.stop(timeout=5.0)
