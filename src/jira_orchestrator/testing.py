@@ -9,6 +9,7 @@ Installed as a pytest plugin, so in any project that depends on jira-orchestrato
 ``message_bus`` gives a fresh in-process bus for the test (a factory of handles by plugin
 id); ``start_plugin`` starts a `Plugin` (a folder, a manifest or a Plugin object) in this
 process, with its state and output in the test's temporary folder, and stops it after.
+Async fixtures: install pytest-asyncio (the ``dev`` extra has it).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -31,11 +32,27 @@ from jira_orchestrator.plugins.runtime import Plugin
 
 __all__ = ["message_bus", "start_plugin"]
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def async_fixture(function: _F) -> _F:
+    """pytest-asyncio's fixture decorator (it runs async fixtures), else pytest's.
+
+    Loaded as a pytest plugin in every project that installs jira-orchestrator, this
+    module must never break pytest where pytest-asyncio (the ``testing`` extra) is absent.
+    """
+    try:
+        from pytest_asyncio import fixture
+    except ImportError:
+        return cast(_F, pytest.fixture(function))
+    return cast(_F, fixture(function))
+
+
 BusFactory = Callable[[str], MessageBus]
 PluginStarter = Callable[..., Awaitable[Plugin]]
 
 
-@pytest.fixture
+@async_fixture
 async def message_bus() -> AsyncIterator[BusFactory]:
     """A fresh in-process bus: call it with a plugin id to get that plugin's handle."""
     reset_message_bus()
@@ -47,20 +64,25 @@ async def message_bus() -> AsyncIterator[BusFactory]:
     await close_message_bus()
 
 
-@pytest.fixture
-async def start_plugin(message_bus: BusFactory, tmp_path: Path) -> AsyncIterator[PluginStarter]:
-    """Start plugins in this process; each is stopped when the test ends."""
+@async_fixture
+async def start_plugin(
+    message_bus: BusFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[PluginStarter]:
+    """Start plugins in this process; each is stopped when the test ends.
+
+    Plugins created during the test keep their state and output under ``tmp_path``
+    (``$JIRA_ORCHESTRATOR_STATE_DIR`` and ``$JIRA_ORCHESTRATOR_OUTPUT`` point there).
+    """
+    monkeypatch.setenv("JIRA_ORCHESTRATOR_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("JIRA_ORCHESTRATOR_OUTPUT", str(tmp_path / "output"))
     started: list[Plugin] = []
 
     async def start(
         source: str | os.PathLike[str] | PluginManifest | Plugin, **options: Any
     ) -> Plugin:
-        if isinstance(source, Plugin):
-            plugin = source
-        else:
-            options.setdefault("output_dir", tmp_path / "output")
-            options.setdefault("state_path", tmp_path / f"state-{len(started)}.db")
-            plugin = Plugin(source, bus_url="memory://", **options)
+        plugin = (
+            source if isinstance(source, Plugin) else Plugin(source, bus_url="memory://", **options)
+        )
         await plugin.start()
         started.append(plugin)
         return plugin

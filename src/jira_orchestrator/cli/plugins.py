@@ -21,6 +21,7 @@ from jira_orchestrator.plugins import (
     manifest_json_schema_text,
     validate_manifest,
 )
+from jira_orchestrator.plugins.scaffold import scaffold_plugin
 
 __all__ = ["plugins_app"]
 
@@ -199,3 +200,22 @@ def schema(
         typer.echo(text, nl=False)
     else:
         output.write_text(text, encoding="utf-8")
+
+
+@plugins_app.command("new")
+def new(
+    name: Annotated[str, typer.Argument(help="the plugin id, e.g. billing-reports")],
+    directory: Annotated[
+        Path, typer.Argument(help="where to create the plugin folder", show_default=True)
+    ] = Path("."),
+    description: Annotated[str, typer.Option(help="one line for the manifest")] = "",
+) -> None:
+    """Scaffold a working plugin: manifest, entry point, an agent and a passing test."""
+    try:
+        root = scaffold_plugin(name, directory, description=description)
+    except (ValueError, FileExistsError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"created {root}")
+    typer.echo(f"  run it:   python {root / 'plugin.py'}")
+    typer.echo(f"  test it:  python -m pytest {root / 'tests'}")
