@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from jira_orchestrator import __version__
+from jira_orchestrator.cli.demo import demo
 from jira_orchestrator.cli.plugins import plugins_app
 
 __all__ = ["app", "main"]
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 
 app.add_typer(plugins_app, name="plugins")
+app.command()(demo)
 
 
 @app.callback()
