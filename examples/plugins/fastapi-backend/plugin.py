@@ -5,10 +5,11 @@ from pathlib import Path
 from typing import Literal
 
 from jira_orchestrator.messagebus import Message
-from jira_orchestrator.plugins import Plugin
+from jira_orchestrator.plugins import Issue, Plugin
 
 plugin = Plugin(Path(__file__).parent)
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+ENDPOINT = re.compile(r"\b(?P<method>GET|POST|PUT|PATCH|DELETE)\s+(?P<path>/[\w/{}.-]*)")
 
 
 def function_name(path: str) -> str:
@@ -30,22 +31,23 @@ def endpoint_code(path: str, method: str, database: str) -> str:
 async def create_endpoint(path: str, method: HttpMethod = "GET", database: str = "mongodb") -> dict:
     code = endpoint_code(path, method, database)
     file_path = plugin.output_dir / f"routes_{function_name(path)}.py"
-    file_path.parent.mkdir(parents=True, exist_ok=True)
     file_path.write_text(code)
     plugin.state.add_to_set("endpoints", {"path": path, "method": method})
-    plugin.state.increment_counter("requests_processed")
     await plugin.publish_event("endpoint_created", endpoint={"path": path, "method": method})
     return {"filePath": str(file_path), "code": code, "schemaId": f"schema_{function_name(path)}"}
 
 
-@plugin.command("create_model")
-def create_model(name: str) -> dict:
-    return {"modelName": name, "schemaId": f"schema_{name.lower()}"}
+@plugin.command("handle_issue")  # what the orchestrator sends: build the endpoint it names
+async def handle_issue(issue: Issue) -> dict:
+    found = ENDPOINT.search(issue.text)
+    return await create_endpoint(**(found.groupdict() if found else {"path": f"/api/{issue.slug}"}))
 
 
-@plugin.command("setup_authentication")
-def setup_authentication(method: Literal["jwt", "oauth2", "keycloak"] = "jwt") -> dict:
-    return {"authConfigured": True, "method": method}
+plugin.command("create_model")(lambda name: {"modelName": name, "schemaId": f"schema_{name}"})
+plugin.command("setup_authentication")(
+    lambda method="jwt": {"authConfigured": True, "method": method}
+)
+plugin.on("system/broadcast")(lambda m: plugin.log.info("system broadcast: %s", m.payload))
 
 
 @plugin.on("routing/decision")
@@ -53,8 +55,6 @@ def on_routing_decision(message: Message) -> None:
     if message.payload.get("primaryPlugin") == plugin.id:
         plugin.state.increment_counter("requests_routed")
 
-
-plugin.on("system/broadcast")(lambda m: plugin.log.info("system broadcast: %s", m.payload))
 
 if __name__ == "__main__":
     plugin.run()

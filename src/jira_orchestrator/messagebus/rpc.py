@@ -145,7 +145,9 @@ def _details(error: ValidationError) -> list[dict[str, Any]]:
 def method_from_function(name: str, function: RPCHandler) -> RPCMethod:
     """Describe ``function`` as a method whose parameters are validated from its type hints.
 
-    A single parameter named ``params`` receives the whole params object (the seed's style).
+    A single parameter named ``params``, or a single parameter typed with a pydantic
+    model, receives the whole params object (the seed's style). A function with
+    ``**kwargs`` ignores parameters it does not name; otherwise they are refused.
     """
     if not callable(function):
         raise TypeError(f"RPC method {name!r} must be callable, not {type(function).__name__}")
@@ -160,9 +162,12 @@ def method_from_function(name: str, function: RPCHandler) -> RPCMethod:
         if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     ]
     description = inspect.getdoc(function) or ""
-    if len(parameters) == 1 and parameters[0].name == "params":
-        # The seed's style: one parameter receiving the whole params object.
-        annotation = hints.get("params", Any)
+    if len(parameters) == 1 and (
+        parameters[0].name == "params" or _is_model(hints.get(parameters[0].name))
+    ):
+        # The seed's style (one ``params`` parameter), or one pydantic model: the whole
+        # params object is that one argument.
+        annotation = hints.get(parameters[0].name, Any)
         return RPCMethod(name, function, description, None, TypeAdapter(annotation), ())
     if not parameters:
         return RPCMethod(name, function, description, None, None, ())
@@ -171,9 +176,13 @@ def method_from_function(name: str, function: RPCHandler) -> RPCMethod:
         annotation = hints.get(parameter.name, Any)
         default = ... if parameter.default is inspect.Parameter.empty else parameter.default
         fields[parameter.name] = (annotation, default)
+    # A function taking **kwargs accepts (and ignores) parameters it does not name.
+    takes_more = any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
+    )
     model = create_model(
         f"{_model_name(name)}Params",
-        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=False),
+        __config__=ConfigDict(extra="ignore" if takes_more else "forbid"),
         **fields,
     )
     positional = tuple(
@@ -182,6 +191,10 @@ def method_from_function(name: str, function: RPCHandler) -> RPCMethod:
         if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     )
     return RPCMethod(name, function, description, model, None, positional)
+
+
+def _is_model(annotation: object) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _model_name(name: str) -> str:

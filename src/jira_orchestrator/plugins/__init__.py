@@ -53,6 +53,7 @@ from jira_orchestrator.plugins.registry import (
     AgentRegistry,
     glob_matches,
 )
+from jira_orchestrator.plugins.issue import Issue
 from jira_orchestrator.plugins.runtime import CommandRejected, Plugin, PluginMetrics
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "ErrorHandlingConfig",
     "FallbackConfig",
     "FrontMatterError",
+    "Issue",
     "MessageBusConfig",
     "OrchestrationConfig",
     "PersistenceConfig",

@@ -133,7 +133,7 @@ class Plugin:
             self.manifest, name=self.id, clock=clock, listeners=[self._on_breaker_change]
         )
         base = os.environ.get("JIRA_ORCHESTRATOR_OUTPUT")
-        self.output_dir = Path(
+        self._output_dir = Path(
             output_dir if output_dir is not None else Path(base or "output") / self.id
         )
         self._state_path = state_path
@@ -215,6 +215,12 @@ class Plugin:
                 path = self.root / path
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+    @property
+    def output_dir(self) -> Path:
+        """Where commands write what they make; created on first use."""
+        self._output_dir.mkdir(parents=True, exist_ok=True)
+        return self._output_dir
 
     @property
     def breaker(self) -> CircuitBreaker | None:
