@@ -88,7 +88,8 @@ async def test_design_system_writes_a_component_and_fails_on_demand(
     assert "startDate?: React.ReactNode;" in code
     monkeypatch.setenv("DEMO_FAIL", "frontend-design-system")
     failed = await command(bus, "frontend-design-system", "create_component", name="Toolbar")
-    assert failed == {"status": "error", "error": "design-token service unreachable"}
+    assert failed["error"] == "design-token service unreachable"
+    assert failed["errorType"] == "ConnectionError"
 
 
 async def test_helm_deployer_writes_a_valid_chart(

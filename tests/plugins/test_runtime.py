@@ -79,12 +79,18 @@ async def test_command_errors_answer_status_error_and_are_counted(
 
     await start_plugin(plugin)
     caller = message_bus("jira-orchestrator")
-    assert await ask(caller, "worker", "explode") == {"status": "error", "error": "disk full"}
+    assert await ask(caller, "worker", "explode") == {
+        "status": "error",
+        "error": "disk full",
+        "errorType": "RuntimeError",
+    }
     unknown = await ask(caller, "worker", "nope")
     assert unknown["status"] == "error"
     assert "known: explode, needs" in unknown["error"]
+    assert unknown["callerError"] is True
     invalid = await ask(caller, "worker", "needs", count="many")
     assert invalid["status"] == "error"
+    assert invalid["callerError"] is True
     assert "params.count" in invalid["error"]
     malformed = await caller.request(topic="plugin/worker/request", payload=["x"], timeout=5)
     assert malformed["status"] == "error"

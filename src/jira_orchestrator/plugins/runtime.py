@@ -40,6 +40,7 @@ from jira_orchestrator.messagebus import (
     Message,
     MessageBus,
     MessageType,
+    RPCClient,
     RPCServer,
     Subscription,
     current_message,
@@ -245,6 +246,17 @@ class Plugin:
         """True between `start` and `stop`."""
         return self.metrics.started is not None
 
+    async def delegate(self, target: str, command: str, **parameters: Any) -> Any:
+        """Have plugin ``target`` run ``command`` through the orchestrator.
+
+        The orchestrator checks this plugin's ``routing.canRouteTo``; a refusal raises
+        `RPCError` naming it.
+        """
+        client = RPCClient("plugin://jira-orchestrator/rpc", bus=self.bus)
+        return await client.call(
+            "delegate", {"target": target, "command": command, "parameters": parameters}
+        )
+
     async def publish_event(self, event_type: str, **payload: Any) -> Message:
         """Publish ``{eventType, ...}`` on ``plugin/<id>/events``."""
         return await self.bus.publish(
@@ -330,12 +342,21 @@ class Plugin:
                 "fallback": True,
             }
         except (MethodNotFound, InvalidParams) as error:
-            reply = {"status": "error", "error": error.message}
+            # callerError: the request is at fault, so retrying it or blaming the plugin
+            # (its breaker, its health) would be wrong.
+            reply = {
+                "status": "error",
+                "error": error.message,
+                "errorType": type(error).__name__,
+                "callerError": True,
+            }
         except Exception as error:
             self.log.exception("command %r failed", command)
-            reply = {"status": "error", "error": str(error) or type(error).__name__}
-            if self.debug:
-                reply["errorType"] = type(error).__name__
+            reply = {
+                "status": "error",
+                "error": str(error) or type(error).__name__,
+                "errorType": type(error).__name__,
+            }
         else:
             reply = {"status": "success", "result": result}
         await self.bus.respond(message.correlation_id, reply)
