@@ -6,7 +6,13 @@ import asyncio
 
 import pytest
 
-from jira_orchestrator import PublishTimeout, RequestTimeout, TransportClosed, UnknownTransport
+from jira_orchestrator import (
+    InvalidMessage,
+    PublishTimeout,
+    RequestTimeout,
+    TransportClosed,
+    UnknownTransport,
+)
 from jira_orchestrator.messagebus import (
     BusConfig,
     Message,
@@ -240,3 +246,19 @@ async def test_a_reset_bus_is_closed_for_stale_handles() -> None:
     fresh = get_message_bus("x")
     assert fresh is not stale
     await fresh.publish(topic="a", payload=None)
+
+
+async def test_undecodable_input_from_the_wire_is_counted_and_dead_lettered() -> None:
+    auditor = get_message_bus("auditor")
+    letters = Inbox()
+    auditor.subscribe("system/dead-letter", letters)
+    hook = auditor.transport.on_invalid
+    assert hook is not None  # the bus wires every transport's hook
+    hook("plugin.x.request", b'{"topic": 42} \xff', InvalidMessage("topic: must be a string"))
+    await letters.wait(1)
+    letter = letters.messages[0].payload
+    assert letter["reason"] == "invalid-message"
+    assert letter["subscription"] == "plugin.x.request"
+    assert letter["raw"].startswith('{"topic": 42}')
+    assert letter["error"]["message"] == "topic: must be a string"
+    assert auditor.stats()["invalid"] == 1

@@ -11,6 +11,7 @@ from typing import Any, overload
 
 from jira_orchestrator._core.clock import WallClock, format_timestamp, wall
 from jira_orchestrator._core.errors import (
+    InvalidMessage,
     InvalidTopic,
     MessageTooLarge,
     RemoteError,
@@ -86,6 +87,7 @@ class BusStats:
     dropped: int = 0
     expired: int = 0
     rejected: int = 0
+    invalid: int = 0
     publish_timeouts: int = 0
 
 
@@ -112,6 +114,37 @@ class _Core:
         self.handles: dict[str, MessageBus] = {}
         self.pending: dict[str, _Pending] = {}
         self.closed = False
+        self._letters: set[asyncio.Task[None]] = set()
+        transport.on_invalid = self.invalid
+
+    def invalid(self, subject: str, data: bytes, error: InvalidMessage) -> None:
+        """Bytes that are not a message arrived: count them and dead-letter them as text."""
+        self.stats.invalid += 1
+        log.warning("undecodable input on %s: %s", subject, error)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        limit = self.config.max_message_size // 2
+        text = data[:limit].decode("utf-8", errors="replace")
+        letter = Message(
+            topic=DEAD_LETTER_TOPIC,
+            source="messagebus",
+            timestamp=format_timestamp(self.clock()),
+            payload={
+                "reason": "invalid-message",
+                "error": {"type": type(error).__name__, "message": str(error)},
+                "subscriber": None,
+                "subscription": subject,
+                "message": None,
+                "raw": text,
+                "rawTruncated": len(data) > limit,
+            },
+        )
+        self.stats.dead_lettered += 1
+        task = loop.create_task(self.transport.publish(letter))
+        self._letters.add(task)
+        task.add_done_callback(self._letters.discard)
 
     def check_sendable(self, message: Message) -> None:
         """Raise unless the bus is open and the message within the size limit."""

@@ -10,11 +10,18 @@ import importlib
 from urllib.parse import urlsplit
 
 from jira_orchestrator._core.errors import UnknownTransport
-from jira_orchestrator.transports._base import Deliver, Reply, Transport, TransportSubscription
+from jira_orchestrator.transports._base import (
+    Deliver,
+    InvalidHook,
+    Reply,
+    Transport,
+    TransportSubscription,
+)
 from jira_orchestrator.transports.memory import MemoryTransport
 
 __all__ = [
     "Deliver",
+    "InvalidHook",
     "MemoryTransport",
     "Reply",
     "Transport",

@@ -12,9 +12,10 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Protocol
 
+from jira_orchestrator._core.errors import InvalidMessage
 from jira_orchestrator._core.message import Message
 
-__all__ = ["Deliver", "Reply", "Transport", "TransportSubscription"]
+__all__ = ["Deliver", "InvalidHook", "Reply", "Transport", "TransportSubscription"]
 
 Reply = Callable[[Message], Awaitable[None]]
 """Sends the response to a request; given to ``Deliver`` with each request message."""
@@ -29,6 +30,10 @@ coroutine: the in-process bus moves a message in a few microseconds.)
 """
 
 
+InvalidHook = Callable[[str, bytes, InvalidMessage], None]
+"""Told of bytes that arrived on ``subject`` but are not a message (networked transports)."""
+
+
 class TransportSubscription(Protocol):
     """A live subscription; ``unsubscribe`` stops deliveries and is idempotent."""
 
@@ -39,6 +44,8 @@ class Transport(abc.ABC):
     """Publish, subscribe, request and close. ``pattern`` and topics are canonical."""
 
     url: str
+    on_invalid: InvalidHook | None = None
+    """Set by the bus to dead-letter undecodable input; a transport calls it, never raises."""
 
     @abc.abstractmethod
     def subscribe(
