@@ -1,0 +1,380 @@
+"""`DistributedStateManager`: a plugin's registers, counters and sets, durable and mergeable.
+
+Every mutation is committed to SQLite (fsynced) before the call returns, then handed as a
+*delta* to the ``on_delta`` hook, which is where replication plugs in:
+
+- a delta, like a snapshot, is ``{key: crdt_dict}`` (JSON-serialisable, see `crdt`);
+- ``on_delta(delta)`` is called after each local mutation, synchronously, outside the
+  manager's lock, after the commit; it must not block (schedule the publish) and its
+  exceptions are logged, not raised, since the mutation is already acknowledged;
+- on receipt, ``apply_remote(delta)`` merges and persists, and never calls ``on_delta``;
+- ``snapshot()`` is the full state, for anti-entropy: a replica that missed deltas calls
+  ``apply_remote(peer_snapshot)`` and converges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeAlias, TypeVar
+
+from jira_orchestrator._core.hlc import ClockDriftError, HybridLogicalClock
+from jira_orchestrator.state.crdt import (
+    CRDT,
+    JSON,
+    LWWRegister,
+    ORSet,
+    PNCounter,
+    canonical_json,
+    crdt_from_dict,
+)
+from jira_orchestrator.state.errors import (
+    InvalidDelta,
+    InvalidStateKey,
+    StateClockDrift,
+    StateClosed,
+    StateCorrupt,
+    StateTypeMismatch,
+)
+from jira_orchestrator.state.store import DEFAULT_MAX_KEY_BYTES, StateStore, validate_key
+
+__all__ = [
+    "DEFAULT_STATE_PATH",
+    "DistributedStateManager",
+    "StateChange",
+    "StateDelta",
+    "StateWatch",
+]
+
+DEFAULT_STATE_PATH = Path(".claude-plugin") / "state.db"
+
+StateDelta: TypeAlias = dict[str, dict[str, Any]]
+"""``{key: crdt_dict}``: passed to ``on_delta``, from ``snapshot``, to ``apply_remote``."""
+
+_C = TypeVar("_C", bound=CRDT)
+_PLUGIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A key's new value; ``remote`` is True when it came from `apply_remote`."""
+
+    key: str
+    value: JSON
+    remote: bool
+
+
+class StateWatch:
+    """Async iterator of a key's `StateChange`; made by `DistributedStateManager.watch`.
+
+    Keeps the newest ``maxsize`` changes: a consumer that falls behind skips older ones but
+    always gets the latest value. Ends when closed or when the manager closes.
+    """
+
+    def __init__(self, manager: DistributedStateManager, key: str, maxsize: int) -> None:
+        self.key = key
+        self._manager = manager
+        self._loop = asyncio.get_running_loop()
+        self._pending: collections.deque[StateChange] = collections.deque(maxlen=maxsize)
+        self._wakeup = asyncio.Event()
+        self._closed = False
+
+    def _push(self, change: StateChange | None) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            self._deliver(change)
+        else:
+            try:
+                self._loop.call_soon_threadsafe(self._deliver, change)
+            except RuntimeError:  # the watcher's loop is closed: nobody is listening
+                self._manager._unwatch(self)
+
+    def _deliver(self, change: StateChange | None) -> None:
+        if change is None:
+            self._closed = True
+        else:
+            self._pending.append(change)
+        self._wakeup.set()
+
+    def __aiter__(self) -> StateWatch:
+        return self
+
+    async def __anext__(self) -> StateChange:
+        while not self._pending:
+            if self._closed:
+                raise StopAsyncIteration
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return self._pending.popleft()
+
+    async def aclose(self) -> None:
+        """Stop watching; pending changes are dropped."""
+        self._manager._unwatch(self)
+        self._pending.clear()
+        self._deliver(None)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class DistributedStateManager:
+    """A plugin's state: LWW registers, PN-counters and add-wins sets, one kind per key.
+
+    Mutations are synchronous and durable: on disk (SQLite WAL, fsynced) when they return.
+    Thread-safe. ``path`` defaults to ``.claude-plugin/state.db`` in the working directory;
+    one manager owns a file at a time (`StateLocked` otherwise). ``clock`` gives wall time
+    in seconds for the register timestamps; remote timestamps more than ``max_drift``
+    seconds ahead are rejected (`StateClockDrift`). See the module docstring for
+    ``on_delta``, `apply_remote` and `snapshot`.
+    """
+
+    def __init__(
+        self,
+        plugin_id: str,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        on_delta: Callable[[StateDelta], object] | None = None,
+        clock: Callable[[], float] = time.time,
+        max_drift: float = 60.0,
+        max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
+        max_value_bytes: int = 1 << 20,
+        lock_timeout: float = 5.0,
+    ) -> None:
+        if not isinstance(plugin_id, str) or not _PLUGIN_ID.fullmatch(plugin_id):
+            raise ValueError(
+                f"plugin_id must be letters, digits, '.', '_' or '-' (at most 128), "
+                f"got {plugin_id!r}"
+            )
+        for name, limit in (("max_key_bytes", max_key_bytes), ("max_value_bytes", max_value_bytes)):
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {limit!r}")
+        self.plugin_id = plugin_id
+        self.on_delta = on_delta
+        self.max_key_bytes = max_key_bytes
+        self.max_value_bytes = max_value_bytes
+        self._lock = threading.RLock()
+        self._closed = False
+        self._watches: dict[str, set[StateWatch]] = {}
+        self._store = StateStore(
+            DEFAULT_STATE_PATH if path is None else path,
+            plugin_id=plugin_id,
+            timeout=lock_timeout,
+            max_key_bytes=max_key_bytes,
+        )
+        try:
+            self._state = self._load()
+            stamps = [c.timestamp for c in self._state.values() if isinstance(c, LWWRegister)]
+            last = max((ts for ts in stamps if ts is not None), default=None)
+            self._clock = HybridLogicalClock(
+                self._store.replica_id, clock=clock, max_drift=max_drift, last=last
+            )
+        except BaseException:
+            self._store.close()
+            raise
+
+    def _load(self) -> dict[str, CRDT]:
+        state: dict[str, CRDT] = {}
+        for key, data in self._store.load().items():
+            try:
+                state[key] = crdt_from_dict(data)
+            except InvalidDelta as exc:
+                raise StateCorrupt(f"state database {self.path}: key {key!r}: {exc}") from None
+        return state
+
+    @property
+    def path(self) -> Path:
+        """The absolute path of the SQLite file."""
+        return self._store.path
+
+    @property
+    def replica_id(self) -> str:
+        """This file's replica id, random at creation and kept across restarts."""
+        return self._store.replica_id
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StateClosed(f"state manager of {self.plugin_id!r} is closed")
+
+    def _get(self, key: object, kind: type[_C]) -> _C | None:
+        key = validate_key(key, self.max_key_bytes)
+        with self._lock:
+            self._check_open()
+            current = self._state.get(key)
+        if current is not None and not isinstance(current, kind):
+            raise StateTypeMismatch(f"key {key!r} holds a {current.KIND}, not a {kind.KIND}")
+        return current
+
+    def _mutate(self, key: object, kind: type[_C], op: Callable[[_C], CRDT]) -> _C:
+        key = validate_key(key, self.max_key_bytes)
+        with self._lock:
+            current = self._get(key, kind)
+            updated = current.copy() if current is not None else kind()
+            delta = op(updated)
+            if delta == kind():  # nothing changed (a remove of an absent element, + 0)
+                return updated
+            self._store.put({key: updated.to_dict()})
+            self._state[key] = updated
+            self._notify(key, current, updated, remote=False)
+        self._send({key: delta.to_dict()})
+        return updated
+
+    def _notify(self, key: str, before: CRDT | None, after: CRDT, *, remote: bool) -> None:
+        watches = self._watches.get(key)
+        if not watches:
+            return
+        value = after.value
+        old = before.value if before is not None else type(after)().value
+        if canonical_json(old) == canonical_json(value):
+            return
+        for watch in list(watches):
+            watch._push(StateChange(key, value, remote))
+
+    def _send(self, delta: StateDelta) -> None:
+        hook = self.on_delta
+        if hook is None:
+            return
+        try:
+            hook(delta)
+        except Exception:
+            # The mutation is committed and acknowledged; anti-entropy repairs a lost delta.
+            _log.exception("state %s: on_delta hook failed", self.plugin_id)
+
+    def set_register(self, key: str, value: JSON) -> None:
+        """Set a last-writer-wins register; raises `InvalidStateValue` if not JSON."""
+        canonical_json(value, max_bytes=self.max_value_bytes)
+        self._mutate(key, LWWRegister, lambda reg: reg.set(value, self._clock.now()))
+
+    def get_register(self, key: str, default: JSON = None) -> JSON:
+        """The register's value, or ``default`` if the key was never set."""
+        reg = self._get(key, LWWRegister)
+        return default if reg is None else reg.value
+
+    def increment_counter(self, key: str, n: int = 1) -> int:
+        """Add ``n`` (an int) to a counter; returns the new value."""
+        return self._mutate(key, PNCounter, lambda c: c.increment(self.replica_id, n)).value
+
+    def decrement_counter(self, key: str, n: int = 1) -> int:
+        """Subtract ``n`` (an int) from a counter; returns the new value."""
+        return self._mutate(key, PNCounter, lambda c: c.decrement(self.replica_id, n)).value
+
+    def get_counter(self, key: str) -> int:
+        """The counter's value; 0 if the key was never used."""
+        counter = self._get(key, PNCounter)
+        return 0 if counter is None else counter.value
+
+    def add_to_set(self, key: str, element: JSON) -> None:
+        """Add a JSON element (objects are equal whatever their key order)."""
+        canonical_json(element, max_bytes=self.max_value_bytes, what="element")
+        self._mutate(key, ORSet, lambda s: s.add(element, self.replica_id))
+
+    def remove_from_set(self, key: str, element: JSON) -> None:
+        """Remove an element; a concurrent add elsewhere wins (add-wins)."""
+        canonical_json(element, what="element")
+        self._mutate(key, ORSet, lambda s: s.remove(element))
+
+    def get_set(self, key: str) -> list[JSON]:
+        """The set's elements, sorted by canonical JSON; ``[]`` if the key was never used."""
+        found = self._get(key, ORSet)
+        return [] if found is None else found.value
+
+    def watch(self, key: str, *, maxsize: int = 64) -> StateWatch:
+        """An async iterator of the key's changes, local and remote, from now on.
+
+        Call it inside a running event loop; mutations from other threads are delivered
+        through that loop.
+        """
+        key = validate_key(key, self.max_key_bytes)
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            raise ValueError(f"maxsize must be an int >= 1, got {maxsize!r}")
+        try:
+            watch = StateWatch(self, key, maxsize)
+        except RuntimeError:
+            raise RuntimeError("watch() must be called inside a running event loop") from None
+        with self._lock:
+            self._check_open()
+            self._watches.setdefault(key, set()).add(watch)
+        return watch
+
+    def _unwatch(self, watch: StateWatch) -> None:
+        with self._lock:
+            self._watches.get(watch.key, set()).discard(watch)
+
+    def snapshot(self) -> StateDelta:
+        """The full state of every key, for anti-entropy."""
+        with self._lock:
+            self._check_open()
+            return {key: crdt.to_dict() for key, crdt in self._state.items()}
+
+    def apply_remote(self, delta: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """Merge a delta or snapshot from another replica, durably; returns the changed keys.
+
+        All or nothing: raises `InvalidDelta` (malformed, a bad key, or `StateClockDrift`: a
+        register timestamp more than ``max_drift`` ahead) or `StateTypeMismatch` (a key of
+        another kind here) before writing anything.
+        """
+        if not isinstance(delta, Mapping):
+            raise InvalidDelta(f"a delta must be a dict of key -> CRDT, got {type(delta).__name__}")
+        remote: dict[str, CRDT] = {}
+        for key, data in delta.items():
+            try:
+                validate_key(key, self.max_key_bytes)
+            except InvalidStateKey as exc:
+                raise InvalidDelta(f"delta key: {exc}") from None
+            remote[key] = crdt_from_dict(data)
+        stamps = [c.timestamp for c in remote.values() if isinstance(c, LWWRegister)]
+        latest = max((ts for ts in stamps if ts is not None), default=None)
+        with self._lock:
+            self._check_open()
+            merged: dict[str, tuple[CRDT | None, CRDT]] = {}
+            for key, theirs in remote.items():
+                mine = self._get(key, type(theirs))
+                updated = mine.copy() if mine is not None else type(theirs)()
+                if updated.merge(theirs):
+                    merged[key] = (mine, updated)
+            if latest is not None:
+                try:
+                    self._clock.update(latest)
+                except ClockDriftError as exc:
+                    raise StateClockDrift(exc.remote, exc.local_wall_ms, exc.max_drift) from None
+            self._store.put({key: updated.to_dict() for key, (_, updated) in merged.items()})
+            for key, (mine, updated) in merged.items():
+                self._state[key] = updated
+                self._notify(key, mine, updated, remote=True)
+        return sorted(merged)
+
+    def close(self) -> None:
+        """Close the file and end every watch; idempotent."""
+        with self._lock:
+            self._closed = True
+            self._store.close()
+            watches = [w for group in self._watches.values() for w in group]
+            self._watches.clear()
+        for watch in watches:
+            watch._push(None)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,225 @@
+"""Durable storage of each key's CRDT state in one SQLite file.
+
+WAL journal with ``synchronous=FULL``: a commit returns only after the WAL is fsynced, so
+a mutation survives a process kill *and* a power cut. (``NORMAL`` would survive a kill but
+may lose the last commits on power loss, which breaks "acknowledged means on disk".)
+
+The file has one owner: the connection runs in exclusive locking mode and takes the write
+lock at open, because two writers sharing a replica id would corrupt the CRDTs (two
+processes would issue the same add tags). A second opener gets `StateLocked`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jira_orchestrator._core.errors import StateAccessDenied, StateError
+from jira_orchestrator.state.errors import (
+    InvalidStateKey,
+    InvalidStateValue,
+    StateClosed,
+    StateCorrupt,
+    StateLocked,
+)
+
+__all__ = ["DEFAULT_MAX_KEY_BYTES", "StateStore", "validate_key"]
+
+DEFAULT_MAX_KEY_BYTES = 256
+_FORMAT = "jira-orchestrator-state/1"
+_SCHEMA = (
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE state (key TEXT PRIMARY KEY, data TEXT NOT NULL) WITHOUT ROWID",
+)
+
+
+def validate_key(key: object, max_bytes: int = DEFAULT_MAX_KEY_BYTES) -> str:
+    """Return ``key`` if it is a usable state key, else raise `InvalidStateKey`."""
+    if not isinstance(key, str):
+        raise InvalidStateKey(f"state key must be a str, got {type(key).__name__}")
+    if not key:
+        raise InvalidStateKey("state key must not be empty")
+    if "\x00" in key:
+        raise InvalidStateKey(f"state key {key!r} contains a NUL character")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidStateKey(f"state key {key!r} is not valid Unicode") from None
+    if size > max_bytes:
+        raise InvalidStateKey(
+            f"state key {key[:40]!r}... is {size} bytes, over the limit of {max_bytes}"
+        )
+    return key
+
+
+class StateStore:
+    """One SQLite file of ``key -> CRDT dict form``; every write is one durable transaction.
+
+    Thread-safe. ``timeout`` (seconds) is how long to wait for a lock held elsewhere.
+    Raises `StateCorrupt` (not SQLite, damaged, or another schema), `StateLocked` (in use),
+    `StateAccessDenied` (the file belongs to another plugin), `StateError` (I/O).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        plugin_id: str,
+        timeout: float = 5.0,
+        max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
+    ) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"path must be a str or path, got {type(path).__name__}")
+        if not isinstance(plugin_id, str) or not plugin_id:
+            raise ValueError(f"plugin_id must be a non-empty str, got {plugin_id!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
+            raise ValueError(f"timeout must be seconds >= 0, got {timeout!r}")
+        if (
+            isinstance(max_key_bytes, bool)
+            or not isinstance(max_key_bytes, int)
+            or max_key_bytes < 1
+        ):
+            raise ValueError(f"max_key_bytes must be an int >= 1, got {max_key_bytes!r}")
+        self.path = Path(path).absolute()
+        self.plugin_id = plugin_id
+        self.max_key_bytes = max_key_bytes
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db: sqlite3.Connection | None = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"cannot open state database {self.path}: {exc}") from exc
+        try:
+            self.replica_id = self._open()
+        except BaseException:
+            self._db.close()
+            self._db = None
+            raise
+
+    def _open(self) -> str:
+        db = self._conn()
+        try:
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StateError(f"state database {self.path}: cannot use WAL (got {mode!r})")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("BEGIN IMMEDIATE")
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            if not tables:
+                for statement in _SCHEMA:
+                    db.execute(statement)
+                meta = {
+                    "format": _FORMAT,
+                    "plugin_id": self.plugin_id,
+                    "replica_id": secrets.token_hex(8),
+                }
+                db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+            elif not {"meta", "state"} <= tables:
+                raise StateCorrupt(f"{self.path} is an SQLite file but not a state database")
+            else:
+                meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
+            if meta.get("format") != _FORMAT or not meta.get("replica_id"):
+                raise StateCorrupt(f"{self.path}: unknown state format {meta.get('format')!r}")
+            if meta.get("plugin_id") != self.plugin_id:
+                raise StateAccessDenied(
+                    f"{self.path} holds the state of plugin {meta.get('plugin_id')!r}, "
+                    f"not {self.plugin_id!r}"
+                )
+            # A write now takes the exclusive lock for the life of the connection.
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('opened_by', ?)", (str(os.getpid()),))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._error(exc, "opening") from exc
+        except StateError:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return meta["replica_id"]
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StateClosed(f"state database {self.path} is closed")
+        return self._db
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> StateError:
+        code = getattr(exc, "sqlite_errorname", "")
+        if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return StateLocked(
+                f"state database {self.path} is locked by another connection while {doing} "
+                "(is another process running this plugin on the same file?)"
+            )
+        if code.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+            return StateCorrupt(f"state database {self.path} is damaged or not SQLite: {exc}")
+        return StateError(f"state database {self.path}: {doing} failed: {exc}")
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Every key's stored dict form; raises `StateCorrupt` on a row that does not parse."""
+        with self._lock:
+            db = self._conn()
+            try:
+                rows = db.execute("SELECT key, data FROM state").fetchall()
+            except sqlite3.Error as exc:
+                raise self._error(exc, "reading") from exc
+        loaded: dict[str, dict[str, Any]] = {}
+        for key, text in rows:
+            try:
+                data = json.loads(text)
+            except (TypeError, ValueError):
+                data = None
+            if not isinstance(key, str) or not isinstance(data, dict):
+                raise StateCorrupt(f"state database {self.path}: row {key!r} is not a JSON object")
+            loaded[key] = data
+        return loaded
+
+    def put(self, rows: Mapping[str, Mapping[str, Any]]) -> None:
+        """Write ``rows`` in one transaction; on disk (fsynced) when this returns.
+
+        Raises `InvalidStateKey` / `InvalidStateValue` before writing anything.
+        """
+        if not isinstance(rows, Mapping):
+            raise TypeError(f"rows must be a mapping, got {type(rows).__name__}")
+        encoded = []
+        for key, data in rows.items():
+            validate_key(key, self.max_key_bytes)
+            if not isinstance(data, Mapping):
+                raise InvalidStateValue(f"state of key {key!r} must be a dict")
+            try:
+                text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+                text.encode("utf-8")
+            except (TypeError, ValueError) as exc:
+                raise InvalidStateValue(f"state of key {key!r} is not JSON: {exc}") from None
+            encoded.append((key, text))
+        if not encoded:
+            return
+        with self._lock:
+            db = self._conn()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "INSERT INTO state VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET data = excluded.data",
+                    encoded,
+                )
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):  # the first error is the one to report
+                        db.execute("ROLLBACK")
+                raise self._error(exc, "writing") from exc
+
+    def close(self) -> None:
+        """Close the file; idempotent."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
