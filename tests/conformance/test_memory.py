@@ -6,9 +6,10 @@ import pytest
 
 from tests.conformance.base import BusConformance
 from tests.conformance.rpc import RPCConformance
+from tests.conformance.state import StateConformance
 
 
-class TestMemoryBus(BusConformance, RPCConformance):
+class TestMemoryBus(BusConformance, RPCConformance, StateConformance):
     @pytest.fixture
     def bus_url(self) -> str:
         return "memory://conformance"

@@ -427,6 +427,15 @@ class Plugin:
         server.register("health_check", self.health_check)
         for name, function in self._rpc.items():
             server.register(name, function)
+        management = self.manifest.state_management
+        if management.persistence.enabled:
+            sharing = management.sharing
+            await self.state.replicate(
+                self.bus,
+                exports=(sharing.exports or None) if sharing.enabled else [],
+                shared_with=sharing.shared_with,
+                imports=sorted({ref.partition("/")[0] for ref in sharing.imports}),
+            )
         await self._announce("ready")
         self.log.info("%s ready", self.id)
 
@@ -467,6 +476,8 @@ class Plugin:
         self.bus.clear()
         self.metrics.started = None
         if self._state is not None:
+            if self._state.replicator is not None:
+                await self._state.replicator.stop()
             self._state.close()
             self._state = None
 

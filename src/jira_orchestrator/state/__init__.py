@@ -18,6 +18,13 @@ from jira_orchestrator.state.manager import (
     StateDelta,
     StateWatch,
 )
+from jira_orchestrator.state.replication import (
+    ReplicationStats,
+    StateReplicator,
+    change_topic,
+    export_topic,
+    sync_topic,
+)
 from jira_orchestrator.state.store import StateStore
 
 __all__ = [
@@ -32,13 +39,18 @@ __all__ = [
     "StateAccessDenied",
     "StateChange",
     "StateClockDrift",
+    "ReplicationStats",
     "StateClosed",
     "StateCorrupt",
     "StateDelta",
     "StateError",
     "StateLocked",
+    "StateReplicator",
     "StateStore",
     "StateTypeMismatch",
     "StateWatch",
+    "change_topic",
+    "export_topic",
+    "sync_topic",
     "crdt_from_dict",
 ]

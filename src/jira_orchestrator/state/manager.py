@@ -25,8 +25,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeAlias, TypeVar
 
+from jira_orchestrator._core.errors import StateError
 from jira_orchestrator._core.hlc import ClockDriftError, HybridLogicalClock
 from jira_orchestrator.state.crdt import (
     CRDT,
@@ -46,6 +47,10 @@ from jira_orchestrator.state.errors import (
     StateTypeMismatch,
 )
 from jira_orchestrator.state.store import DEFAULT_MAX_KEY_BYTES, StateStore, validate_key
+
+if TYPE_CHECKING:
+    from jira_orchestrator.messagebus import MessageBus
+    from jira_orchestrator.state.replication import StateReplicator
 
 __all__ = [
     "DEFAULT_STATE_PATH",
@@ -171,6 +176,7 @@ class DistributedStateManager:
         self._lock = threading.RLock()
         self._closed = False
         self._watches: dict[str, set[StateWatch]] = {}
+        self.replicator: StateReplicator | None = None
         self._store = StateStore(
             DEFAULT_STATE_PATH if path is None else path,
             plugin_id=plugin_id,
@@ -357,6 +363,44 @@ class DistributedStateManager:
                 self._state[key] = updated
                 self._notify(key, mine, updated, remote=True)
         return sorted(merged)
+
+    async def replicate(self, bus: MessageBus, **options: Any) -> StateReplicator:
+        """Replicate this state over ``bus`` (the plugin's own handle) and enable sharing.
+
+        ``options`` are those of `StateReplicator` (``exports``, ``imports``,
+        ``anti_entropy``, ``mirror_path``). Idempotent. Stop with ``await
+        manager.replicator.stop()`` before `close`.
+        """
+        if self.replicator is None:
+            from jira_orchestrator.state.replication import StateReplicator
+
+            replicator = StateReplicator(self, bus, **options)
+            await replicator.start()
+            self.replicator = replicator
+        return self.replicator
+
+    def _sharing(self) -> StateReplicator:
+        if self.replicator is None:
+            raise StateError(
+                f"state of {self.plugin_id}: sharing needs replication; call "
+                "`await manager.replicate(bus)` first (a started Plugin does)"
+            )
+        return self.replicator
+
+    async def export_state(self, key: str, value: JSON) -> None:
+        """Set ``key`` and let other plugins import it (see `StateReplicator`).
+
+        Raises `StateAccessDenied` when the manifest's ``sharing.exports`` omits ``key``.
+        """
+        await self._sharing().export_state(key, value)
+
+    async def import_state(self, plugin_id: str, key: str, *, timeout: float = 2.0) -> JSON:
+        """``plugin_id``'s latest exported value of ``key``, even while it is offline.
+
+        Raises `StateAccessDenied` for a key it does not export to this plugin, and
+        `StateError` when nothing of ``plugin_id`` has ever reached this replica.
+        """
+        return await self._sharing().import_state(plugin_id, key, timeout=timeout)
 
     def close(self) -> None:
         """Close the file and end every watch; idempotent."""
