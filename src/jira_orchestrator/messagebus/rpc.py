@@ -177,9 +177,7 @@ def method_from_function(name: str, function: RPCHandler) -> RPCMethod:
         default = ... if parameter.default is inspect.Parameter.empty else parameter.default
         fields[parameter.name] = (annotation, default)
     # A function taking **kwargs accepts (and ignores) parameters it does not name.
-    takes_more = any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()
-    )
+    takes_more = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
     model = create_model(
         f"{_model_name(name)}Params",
         __config__=ConfigDict(extra="ignore" if takes_more else "forbid"),

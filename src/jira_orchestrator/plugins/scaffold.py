@@ -124,6 +124,12 @@ tags: []
 What this agent does, for humans and for the router.
 """
 
+_PYTEST_INI = """\
+[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+"""
+
 _README = """\
 # {name}
 
@@ -169,7 +175,7 @@ def scaffold_plugin(name: str, directory: str | Path = ".", *, description: str 
         "tests/test_plugin.py": _TEST.format(name=name, module=name.replace("-", "_")),
         "README.md": _README.format(name=name),
         ".gitignore": "*.db\n*.db-wal\n*.db-shm\noutput/\n",
-        "pytest.ini": "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n",
+        "pytest.ini": _PYTEST_INI,
     }
     for relative, text in files.items():
         path = root / relative

@@ -1,0 +1,294 @@
+"""JetStream durability: redelivery, dead letters, duplicates, restarts, crashed replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from jira_orchestrator import RemoteError, RequestTimeout
+from jira_orchestrator.messagebus import Message, MessageType, get_message_bus
+from jira_orchestrator.transports.nats import NatsTransport
+from tests.nats._server import NatsServer
+
+WAIT = 20.0
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def until(condition: Any) -> None:
+    async with asyncio.timeout(WAIT):
+        while not condition():  # noqa: ASYNC110 - another connection's state, no event to await
+            await asyncio.sleep(0.005)
+
+
+def request(topic: str, payload: Any) -> Message:
+    return Message(
+        topic=topic,
+        message_type=MessageType.REQUEST,
+        correlation_id=f"c-{payload}",
+        source="caller",
+        payload=payload,
+    )
+
+
+def response(to: Message, payload: Any) -> Message:
+    return Message(
+        topic="plugin/worker/response",
+        message_type=MessageType.RESPONSE,
+        correlation_id=to.correlation_id,
+        payload=payload,
+    )
+
+
+async def test_always_failing_handler_ends_in_the_dead_letter_stream_after_max_deliveries(
+    nats_server: NatsServer,
+) -> None:
+    url = f"{nats_server.url}?retry_delay=0"
+    worker, caller, auditor = (
+        get_message_bus("always-fails", url),
+        get_message_bus("caller", url),
+        get_message_bus("auditor", url),
+    )
+    attempts: list[int] = []
+
+    def explode(message: Message) -> None:
+        attempts.append(1)
+        raise ValueError("database unreachable")
+
+    letters: list[Message] = []
+    worker.subscribe("plugin/always-fails/request", explode, queue="always-fails")
+    auditor.subscribe("system/dead-letter", letters.append)
+    with pytest.raises(RemoteError) as caught:
+        await caller.request(topic="plugin/always-fails/request", payload={"x": 1}, timeout=WAIT)
+    assert caught.value.error_type == "ValueError"
+    assert len(attempts) == 5
+    await until(lambda: letters)
+    (letter,) = [
+        m for m in letters if m.payload["message"]["topic"] == "plugin/always-fails/request"
+    ]
+    assert letter.payload["reason"] == "handler-error"
+    assert letter.payload["error"] == {"type": "ValueError", "message": "database unreachable"}
+    assert letter.payload["deliveries"] == 5
+    transport = worker.transport
+    assert isinstance(transport, NatsTransport)
+    assert transport.stats.retried == 4
+    assert transport.stats.suppressed_dead_letters == 4
+    # and it is in the stream, for whoever reads dead letters later
+    raw = await nats.connect(nats_server.url)
+    try:
+        stored = await raw.jsm().get_last_msg("JO_DEAD_LETTER", "_jo.durable.system.dead-letter")
+    finally:
+        await raw.close()
+    assert stored.data is not None
+    assert Message.decode(stored.data) == letter
+
+
+async def test_a_request_never_answered_is_dead_lettered_after_its_last_delivery(
+    nats_server: NatsServer,
+) -> None:
+    url = f"{nats_server.url}?ack_wait=0.5&max_deliver=2"
+    worker, caller = get_message_bus("mute", url), get_message_bus("caller", url)
+    auditor = get_message_bus("auditor", url)
+    deliveries: list[Message] = []
+    letters: list[Message] = []
+    worker.subscribe("plugin/mute/request", deliveries.append, queue="mute")  # never responds
+    auditor.subscribe("system/dead-letter", letters.append)
+    with pytest.raises(RequestTimeout):
+        await caller.request(topic="plugin/mute/request", payload="hello?", timeout=0.3)
+    await until(
+        lambda: any(m.payload["message"]["topic"] == "plugin/mute/request" for m in letters)
+    )
+    (letter,) = [m for m in letters if m.payload["message"]["topic"] == "plugin/mute/request"]
+    assert letter.payload["reason"] == "max-deliveries"
+    assert letter.payload["deliveries"] == 2
+    assert letter.payload["subscriber"] == "mute"
+    assert [m.payload for m in deliveries] == ["hello?", "hello?"]
+
+
+async def test_a_duplicate_publish_is_stored_and_handled_once(nats_server: NatsServer) -> None:
+    worker, sender = (
+        get_message_bus("dedup", nats_server.url),
+        get_message_bus("s", nats_server.url),
+    )
+    got: list[Message] = []
+    worker.subscribe("plugin/dedup/request", got.append, queue="dedup")
+    once = Message(topic="plugin/dedup/request", payload="once")
+    await sender.publish(once)
+    await sender.publish(once)  # same messageId: JetStream drops it
+    await sender.publish(topic="plugin/dedup/request", payload="sentinel")
+    await until(lambda: len(got) >= 2)
+    await sender.publish(topic="plugin/dedup/request", payload="sentinel-2")
+    await until(lambda: len(got) >= 3)
+    assert [m.payload for m in got] == ["once", "sentinel", "sentinel-2"]
+
+
+async def test_durable_requests_survive_a_server_restart(private_server: NatsServer) -> None:
+    url = f"{private_server.url}?reconnect_wait=0.05"
+    worker = NatsTransport(f"{url}&name=worker")
+    caller = NatsTransport(f"{url}&name=caller")
+    gate, seen = asyncio.Event(), asyncio.Event()
+    handled: list[Any] = []
+
+    async def answer(message: Message, reply: Any) -> None:
+        seen.set()
+        await gate.wait()
+        handled.append(message.payload)
+        await reply(response(message, message.payload * 10))
+
+    def deliver(message: Message, reply: Any) -> None:
+        # like the bus: queue the message, handle it on a task of its own
+        asyncio.get_running_loop().create_task(answer(message, reply))
+
+    worker.subscribe("plugin/worker/request", deliver, queue="worker")
+    await worker.flush()
+    calls = [
+        asyncio.ensure_future(caller.request(request("plugin/worker/request", n), timeout=WAIT))
+        for n in range(10)
+    ]
+    await until(lambda: len(worker._attempts) == 10)
+    async with asyncio.timeout(WAIT):
+        await seen.wait()
+    private_server.restart()
+    await until(lambda: worker.stats.reconnects and caller.stats.reconnects)
+    gate.set()
+    replies = await asyncio.gather(*calls)
+    assert [r.payload for r in replies] == [n * 10 for n in range(10)]
+
+    # Stored while no member of the queue is connected, handled by the next one to come.
+    await worker.close()
+    for n in range(5):
+        await caller.publish(Message(topic="plugin/worker/request", payload=100 + n))
+    private_server.restart()
+    await until(lambda: caller.stats.reconnects >= 2)
+    later: list[Any] = []
+    successor = NatsTransport(f"{url}&name=successor")
+    successor.subscribe(
+        "plugin/worker/request", lambda m, r: later.append(m.payload), queue="worker"
+    )
+    try:
+        await until(lambda: len(later) >= 5)
+        assert sorted(later) == [100, 101, 102, 103, 104]
+    finally:
+        await successor.close()
+        await caller.close()
+
+
+async def test_killing_one_of_two_replicas_mid_run_loses_no_request(
+    nats_server: NatsServer,
+) -> None:
+    plugin = "crash-worker"
+    url = f"{nats_server.url}?ack_wait=1&name=replica"
+    replicas = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.nats._replica",
+            url,
+            plugin,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for replica in replicas:
+            assert replica.stdout is not None
+            async with asyncio.timeout(WAIT):
+                assert (await replica.stdout.readline()).strip() == b"ready"
+        caller = get_message_bus("caller", f"{nats_server.url}?ack_wait=1")
+        auditor = get_message_bus("auditor", f"{nats_server.url}?ack_wait=1")
+        letters: list[Message] = []
+        auditor.subscribe(
+            "system/dead-letter",
+            lambda m: (
+                letters.append(m)
+                if m.payload["message"]["topic"] == f"plugin/{plugin}/request"
+                else None
+            ),
+        )
+        await auditor.transport.flush()  # type: ignore[attr-defined]
+        outcomes: dict[str, int] = {"completed": 0, "timeout": 0, "remote-error": 0}
+        pids: set[int] = set()
+        redelivered = 0
+        limit = asyncio.Semaphore(64)
+        total = 2000
+
+        async def one(n: int) -> None:
+            nonlocal redelivered
+            async with limit:
+                try:
+                    result = await caller.request(
+                        topic=f"plugin/{plugin}/request", payload=n, timeout=WAIT
+                    )
+                except RequestTimeout:
+                    outcomes["timeout"] += 1
+                except RemoteError:
+                    outcomes["remote-error"] += 1
+                else:
+                    assert result["n"] == n
+                    pids.add(result["pid"])
+                    redelivered += result["retry"] > 0
+                    outcomes["completed"] += 1
+                    if outcomes["completed"] == total // 4:
+                        replicas[0].send_signal(signal.SIGKILL)
+
+        await asyncio.gather(*(one(n) for n in range(total)))
+        assert await replicas[0].wait() == -signal.SIGKILL
+        assert pids == {replica.pid for replica in replicas}
+        # every request completed or was dead-lettered; none lost
+        assert outcomes["completed"] + len(letters) == total, (outcomes, len(letters))
+        assert outcomes["timeout"] == 0, outcomes
+        # and the kill did catch requests in flight: they came back redelivered
+        assert redelivered, "the kill caught no request in flight"
+    finally:
+        for replica in replicas:
+            if replica.returncode is None:
+                replica.send_signal(signal.SIGKILL)
+                await replica.wait()
+
+
+async def test_durable_messages_waiting_in_a_replica_are_handled_by_priority(
+    nats_server: NatsServer,
+) -> None:
+    worker, sender = (
+        get_message_bus("ranked", nats_server.url),
+        get_message_bus("s", nats_server.url),
+    )
+    gate, busy, done = asyncio.Event(), asyncio.Event(), []
+
+    async def handler(message: Message) -> None:
+        if message.payload == "first":
+            busy.set()
+            await gate.wait()
+        done.append(message.payload)
+
+    subscription = worker.subscribe("plugin/ranked/request", handler, queue="ranked")
+    await sender.publish(topic="plugin/ranked/request", payload="first")
+    async with asyncio.timeout(WAIT):
+        await busy.wait()
+    for payload, priority in [("low", 1), ("urgent", 10), ("normal", 5)]:
+        await sender.publish(topic="plugin/ranked/request", payload=payload, priority=priority)
+    await until(lambda: subscription.pending == 3)  # JetStream delivered them in stream order
+    gate.set()
+    await until(lambda: len(done) == 4)
+    assert done == ["first", "urgent", "normal", "low"]
+
+
+async def test_a_handler_slower_than_ack_wait_is_not_run_twice(nats_server: NatsServer) -> None:
+    url = f"{nats_server.url}?ack_wait=0.2"
+    worker, caller = get_message_bus("slowpoke", url), get_message_bus("caller", url)
+    runs: list[Any] = []
+
+    async def slow(message: Message) -> None:
+        runs.append(message.payload)
+        await asyncio.sleep(1.0)  # the handler's own work, five times ack_wait
+        await worker.respond(message.correlation_id or "", "done")
+
+    worker.subscribe("plugin/slowpoke/request", slow, queue="slowpoke")
+    assert await caller.request(topic="plugin/slowpoke/request", payload=1, timeout=WAIT) == "done"
+    assert runs == [1]

@@ -1,0 +1,126 @@
+"""A plugin in another language joins over NATS: raw JSON with nats-py, no SDK on that side.
+
+Everything the raw side does here is what docs/protocol.md tells a non-Python plugin.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from jira_orchestrator.messagebus import Message, get_message_bus
+from tests.nats._server import NatsServer
+
+WAIT = 10.0
+
+
+@pytest.fixture
+async def raw(nats_server: NatsServer) -> AsyncIterator[Client]:
+    client = await nats.connect(nats_server.url)
+    yield client
+    await client.close()
+
+
+def envelope(**fields: Any) -> bytes:
+    """What a TypeScript plugin sends: the seed's camelCase envelope as JSON."""
+    base: dict[str, Any] = {
+        "messageId": "ts-msg-1",
+        "correlationId": "ts-corr-1",
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "source": "ts-plugin",
+        "destination": "sdk-plugin",
+        "topic": "plugin.sdk-plugin.request",
+        "messageType": "request",
+        "priority": 5,
+        "headers": {"traceId": "trace-ts"},
+        "payload": {"command": "add", "numbers": [1, 2, 3]},
+        "metadata": {"retryCount": 0, "timeout": 5000},
+    }
+    base.update(fields)
+    return json.dumps(base).encode()
+
+
+async def serve_sdk_plugin(url: str) -> None:
+    sdk = get_message_bus("sdk-plugin", url)
+
+    async def add(message: Message) -> None:
+        assert message.correlation_id is not None
+        await sdk.respond(message.correlation_id, {"sum": sum(message.payload["numbers"])})
+
+    sdk.subscribe("plugin/sdk-plugin/request", add, queue="sdk-plugin")
+    await sdk.transport.flush()  # type: ignore[attr-defined]
+
+
+async def test_raw_request_reply_gets_the_sdk_plugins_answer(
+    nats_server: NatsServer, raw: Client
+) -> None:
+    await serve_sdk_plugin(nats_server.url)
+    reply = await raw.request("plugin.sdk-plugin.request", envelope(), timeout=WAIT)
+    answer = json.loads(reply.data)
+    assert answer["messageType"] == "response"
+    assert answer["correlationId"] == "ts-corr-1"
+    assert answer["source"] == "sdk-plugin"
+    assert answer["destination"] == "ts-plugin"
+    assert answer["topic"] == "plugin/sdk-plugin/response"
+    assert answer["payload"] == {"sum": 6}
+    assert answer["headers"]["traceId"] == "trace-ts"
+    assert set(answer) >= {"messageId", "timestamp", "priority", "metadata"}
+
+
+async def test_a_minimal_envelope_is_enough(nats_server: NatsServer, raw: Client) -> None:
+    await serve_sdk_plugin(nats_server.url)
+    minimal = {
+        "topic": "plugin/sdk-plugin/request",
+        "messageType": "request",
+        "correlationId": "c-1",
+        "payload": {"numbers": [40, 2]},
+    }
+    reply = await raw.request("plugin.sdk-plugin.request", json.dumps(minimal).encode(), WAIT)
+    assert json.loads(reply.data)["payload"] == {"sum": 42}
+
+
+async def test_raw_durable_request_through_jetstream(nats_server: NatsServer, raw: Client) -> None:
+    await serve_sdk_plugin(nats_server.url)
+    inbox = raw.new_inbox()
+    answers = await raw.subscribe(inbox, max_msgs=1)
+    ack = await raw.jetstream().publish(
+        "_jo.durable.plugin.sdk-plugin.request",
+        envelope(messageId="ts-durable-1", correlationId="ts-corr-2"),
+        headers={"Nats-Msg-Id": "ts-durable-1", "Jo-Reply-To": inbox},
+    )
+    assert ack.stream == "JO_REQUESTS"
+    reply = await answers.next_msg(timeout=WAIT)
+    answer = json.loads(reply.data)
+    assert answer["correlationId"] == "ts-corr-2"
+    assert answer["payload"] == {"sum": 6}
+
+
+async def test_raw_subscriber_receives_sdk_events(nats_server: NatsServer, raw: Client) -> None:
+    decisions = await raw.subscribe("routing.decision")
+    everything_routing = await raw.subscribe("routing.>")
+    await raw.flush()
+    router = get_message_bus("router", nats_server.url)
+    sent = await router.publish(
+        topic="routing/decision", payload={"plugin": "backend", "confidence": 0.92}, priority=8
+    )
+    for subscription in (decisions, everything_routing):
+        msg = await subscription.next_msg(timeout=WAIT)
+        assert msg.subject == "routing.decision"
+        event = json.loads(msg.data)
+        assert event["topic"] == "routing/decision"
+        assert event["messageType"] == "event"
+        assert event["source"] == "router"
+        assert event["priority"] == 8
+        assert event["payload"] == {"plugin": "backend", "confidence": 0.92}
+        assert event["messageId"] == sent.message_id
+        assert event["headers"]["traceId"]
+
+
+async def test_raw_request_to_nobody_gets_no_responders(raw: Client) -> None:
+    with pytest.raises(nats.errors.NoRespondersError):
+        await raw.request("plugin.nobody-here.request", envelope(), timeout=WAIT)
