@@ -24,6 +24,7 @@ from jira_orchestrator.plugins.discovery import (
     is_plugin_dir,
     load_plugin,
 )
+from jira_orchestrator.plugins.issue import Issue
 from jira_orchestrator.plugins.manifest import (
     MANIFEST_PATH,
     Capabilities,
@@ -53,7 +54,6 @@ from jira_orchestrator.plugins.registry import (
     AgentRegistry,
     glob_matches,
 )
-from jira_orchestrator.plugins.issue import Issue
 from jira_orchestrator.plugins.runtime import CommandRejected, Plugin, PluginMetrics
 
 __all__ = [

@@ -467,6 +467,7 @@ class Plugin:
                 "%s stopped with %d request(s) still in flight", self.id, self.metrics.in_flight
             )
         await self._announce("stopped")
+        self.log.info("%s stopped", self.id)
         for subscription in self._subscriptions:
             subscription.unsubscribe()
         self._subscriptions.clear()

@@ -40,6 +40,7 @@ from jira_orchestrator.transports._nats_subjects import (
 __all__ = [
     "ACK",
     "DEAD_LETTER_TOPIC",
+    "DELIVER_PREFIX",
     "IN_PROGRESS",
     "TERM",
     "StreamSpec",
