@@ -6,7 +6,10 @@ import typer
 
 from jira_orchestrator import __version__
 from jira_orchestrator.cli.demo import demo
+from jira_orchestrator.cli.dlq import dlq_app
 from jira_orchestrator.cli.plugins import plugins_app
+from jira_orchestrator.cli.route import route
+from jira_orchestrator.cli.up import nats_config, up
 
 __all__ = ["app", "main"]
 
@@ -18,7 +21,11 @@ app = typer.Typer(
 )
 
 app.add_typer(plugins_app, name="plugins")
+app.add_typer(dlq_app, name="dlq")
+app.command()(route)
 app.command()(demo)
+app.command()(up)
+app.command("nats-config")(nats_config)
 
 
 @app.callback()

@@ -1,0 +1,637 @@
+"""The dead-letter store: every letter published on ``system/dead-letter``, in SQLite.
+
+`DeadLetterCollector` subscribes a bus handle to ``system/dead-letter`` and writes each
+letter to a `DeadLetterStore` before counting it as stored. A letter whose payload does not
+follow the protocol (docs/protocol.md, "Dead letters") is still stored, raw, with the
+problem recorded, so nothing that reached the collector is dropped. Letters are keyed by
+their message id, so a redelivered letter (JetStream) is stored once.
+
+The file is shared: the orchestrator writes while ``jira-orchestrator dlq`` reads, replays
+and purges from another process. WAL journal with ``synchronous=FULL``: a write returns
+only once it is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from jira_orchestrator._core.clock import WallClock, format_timestamp, wall
+from jira_orchestrator._core.errors import InvalidMessage, InvalidTopic
+from jira_orchestrator._core.ids import new_id
+from jira_orchestrator._core.message import Message, MessageMetadata
+from jira_orchestrator.messagebus import (
+    DEAD_LETTER_TOPIC,
+    MessageBus,
+    Subscription,
+    get_message_bus,
+)
+from jira_orchestrator.orchestrator.errors import (
+    DeadLetterError,
+    DeadLetterNotFound,
+    DeadLetterStoreCorrupt,
+    ReplayError,
+)
+
+__all__ = [
+    "DEFAULT_DLQ_PATH",
+    "DLQ_ENV",
+    "INVALID_LETTER",
+    "REASONS",
+    "CollectorStats",
+    "DeadLetter",
+    "DeadLetterCollector",
+    "DeadLetterStore",
+    "parse_letter",
+    "replay_letter",
+    "replay_message",
+]
+
+log = logging.getLogger("jira_orchestrator.orchestrator.deadletters")
+
+DLQ_ENV = "JIRA_ORCHESTRATOR_DLQ"
+DEFAULT_DLQ_PATH = Path(".jira-orchestrator") / "dead-letters.db"
+REASONS = (
+    "handler-error",
+    "filter-error",
+    "expired",
+    "max-deliveries",
+    "rejected-source",
+    "invalid-message",
+)
+"""The reasons the bus and the plugin runtime write; others are stored as given."""
+
+INVALID_LETTER = "invalid-letter"
+"""The reason recorded for a letter whose own ``reason`` is missing or not a string."""
+
+REPLAY_HEADER = "replayOf"
+"""Header a replayed message carries: the ``messageId`` of the original."""
+
+_FORMAT = "jira-orchestrator-dead-letters/1"
+_SCHEMA = (
+    "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    """CREATE TABLE letters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        letter_id TEXT NOT NULL UNIQUE,
+        received_at REAL NOT NULL,
+        reason TEXT NOT NULL,
+        topic TEXT,
+        message_id TEXT,
+        subscriber TEXT,
+        subscription TEXT,
+        error_type TEXT,
+        error_message TEXT,
+        problem TEXT,
+        payload TEXT NOT NULL,
+        replay_count INTEGER NOT NULL DEFAULT 0,
+        replayed_at REAL,
+        replayed_as TEXT
+    )""",
+    "CREATE INDEX letters_reason ON letters (reason)",
+    "CREATE INDEX letters_received ON letters (received_at)",
+)
+_COLUMNS = (
+    "id, letter_id, received_at, reason, topic, message_id, subscriber, subscription, "
+    "error_type, error_message, problem, payload, replay_count, replayed_at, replayed_as"
+)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One stored letter. Times are seconds since the epoch.
+
+    ``payload`` is the letter as received (normally ``{reason, error, subscriber,
+    subscription, message}``); ``problem`` says why it does not follow the protocol, or is
+    None. ``replayed_as`` is the message id of the latest replay.
+    """
+
+    id: int
+    letter_id: str
+    received_at: float
+    reason: str
+    topic: str | None
+    message_id: str | None
+    subscriber: str | None
+    subscription: str | None
+    error_type: str | None
+    error_message: str | None
+    problem: str | None
+    payload: Any
+    replay_count: int = 0
+    replayed_at: float | None = None
+    replayed_as: str | None = None
+
+    @property
+    def message(self) -> dict[str, Any] | None:
+        """The original envelope carried by the letter, if it is a JSON object."""
+        original = self.payload.get("message") if isinstance(self.payload, dict) else None
+        return original if isinstance(original, dict) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, with ISO 8601 times (for ``dlq list --json`` and ``dlq show``)."""
+        data = asdict(self)
+        data["receivedAt"] = format_timestamp(data.pop("received_at"))
+        replayed = data.pop("replayed_at")
+        data["replayedAt"] = None if replayed is None else format_timestamp(replayed)
+        return {_camel(key): value for key, value in data.items()}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+@dataclass(frozen=True)
+class _Fields:
+    reason: str
+    topic: str | None
+    message_id: str | None
+    subscriber: str | None
+    subscription: str | None
+    error_type: str | None
+    error_message: str | None
+    problem: str | None
+
+
+def _optional_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def parse_letter(payload: Any) -> tuple[str, str | None]:
+    """``(reason, problem)`` of a letter payload; ``problem`` is None for a valid letter."""
+    fields = _fields(payload)
+    return fields.reason, fields.problem
+
+
+def _fields(payload: Any) -> _Fields:
+    problems: list[str] = []
+    if not isinstance(payload, dict):
+        return _Fields(
+            INVALID_LETTER, None, None, None, None, None, None,
+            f"the letter is a {type(payload).__name__}, not an object",
+        )  # fmt: skip
+    reason = payload.get("reason")
+    if not isinstance(reason, str) or not reason:
+        problems.append(f"reason: must be a non-empty string, not {reason!r}")
+        reason = INVALID_LETTER
+    error = payload.get("error")
+    error_type = error_message = None
+    if isinstance(error, dict):
+        error_type = _optional_str(error.get("type"))
+        error_message = _optional_str(error.get("message"))
+        if error_type is None or error_message is None:
+            problems.append("error: must be null or {type: str, message: str}")
+    elif error is not None:
+        problems.append(f"error: must be null or an object, not {type(error).__name__}")
+        error_message = str(error)
+    subscriber = payload.get("subscriber")
+    if not isinstance(subscriber, str):
+        problems.append(f"subscriber: must be a string, not {subscriber!r}")
+    subscription = payload.get("subscription")
+    if subscription is not None and not isinstance(subscription, str):
+        problems.append(f"subscription: must be a string or null, not {subscription!r}")
+    original = payload.get("message")
+    topic = message_id = None
+    if isinstance(original, dict):
+        topic = _optional_str(original.get("topic"))
+        message_id = _optional_str(original.get("messageId"))
+        if topic is None:
+            problems.append("message.topic: missing or not a string")
+    else:
+        problems.append(f"message: must be the original envelope, not {type(original).__name__}")
+    return _Fields(
+        reason,
+        topic,
+        message_id,
+        _optional_str(subscriber),
+        _optional_str(subscription),
+        error_type,
+        error_message,
+        "; ".join(problems) or None,
+    )
+
+
+class DeadLetterStore:
+    """The SQLite file of dead letters. Thread-safe; several processes may open it.
+
+    ``timeout`` (seconds) is how long to wait for another process's write lock. Raises
+    `DeadLetterStoreCorrupt` (not SQLite, damaged, or not a dead-letter store) or
+    `DeadLetterError` (I/O, locked for longer than ``timeout``).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, timeout: float = 5.0, clock: WallClock = wall
+    ) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"path must be a str or path, got {type(path).__name__}")
+        self.path = Path(path).absolute()
+        self.clock = clock
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db: sqlite3.Connection | None = sqlite3.connect(
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise DeadLetterError(f"cannot open dead-letter store {self.path}: {exc}") from exc
+        try:
+            self._open()
+        except BaseException:
+            self._db.close()
+            self._db = None
+            raise
+
+    def _open(self) -> None:
+        db = self._conn()
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise DeadLetterError(f"dead-letter store {self.path}: cannot use WAL ({mode!r})")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("BEGIN IMMEDIATE")
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+            if not tables:
+                for statement in _SCHEMA:
+                    db.execute(statement)
+                db.execute("INSERT INTO meta VALUES ('format', ?)", (_FORMAT,))
+                fmt: str | None = _FORMAT
+            elif not {"meta", "letters"} <= tables:
+                raise DeadLetterStoreCorrupt(
+                    f"{self.path} is an SQLite file but not a dead-letter store "
+                    f"(tables: {', '.join(sorted(tables))})"
+                )
+            else:
+                row = db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
+                fmt = None if row is None else row[0]
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise self._error(exc, "opening") from exc
+        except DeadLetterError:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        if fmt != _FORMAT:
+            raise DeadLetterStoreCorrupt(f"{self.path}: unknown dead-letter format {fmt!r}")
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise DeadLetterError(f"dead-letter store {self.path} is closed")
+        return self._db
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> DeadLetterError:
+        code = getattr(exc, "sqlite_errorname", "")
+        if code.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+            return DeadLetterStoreCorrupt(
+                f"dead-letter store {self.path} is damaged or not SQLite: {exc}"
+            )
+        return DeadLetterError(f"dead-letter store {self.path}: {doing} failed: {exc}")
+
+    @contextmanager
+    def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._conn()
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                yield db
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise self._error(exc, doing) from exc
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._conn().execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise self._error(exc, "reading") from exc
+
+    def add(
+        self, payload: Any, *, letter_id: str | None = None, received_at: float | None = None
+    ) -> tuple[int, bool]:
+        """Store one letter; ``(id, stored)``, ``stored`` False if ``letter_id`` was already in.
+
+        ``payload`` may be anything: a malformed letter is kept with its ``problem``. On disk
+        when this returns.
+        """
+        if letter_id is not None and not isinstance(letter_id, str):
+            raise TypeError(f"letter_id must be a str, got {type(letter_id).__name__}")
+        fields = _fields(payload)
+        text = json.dumps(payload, default=repr, ensure_ascii=False)
+        key = letter_id or new_id()
+        when = self.clock() if received_at is None else float(received_at)
+        with self._transaction("writing") as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO letters (letter_id, received_at, reason, topic, "
+                "message_id, subscriber, subscription, error_type, error_message, problem, "
+                "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    when,
+                    fields.reason,
+                    fields.topic,
+                    fields.message_id,
+                    fields.subscriber,
+                    fields.subscription,
+                    fields.error_type,
+                    fields.error_message,
+                    fields.problem,
+                    text,
+                ),
+            )
+            if cursor.rowcount == 1 and cursor.lastrowid is not None:
+                return cursor.lastrowid, True
+            row = db.execute("SELECT id FROM letters WHERE letter_id = ?", (key,)).fetchone()
+            return int(row[0]), False
+
+    def _letter(self, row: tuple[Any, ...]) -> DeadLetter:
+        ident, letter_id, received, reason, topic, message_id = row[:6]
+        subscriber, subscription, error_type, error_message, problem, text = row[6:12]
+        replays, replayed_at, replayed_as = row[12:]
+        try:
+            payload = json.loads(text)
+        except (TypeError, ValueError):
+            payload = text
+            problem = (problem + "; " if problem else "") + "stored JSON does not parse"
+        return DeadLetter(
+            id=ident,
+            letter_id=letter_id,
+            received_at=received,
+            reason=reason,
+            topic=topic,
+            message_id=message_id,
+            subscriber=subscriber,
+            subscription=subscription,
+            error_type=error_type,
+            error_message=error_message,
+            problem=problem,
+            payload=payload,
+            replay_count=replays,
+            replayed_at=replayed_at,
+            replayed_as=replayed_as,
+        )
+
+    def get(self, letter_id: int) -> DeadLetter:
+        """The letter with this id; raises `DeadLetterNotFound`."""
+        if isinstance(letter_id, bool) or not isinstance(letter_id, int):
+            raise TypeError(f"a dead letter id is an int, got {letter_id!r}")
+        rows = self._query(f"SELECT {_COLUMNS} FROM letters WHERE id = ?", (letter_id,))
+        if not rows:
+            raise DeadLetterNotFound(letter_id)
+        return self._letter(rows[0])
+
+    def _where(
+        self, reason: str | None, before: float | None, replayed: bool | None
+    ) -> tuple[str, tuple[Any, ...]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if reason is not None:
+            clauses.append("reason = ?")
+            args.append(reason)
+        if before is not None:
+            clauses.append("received_at < ?")
+            args.append(float(before))
+        if replayed is not None:
+            clauses.append("replay_count > 0" if replayed else "replay_count = 0")
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), tuple(args)
+
+    def list(
+        self,
+        *,
+        reason: str | None = None,
+        before: float | None = None,
+        replayed: bool | None = None,
+        limit: int | None = None,
+    ) -> list[DeadLetter]:
+        """Letters oldest first, filtered by reason, receipt time and whether replayed."""
+        where, args = self._where(reason, before, replayed)
+        sql = f"SELECT {_COLUMNS} FROM letters{where} ORDER BY id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [self._letter(row) for row in self._query(sql, args)]
+
+    def count(self, *, reason: str | None = None, before: float | None = None) -> int:
+        """How many letters match."""
+        where, args = self._where(reason, before, None)
+        return int(self._query(f"SELECT COUNT(*) FROM letters{where}", args)[0][0])
+
+    def counts(self) -> dict[str, int]:
+        """Number of letters by reason."""
+        rows = self._query("SELECT reason, COUNT(*) FROM letters GROUP BY reason ORDER BY reason")
+        return {reason: int(n) for reason, n in rows}
+
+    def mark_replayed(self, letter_id: int, replayed_as: str, at: float | None = None) -> None:
+        """Record that the letter was published again as message ``replayed_as``."""
+        when = self.clock() if at is None else at
+        with self._transaction("writing") as db:
+            cursor = db.execute(
+                "UPDATE letters SET replay_count = replay_count + 1, replayed_at = ?, "
+                "replayed_as = ? WHERE id = ?",
+                (when, replayed_as, letter_id),
+            )
+            if cursor.rowcount != 1:
+                raise DeadLetterNotFound(letter_id)
+
+    def purge(self, *, before: float | None = None, reason: str | None = None) -> int:
+        """Delete the matching letters (all without filters); returns how many."""
+        where, args = self._where(reason, before, None)
+        with self._transaction("purging") as db:
+            return int(db.execute(f"DELETE FROM letters{where}", args).rowcount)
+
+    def close(self) -> None:
+        """Close the file; idempotent."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    def __enter__(self) -> DeadLetterStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def replay_message(letter: DeadLetter) -> Message:
+    """The message to publish for a replay: the original with ``retryCount + 1``.
+
+    It gets a new ``messageId`` (a durable transport would drop the old one as a duplicate),
+    the header ``replayOf`` naming the original, and no ``expiresAt`` (an expired message
+    replayed with its deadline would expire again at once). Raises `ReplayError` when the
+    letter has no usable original.
+    """
+    original = letter.message
+    if original is None:
+        raise ReplayError(letter.id, "the letter carries no original message object")
+    if isinstance(letter.payload, dict) and letter.payload.get("payloadOmitted"):
+        raise ReplayError(
+            letter.id,
+            f"the original payload was not kept ({letter.payload['payloadOmitted']})",
+        )
+    try:
+        message = Message.from_dict(original)
+    except (InvalidMessage, InvalidTopic) as exc:
+        why = str(exc).removeprefix("invalid message: ")
+        raise ReplayError(letter.id, f"the original message is malformed: {why}") from None
+    headers = dict(message.headers)
+    headers[REPLAY_HEADER] = message.message_id
+    return Message(
+        correlation_id=message.correlation_id,
+        source=message.source,
+        destination=message.destination,
+        topic=message.topic,
+        message_type=message.message_type,
+        priority=message.priority,
+        headers=headers,
+        payload=message.payload,
+        metadata=MessageMetadata(
+            retry_count=message.metadata.retry_count + 1,
+            timeout_ms=message.metadata.timeout_ms,
+        ),
+    )
+
+
+_REPLAYER = "jira-orchestrator"
+
+
+async def replay_letter(
+    store: DeadLetterStore, letter_id: int, *, url: str | None = None
+) -> Message:
+    """Publish the letter's original message again on its topic and mark it replayed.
+
+    It is published through the bus handle of the original ``source`` on ``url``
+    (``$JIRA_ORCHESTRATOR_BUS_URL`` or ``memory://`` by default), so the receiver sees the
+    same sender. Raises `DeadLetterNotFound`, or `ReplayError` leaving the letter as it was.
+    """
+    letter = store.get(letter_id)
+    message = replay_message(letter)
+    try:
+        bus = get_message_bus(message.source or _REPLAYER, url)
+    except InvalidTopic:
+        bus = get_message_bus(_REPLAYER, url)
+    try:
+        sent = await bus.publish(message)
+    except (InvalidMessage, InvalidTopic) as exc:
+        raise ReplayError(letter.id, f"the bus refused the message: {exc}") from None
+    store.mark_replayed(letter.id, sent.message_id)
+    return sent
+
+
+@dataclass
+class CollectorStats:
+    """Counters of a `DeadLetterCollector`."""
+
+    received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    malformed: int = 0
+    failed_writes: int = 0
+    backlog: int = 0
+
+
+class DeadLetterCollector:
+    """Stores every letter published on ``system/dead-letter`` in a `DeadLetterStore`.
+
+    A letter the store cannot write (disk full, locked) is kept in memory, counted in
+    ``failed_writes``, and written again before the next letter and on `flush`. ``queue``
+    makes several orchestrator replicas share the letters instead of storing each twice.
+    """
+
+    def __init__(
+        self, bus: MessageBus, store: DeadLetterStore, *, queue: str | None = "dead-letter-store"
+    ) -> None:
+        if not isinstance(bus, MessageBus):
+            raise TypeError(f"bus must be a MessageBus, got {type(bus).__name__}")
+        if not isinstance(store, DeadLetterStore):
+            raise TypeError(f"store must be a DeadLetterStore, got {type(store).__name__}")
+        self.bus = bus
+        self.store = store
+        self.queue = queue
+        self._stats = CollectorStats()
+        self._backlog: deque[tuple[Any, str, float]] = deque()
+        self._subscription: Subscription | None = None
+        self._writing = asyncio.Lock()  # one writer drains the backlog, in order
+
+    def stats(self) -> dict[str, int]:
+        """The counters, as a dict."""
+        self._stats.backlog = len(self._backlog)
+        return asdict(self._stats)
+
+    def start(self) -> None:
+        """Subscribe to ``system/dead-letter``; idempotent."""
+        if self._subscription is None:
+            self._subscription = self.bus.subscribe(
+                DEAD_LETTER_TOPIC, self._on_letter, queue=self.queue
+            )
+
+    def stop(self) -> None:
+        """Unsubscribe; letters still in the backlog stay there until `flush`."""
+        if self._subscription is not None:
+            self._subscription.unsubscribe()
+            self._subscription = None
+
+    async def __aenter__(self) -> DeadLetterCollector:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+        await self.flush()
+
+    async def _on_letter(self, message: Message) -> None:
+        self._stats.received += 1
+        if not isinstance(message.payload, dict) or parse_letter(message.payload)[1] is not None:
+            self._stats.malformed += 1
+            log.warning("malformed dead letter %s stored raw", message.message_id)
+        self._backlog.append((message.payload, message.message_id, self.store.clock()))
+        await self.flush()
+
+    async def flush(self) -> bool:
+        """Write the backlog; True when it is empty."""
+        async with self._writing:
+            return await self._drain()
+
+    async def _drain(self) -> bool:
+        while self._backlog:
+            payload, letter_id, received_at = self._backlog[0]
+            try:
+                _, stored = await asyncio.to_thread(
+                    self.store.add, payload, letter_id=letter_id, received_at=received_at
+                )
+            except DeadLetterError as exc:
+                self._stats.failed_writes += 1
+                log.error("could not store dead letter %s (kept in memory): %s", letter_id, exc)
+                return False
+            self._backlog.popleft()
+            if stored:
+                self._stats.stored += 1
+            else:
+                self._stats.duplicates += 1
+        return True

@@ -1,0 +1,545 @@
+"""The orchestrator: route each request, send it to a plugin, fall back, record the task.
+
+For each request the router decides a primary plugin and fallbacks; the orchestrator sends
+``{command, parameters}`` to ``plugin/<id>/request`` under that plugin's resilience policy
+(timeout, retry, breaker from its manifest) and, when a plugin fails, is unavailable or its
+breaker is open, tries the next: the decision's ``fallbackPlugins``, then the primary's
+``errorHandling.fallback.fallbackPlugin``. It says which plugin answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from jira_orchestrator._core.clock import MonotonicClock, format_timestamp, monotonic, wall
+from jira_orchestrator._core.errors import (
+    CircuitOpenError,
+    DeliveryError,
+    InvalidParams,
+    JiraOrchestratorError,
+    NoResponders,
+    RequestTimeout,
+)
+from jira_orchestrator._core.ids import new_id
+from jira_orchestrator.messagebus import (
+    Message,
+    MessageBus,
+    RPCClient,
+    RPCServer,
+    Subscription,
+    current_message,
+    get_message_bus,
+)
+from jira_orchestrator.orchestrator.deadletters import DeadLetterCollector, DeadLetterStore
+from jira_orchestrator.orchestrator.tasks import TaskStore
+from jira_orchestrator.plugins import CommandRejected, PluginCatalog, discover_plugins
+from jira_orchestrator.plugins.manifest import PluginManifest
+from jira_orchestrator.resilience import ResiliencePolicy
+from jira_orchestrator.routing import (
+    NoPlugins,
+    Router,
+    RoutingDecision,
+    RoutingRequest,
+    adf_to_text,
+)
+
+__all__ = [
+    "ORCHESTRATOR_ID",
+    "Attempt",
+    "DispatchResult",
+    "Orchestrator",
+    "PluginFailed",
+    "PluginHealth",
+    "issue_parameters",
+]
+
+log = logging.getLogger("jira_orchestrator.orchestrator")
+
+ORCHESTRATOR_ID = "jira-orchestrator"
+DEFAULT_COMMAND = "handle_issue"
+
+
+class PluginFailed(JiraOrchestratorError):
+    """A plugin answered ``{status: "error"}`` or something that is not a reply."""
+
+    def __init__(self, plugin: str, message: str, error_type: str | None = None) -> None:
+        self.plugin = plugin
+        self.error_type = error_type
+        super().__init__(f"{plugin}: {message}")
+
+
+@dataclass
+class Attempt:
+    """One plugin tried for a task."""
+
+    plugin: str
+    outcome: Literal["completed", "failed", "skipped"]
+    error: str | None = None
+    duration: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plugin": self.plugin,
+            "outcome": self.outcome,
+            "error": self.error,
+            "durationMs": round(self.duration * 1000, 3),
+        }
+
+
+@dataclass
+class DispatchResult:
+    """What happened to one request: who answered, with what, how long it took."""
+
+    task_id: str
+    request_id: str
+    issue_key: str | None
+    primary: str | None
+    plugin: str | None
+    outcome: Literal["completed", "failed"]
+    result: Any
+    error: str | None
+    duration: float
+    attempts: list[Attempt] = field(default_factory=list)
+    decision: RoutingDecision | None = None
+
+    @property
+    def fallback_used(self) -> bool:
+        """True when a plugin other than the primary answered."""
+        return self.plugin is not None and self.plugin != self.primary
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "taskId": self.task_id,
+            "requestId": self.request_id,
+            "issueKey": self.issue_key,
+            "primaryPlugin": self.primary,
+            "plugin": self.plugin,
+            "outcome": self.outcome,
+            "result": self.result,
+            "error": self.error,
+            "durationMs": round(self.duration * 1000, 3),
+            "fallbackUsed": self.fallback_used,
+            "attempts": [attempt.to_dict() for attempt in self.attempts],
+        }
+
+
+@dataclass
+class PluginHealth:
+    """What the orchestrator knows of a plugin's health."""
+
+    status: str = "unknown"  # unknown, ready, stopped, healthy, degraded, unhealthy
+    breaker: str | None = None  # the plugin's own breaker, as it announced it
+    last_seen: float | None = None
+
+
+def issue_parameters(issue: Mapping[str, Any] | str, files: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``parameters`` of a ``handle_issue`` command (`jira_orchestrator.plugins.Issue`)."""
+    if isinstance(issue, str):
+        return {"summary": issue, "files": list(files)}
+    fields = issue.get("fields", issue)
+    description = fields.get("description") or ""
+    if not isinstance(description, str):
+        description = adf_to_text(description, where="fields.description")
+    issue_type = fields.get("issuetype") or fields.get("issueType") or {}
+    components = [
+        c.get("name", "") if isinstance(c, Mapping) else str(c)
+        for c in fields.get("components") or []
+    ]
+    return {
+        "key": str(issue.get("key") or issue.get("id") or ""),
+        "summary": fields.get("summary") or "",
+        "description": description,
+        "issueType": issue_type.get("name", "Task")
+        if isinstance(issue_type, Mapping)
+        else str(issue_type),
+        "labels": list(fields.get("labels") or []),
+        "components": components,
+        "files": list(files) or list(fields.get("files") or []),
+    }
+
+
+class Orchestrator:
+    """Routes and dispatches requests to the plugins of a catalog over a bus.
+
+    ``plugins`` is a plugins directory or a `PluginCatalog`. ``tasks`` is a `TaskStore` or
+    a SQLite path (default: in memory); ``decisions`` a SQLite path for routing decisions;
+    ``dead_letters`` a SQLite path where every ``system/dead-letter`` letter is stored.
+    ``heartbeat`` is how often, in seconds, to call every plugin's ``health_check``
+    (None: only at `start`).
+    """
+
+    def __init__(
+        self,
+        plugins: str | os.PathLike[str] | PluginCatalog,
+        *,
+        bus: MessageBus | None = None,
+        bus_url: str | None = None,
+        tasks: TaskStore | str | os.PathLike[str] | None = None,
+        decisions: str | os.PathLike[str] | None = None,
+        dead_letters: str | os.PathLike[str] | None = None,
+        clock: MonotonicClock = monotonic,
+        heartbeat: float | None = None,
+        health_timeout: float = 2.0,
+    ) -> None:
+        if isinstance(plugins, PluginCatalog):
+            self.catalog = plugins
+        else:
+            try:
+                self.catalog = discover_plugins(Path(plugins))
+            except NotADirectoryError as error:
+                raise NoPlugins(str(error)) from None
+        self.bus = bus if bus is not None else get_message_bus(ORCHESTRATOR_ID, bus_url)
+        self.clock = clock
+        self.manifests: dict[str, PluginManifest] = {
+            plugin.name: plugin.manifest for plugin in self.catalog.plugins
+        }
+        self.policies: dict[str, ResiliencePolicy] = {
+            name: ResiliencePolicy.from_manifest(manifest, name=f"dispatch:{name}", clock=clock)
+            for name, manifest in self.manifests.items()
+        }
+        self.health: dict[str, PluginHealth] = {name: PluginHealth() for name in self.manifests}
+        self.tasks = tasks if isinstance(tasks, TaskStore) else TaskStore(tasks or ":memory:")
+        self.router = Router(
+            self.catalog.plugins,
+            availability=self.availability,
+            bus=self.bus,
+            store=decisions,
+            requester=ORCHESTRATOR_ID,
+        )
+        self.heartbeat = heartbeat
+        self.health_timeout = health_timeout
+        self.dead_letters = (
+            None
+            if dead_letters is None
+            else DeadLetterCollector(self.bus, DeadLetterStore(dead_letters))
+        )
+        self._subscriptions: list[Subscription] = []
+        self._server: RPCServer | None = None
+        self._beat: asyncio.Task[None] | None = None
+
+    # -- health ----------------------------------------------------------------------------
+
+    def availability(self, plugin_id: str) -> float:
+        """0 (do not send) to 1 (healthy), from breakers and announced health."""
+        policy = self.policies.get(plugin_id)
+        own = None if policy is None or policy.breaker is None else policy.breaker.state.value
+        health = self.health.get(plugin_id, PluginHealth())
+        if own in ("open", "forced_open") or health.breaker in ("open", "forced_open"):
+            return 0.0
+        if health.status in ("stopped", "unhealthy"):
+            return 0.0
+        if own == "half_open" or health.breaker == "half_open" or health.status == "degraded":
+            return 0.5
+        return 1.0
+
+    def _on_status(self, message: Message) -> None:
+        plugin = message.source
+        if plugin in self.health and isinstance(message.payload, Mapping):
+            status = message.payload.get("status")
+            if isinstance(status, str):
+                self.health[plugin].status = status
+                self.health[plugin].last_seen = self.clock()
+
+    def _on_breaker(self, message: Message) -> None:
+        plugin = message.source
+        if plugin in self.health and isinstance(message.payload, Mapping):
+            state = message.payload.get("state")
+            if isinstance(state, str):
+                self.health[plugin].breaker = state
+                self.health[plugin].last_seen = self.clock()
+
+    async def refresh_health(self) -> dict[str, PluginHealth]:
+        """Ask every plugin for ``health_check`` at once; silence counts against it."""
+
+        async def check(plugin: str) -> None:
+            client = RPCClient(f"plugin://{plugin}/rpc", bus=self.bus)
+            health = self.health[plugin]
+            try:
+                answer = await client.call("health_check", timeout=self.health_timeout)
+            except NoResponders:
+                health.status = "stopped"
+            except (RequestTimeout, DeliveryError, JiraOrchestratorError):
+                health.status = "unhealthy"
+            else:
+                if isinstance(answer, Mapping):
+                    health.status = str(answer.get("status", "unknown"))
+                    state = answer.get("circuitBreakerState")
+                    health.breaker = state if isinstance(state, str) else None
+                health.last_seen = self.clock()
+
+        await asyncio.gather(*(check(plugin) for plugin in self.health))
+        return self.health
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen to plugins' status and breaker events, serve RPC, check health."""
+        bus = self.bus
+        self._subscriptions = [
+            bus.subscribe("plugin/*/status", self._on_status),
+            bus.subscribe("plugin/*/circuit-breaker", self._on_breaker),
+        ]
+        server = self._server = RPCServer(f"plugin://{bus.plugin_id}/rpc", bus=bus)
+        server.register("dispatch", self._rpc_dispatch)
+        server.register("delegate", self._rpc_delegate)
+        server.register("status", self.status)
+        if self.dead_letters is not None:
+            self.dead_letters.start()
+        await self.refresh_health()
+        if self.heartbeat:
+            self._beat = asyncio.get_running_loop().create_task(self._heartbeat(self.heartbeat))
+
+    async def _heartbeat(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            await self.refresh_health()
+
+    async def stop(self) -> None:
+        """Stop listening and serving (tasks in flight finish with their callers)."""
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
+        for subscription in self._subscriptions:
+            subscription.unsubscribe()
+        self._subscriptions.clear()
+        if self.dead_letters is not None:
+            await self.bus.flush()
+            await self.dead_letters.flush()
+            self.dead_letters.stop()
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        await self.router.wait_published()
+
+    def close(self) -> None:
+        """Release the task, decision and dead-letter databases."""
+        self.tasks.close()
+        self.router.close()
+        if self.dead_letters is not None:
+            self.dead_letters.store.close()
+
+    def status(self) -> dict[str, Any]:
+        """Plugins' health and availability, and task counts."""
+        return {
+            "plugins": {
+                name: {
+                    "status": health.status,
+                    "breaker": health.breaker,
+                    "availability": self.availability(name),
+                    "dispatchBreaker": None
+                    if self.policies[name].breaker is None
+                    else self.policies[name].breaker.state.value,  # type: ignore[union-attr]
+                }
+                for name, health in self.health.items()
+            },
+            "tasks": self.tasks.counts(),
+        }
+
+    # -- dispatch --------------------------------------------------------------------------
+
+    def candidates(self, decision: RoutingDecision) -> list[str]:
+        """Who to try, in order: primary, the decision's fallbacks, the primary's
+        ``errorHandling.fallback.fallbackPlugin``; then the fallback plugins of relevant
+        plugins the router left out because they were unavailable (so work whose only
+        fitting plugin is down still reaches that plugin's declared fallback)."""
+        order: list[str] = []
+        if decision.primary_plugin is not None:
+            order.append(decision.primary_plugin)
+        order.extend(decision.fallback_plugins)
+        down = [p for p in decision.excluded if p in self.policies and not self.availability(p)]
+        for plugin in [*order[:1], *down]:
+            if plugin in self.policies:
+                extra = self.policies[plugin].fallback_plugin
+                if extra is not None:
+                    order.append(extra)
+        return [plugin for plugin in dict.fromkeys(order) if plugin in self.manifests]
+
+    async def dispatch(
+        self,
+        request: Mapping[str, Any] | str,
+        *,
+        command: str = DEFAULT_COMMAND,
+        parameters: Mapping[str, Any] | None = None,
+        files: Sequence[str] = (),
+        task_id: str | None = None,
+    ) -> DispatchResult:
+        """Route ``request`` (a Jira issue or text) and have a plugin do it.
+
+        Never raises for a plugin's failure: the result says what happened. Raises
+        `InvalidRequest` for a request the router cannot read.
+        """
+        routing = (
+            RoutingRequest.from_text(request, files=files)
+            if isinstance(request, str)
+            else RoutingRequest.from_jira(request, files=files)
+        )
+        params = dict(parameters) if parameters is not None else issue_parameters(request, files)
+        task_id = task_id or new_id()
+        if self.tasks.get(task_id) is None:
+            self.tasks.create(
+                task_id,
+                {"request": request, "parameters": params, "files": list(files)},
+                command,
+            )
+        started = self.clock()
+        decision = await self.router.aroute(routing)
+        candidates = self.candidates(decision)
+        await self._event(
+            "orchestration/task-start",
+            {
+                "taskId": task_id,
+                "requestId": decision.request_id,
+                "issueKey": routing.issue_key,
+                "plugin": decision.primary_plugin,
+                "candidates": candidates,
+                "command": command,
+            },
+        )
+        attempts: list[Attempt] = []
+        answered: str | None = None
+        result: Any = None
+        errors: list[str] = []
+        for plugin in candidates:
+            if self.availability(plugin) == 0.0:
+                attempts.append(Attempt(plugin, "skipped", "unavailable (breaker open or down)"))
+                continue
+            self.tasks.running(task_id, plugin, [a.to_dict() for a in attempts])
+            begun = self.clock()
+            try:
+                result = await self._send(plugin, command, params)
+            except CircuitOpenError:
+                attempts.append(Attempt(plugin, "skipped", "circuit open", self.clock() - begun))
+                continue
+            except Exception as failure:
+                message = str(failure) or type(failure).__name__
+                attempts.append(Attempt(plugin, "failed", message, self.clock() - begun))
+                errors.append(message)
+                self.router.record_outcome(decision.request_id, plugin, False)
+                continue
+            attempts.append(Attempt(plugin, "completed", None, self.clock() - begun))
+            self.router.record_outcome(decision.request_id, plugin, True)
+            answered = plugin
+            break
+        outcome: Literal["completed", "failed"] = "completed" if answered else "failed"
+        error: str | None = None
+        if answered is None:
+            error = "; ".join(errors) if errors else "no plugin could take the request"
+        duration = self.clock() - started
+        self.tasks.finish(
+            task_id,
+            status=outcome,
+            plugin=answered,
+            attempts=[a.to_dict() for a in attempts],
+            result=result if answered else None,
+            error=error,
+        )
+        dispatched = DispatchResult(
+            task_id=task_id,
+            request_id=decision.request_id,
+            issue_key=routing.issue_key,
+            primary=decision.primary_plugin,
+            plugin=answered,
+            outcome=outcome,
+            result=result if answered else None,
+            error=error,
+            duration=duration,
+            attempts=attempts,
+            decision=decision,
+        )
+        completion = dispatched.to_dict()
+        completion.pop("result")
+        await self._event("orchestration/task-complete", completion)
+        return dispatched
+
+    async def _send(self, plugin: str, command: str, parameters: Mapping[str, Any]) -> Any:
+        """One command to one plugin under its policy; raise unless it succeeded."""
+        manifest = self.manifests[plugin]
+        policy = self.policies[plugin]
+        timeout = policy.timeout or manifest.orchestration.task_timeout
+
+        async def attempt() -> Any:
+            reply = await self.bus.request(
+                topic=f"plugin/{plugin}/request",
+                destination=plugin,
+                payload={"command": command, "parameters": dict(parameters)},
+                timeout=timeout,
+            )
+            if not isinstance(reply, Mapping) or reply.get("status") not in ("success", "error"):
+                raise PluginFailed(plugin, f"not a {{status, result}} reply: {reply!r:.200}")
+            if reply["status"] == "success":
+                return reply.get("result")
+            message = str(reply.get("error") or "failed")
+            if reply.get("callerError"):
+                raise InvalidParams(f"{plugin}: {message}")  # the request's fault: no retry
+            raise PluginFailed(plugin, message, reply.get("errorType"))
+
+        return await policy.execute(attempt)
+
+    async def resume(self) -> list[DispatchResult]:
+        """Dispatch again every task a previous run left pending or running.
+
+        Delivery is at least once: a plugin may see a task twice if the orchestrator died
+        after the plugin finished it but before the task was recorded as completed.
+        """
+        results = []
+        for task in self.tasks.unfinished():
+            stored = task.request
+            log.warning("resuming task %s left %s by an earlier run", task.id, task.status)
+            results.append(
+                await self.dispatch(
+                    stored["request"],
+                    command=task.command,
+                    parameters=stored.get("parameters"),
+                    files=stored.get("files") or (),
+                    task_id=task.id,
+                )
+            )
+        return results
+
+    # -- delegation between plugins -----------------------------------------------------------
+
+    def can_route(self, source: str, target: str) -> bool:
+        """Whether ``source``'s ``routing.canRouteTo`` lets it hand work to ``target``."""
+        manifest = self.manifests.get(source)
+        if manifest is None:
+            return False
+        allowed = manifest.routing.can_route_to
+        return target in allowed or "*" in allowed
+
+    async def delegate(
+        self, source: str, target: str, command: str, parameters: Mapping[str, Any] | None = None
+    ) -> Any:
+        """Run ``command`` on ``target`` for ``source``; raise `CommandRejected` when
+        ``routing.canRouteTo`` of ``source`` does not list ``target``."""
+        if not self.can_route(source, target):
+            raise CommandRejected(f"{source!r} may not route work to {target!r} (canRouteTo)")
+        if target not in self.manifests:
+            raise CommandRejected(f"{target!r} is not a plugin of this orchestrator")
+        return await self._send(target, command, parameters or {})
+
+    async def _rpc_delegate(
+        self, target: str, command: str, parameters: dict[str, Any] | None = None
+    ) -> Any:
+        """Hand work to another plugin, as allowed by the caller's ``canRouteTo``."""
+        message = current_message()
+        source = "" if message is None else message.source
+        return await self.delegate(source, target, command, parameters)
+
+    async def _rpc_dispatch(
+        self, request: dict[str, Any] | str, command: str = DEFAULT_COMMAND
+    ) -> dict[str, Any]:
+        """Route and dispatch a request (a Jira issue or text); return what happened."""
+        return (await self.dispatch(request, command=command)).to_dict()
+
+    async def _event(self, topic: str, payload: dict[str, Any]) -> None:
+        payload = {**payload, "timestamp": format_timestamp(wall())}
+        try:
+            await self.bus.publish(topic=topic, payload=payload)
+        except Exception:  # an event that cannot be sent must not fail the task
+            log.exception("could not publish %s", topic)

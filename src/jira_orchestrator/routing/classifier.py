@@ -1,0 +1,669 @@
+"""The classifier: what a request is about, read from its text, labels and files.
+
+- **terms**: the words and phrases of the text (see `text`), weighted; labels and
+  components count as text.
+- **technologies** from file paths: extensions (``.razor``, ``.tf``, ``.bicep``) and
+  well-known files (``Chart.yaml``, ``Dockerfile``, ``.github/workflows/*``).
+- **everyday words** (``slow``, ``sign in``, ``picture``) add the technical word a plugin
+  would use (``performance``, ``authentication``, ``diagram``), at a lower weight. The
+  table is general software vocabulary, not a rule per plugin.
+- **domains** (frontend, backend, infrastructure, ...) and a rough **complexity**.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Literal
+
+from jira_orchestrator.routing.request import RoutingRequest
+from jira_orchestrator.routing.text import compounds, phrases, raw_stems, words
+
+__all__ = [
+    "DOMAINS",
+    "Classification",
+    "Complexity",
+    "classify",
+    "domains_of",
+    "technologies_of",
+]
+
+Complexity = Literal["low", "medium", "high"]
+
+# Extension -> technologies (as words the plugins write).
+_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    ".razor": ("blazor", "razor", "dotnet", "csharp", "component"),
+    ".cshtml": ("razor", "aspnet", "dotnet", "csharp"),
+    ".cs": ("csharp", "dotnet"),
+    ".csproj": ("dotnet", "csharp", "nuget"),
+    ".sln": ("dotnet", "csharp"),
+    ".aspx": ("aspnet", "web forms", "dotnet"),
+    ".fs": ("fsharp", "dotnet"),
+    ".py": ("python",),
+    ".ipynb": ("python", "notebook"),
+    ".tsx": ("react", "typescript", "component"),
+    ".jsx": ("react", "javascript", "component"),
+    ".ts": ("typescript",),
+    ".js": ("javascript",),
+    ".mjs": ("javascript",),
+    ".vue": ("vue", "component"),
+    ".svelte": ("svelte", "component"),
+    ".css": ("css", "style"),
+    ".scss": ("css", "sass", "style"),
+    ".less": ("css", "style"),
+    ".html": ("html",),
+    ".ftl": ("freemarker", "theme", "template"),
+    ".tf": ("terraform", "infrastructure as code"),
+    ".tfvars": ("terraform", "infrastructure as code"),
+    ".hcl": ("terraform",),
+    ".bicep": ("bicep", "azure", "infrastructure as code"),
+    ".drawio": ("drawio", "diagram"),
+    ".dio": ("drawio", "diagram"),
+    ".vsdx": ("diagram",),
+    ".puml": ("diagram", "uml"),
+    ".mmd": ("mermaid", "diagram"),
+    ".sql": ("sql", "database"),
+    ".prisma": ("prisma", "database schema"),
+    ".graphql": ("graphql",),
+    ".gql": ("graphql",),
+    ".proto": ("grpc", "protobuf"),
+    ".java": ("java",),
+    ".kt": ("kotlin",),
+    ".go": ("go",),
+    ".rs": ("rust",),
+    ".rb": ("ruby",),
+    ".php": ("php",),
+    ".swift": ("swift", "ios"),
+    ".sh": ("shell", "bash"),
+    ".ps1": ("powershell",),
+    ".hbs": ("handlebars", "template"),
+    ".j2": ("jinja", "template"),
+    ".pbix": ("power bi", "report"),
+    ".pbit": ("power bi", "report"),
+    ".dax": ("power bi", "dax"),
+    ".xlsx": ("excel", "spreadsheet"),
+    ".xlsm": ("excel", "spreadsheet"),
+    ".csv": ("csv", "data"),
+    ".pdf": ("pdf", "document"),
+    ".cpkg": ("plugin bundle", "signature"),
+    ".md": ("markdown", "documentation"),
+    ".mdx": ("markdown", "documentation"),
+    ".bpmn": ("bpmn", "diagram", "workflow"),
+}
+# A whole file name (lower case) -> technologies.
+_FILES: dict[str, tuple[str, ...]] = {
+    "chart.yaml": ("helm", "chart", "kubernetes"),
+    "values.yaml": ("helm", "chart", "kubernetes"),
+    "dockerfile": ("docker", "container"),
+    "docker-compose.yml": ("docker", "compose", "container"),
+    "docker-compose.yaml": ("docker", "compose", "container"),
+    "compose.yaml": ("docker", "compose", "container"),
+    "jenkinsfile": ("jenkins", "pipeline", "cicd"),
+    "package.json": ("javascript", "node", "npm"),
+    "tsconfig.json": ("typescript",),
+    "requirements.txt": ("python",),
+    "pyproject.toml": ("python",),
+    "pom.xml": ("maven", "java"),
+    "build.gradle": ("gradle", "java"),
+    "go.mod": ("go",),
+    "cargo.toml": ("rust",),
+    "program.cs": ("dotnet", "aspnet", "csharp"),
+    "appsettings.json": ("dotnet", "aspnet", "configuration"),
+    "tailwind.config.js": ("tailwind", "css"),
+    "tailwind.config.ts": ("tailwind", "css"),
+    "vite.config.ts": ("vite", "frontend"),
+    "vite.config.js": ("vite", "frontend"),
+    "next.config.js": ("nextjs", "react"),
+    "next.config.mjs": ("nextjs", "react"),
+    "cookiecutter.json": ("cookiecutter", "template"),
+    "copier.yml": ("copier", "template"),
+    "copier.yaml": ("copier", "template"),
+    "claude.md": ("claude code", "configuration"),
+    "skill.md": ("claude code", "skill"),
+    ".mcp.json": ("mcp", "mcp server"),
+    "plugin.json": ("plugin", "manifest"),
+    "configuration.yaml": ("home assistant", "configuration"),
+    "automations.yaml": ("home assistant", "automation"),
+    "ui-lovelace.yaml": ("home assistant", "lovelace", "dashboard"),
+    "playbook.yml": ("ansible", "playbook"),
+    "site.yml": ("ansible", "playbook"),
+    "inventory.ini": ("ansible", "inventory"),
+    "ansible.cfg": ("ansible",),
+    "openapi.yaml": ("openapi", "api"),
+    "openapi.json": ("openapi", "api"),
+    "swagger.json": ("openapi", "api"),
+    ".env": ("environment", "configuration"),
+    "kustomization.yaml": ("kubernetes", "kustomize"),
+}
+# A folder in the path -> technologies.
+_FOLDERS: dict[str, tuple[str, ...]] = {
+    ".github/workflows": ("github actions", "workflow", "cicd", "pipeline"),
+    ".harness": ("harness", "pipeline", "cicd"),
+    ".claude": ("claude code", "configuration"),
+    "charts": ("helm", "chart", "kubernetes"),
+    "helm": ("helm", "chart", "kubernetes"),
+    "k8s": ("kubernetes", "manifest"),
+    "kubernetes": ("kubernetes", "manifest"),
+    "terraform": ("terraform", "infrastructure as code"),
+    "ansible": ("ansible", "playbook"),
+    "roles": ("ansible",),
+    "playbooks": ("ansible", "playbook"),
+    "migrations": ("migration", "database"),
+    "alembic": ("migration", "database", "python"),
+    "lovelace": ("home assistant", "lovelace", "dashboard"),
+    "themes": ("theme",),
+    "keycloak": ("keycloak",),
+    "realms": ("keycloak", "realm"),
+    "agents": ("agent",),
+    "hooks": ("hook",),
+    "tests": ("test",),
+    "test": ("test",),
+    "e2e": ("end to end", "test"),
+    "cypress": ("end to end", "test"),
+    "playwright": ("playwright", "end to end", "test"),
+}
+
+# Everyday words of issue reporters -> the words plugins use for the same thing.
+VOCABULARY: dict[str, tuple[str, ...]] = {
+    "slow": ("performance", "latency", "optimization"),
+    "sluggish": ("performance", "optimization"),
+    "laggy": ("performance",),
+    "lag": ("performance",),
+    "freez": ("performance", "rendering"),
+    "hang": ("performance",),
+    "speed": ("performance",),
+    "fast": ("performance",),
+    "faster": ("performance",),
+    "timeout": ("latency", "performance"),
+    "login": ("authentication", "sso"),
+    "signin": ("authentication", "login"),
+    "password": ("authentication",),
+    "token": ("authentication", "jwt"),
+    "single sign": ("sso", "authentication", "oidc"),
+    "role": ("authorization", "rbac"),
+    "permission": ("authorization", "access"),
+    "crash": ("error", "debug", "troubleshoot"),
+    "broken": ("error", "debug", "fix"),
+    "bug": ("debug", "fix"),
+    "fail": ("error", "failure"),
+    "picture": ("diagram", "visual"),
+    "drawing": ("diagram",),
+    "sketch": ("diagram", "wireframe"),
+    "arrow": ("diagram", "connector", "edge"),
+    "wiki": ("documentation", "confluence"),
+    "write up": ("documentation",),
+    "ticket": ("issue", "jira"),
+    "story": ("issue", "user story"),
+    "spreadsheet": ("excel", "workbook"),
+    "workbook": ("excel",),
+    "socket": ("websocket", "real time"),
+    "instantly": ("real time",),
+    "nightly": ("schedule", "background task"),
+    "cron": ("schedule",),
+    "bill": ("cost",),
+    "expensive": ("cost",),
+    "cheap": ("cost",),
+    "budget": ("cost",),
+    "dated": ("design", "style", "modern"),
+    "ugly": ("design", "style"),
+    "color": ("theme", "palette", "style"),
+    "colour": ("theme", "palette", "style"),
+    "dark": ("theme", "dark mode"),
+    "brand": ("theme", "branding", "white label"),
+    "logo": ("branding", "theme"),
+    "screen reader": ("accessibility", "aria", "wcag"),
+    "contrast": ("accessibility", "wcag"),
+    "keyboard": ("accessibility",),
+    "hover": ("animation", "interaction"),
+    "fade": ("animation", "transition"),
+    "scroll": ("scroll animation", "parallax"),
+    "particle": ("animation", "background"),
+    "sensor": ("iot", "entity"),
+    "lights": ("automation", "device", "entity"),
+    "thermostat": ("climate", "device"),
+    "camera": ("nvr", "camera"),
+    "solar": ("energy",),
+    "battery": ("energy",),
+    "voice": ("voice assistant",),
+    "rollback": ("rollback", "revert"),
+    "revert": ("rollback",),
+    "undo": ("rollback",),
+    "signoff": ("approval",),
+    "approve": ("approval",),
+    "stuck": ("status", "escalation"),
+    "overdue": ("sla", "escalation"),
+    "deadline": ("sla",),
+    "lost": ("retry", "dead letter"),
+    "duplicate": ("deduplication", "idempotency"),
+    "429": ("rate limit",),
+    "scanned": ("ocr", "document", "pdf"),
+    "paperwork": ("document", "form"),
+    "retype": ("extraction", "data entry"),
+    "server": ("infrastructure",),
+    "servers": ("infrastructure", "provisioning"),
+    "vm": ("server", "infrastructure"),
+    "laptop": ("local development",),
+    "estimate": ("estimation",),
+    "legal": ("regulatory", "compliance"),
+    "auditor": ("audit", "compliance"),
+    "privacy": ("gdpr", "compliance"),
+    "upgrade": ("migration", "upgrade"),
+    "deprecated": ("deprecation", "drift"),
+    "outdated": ("deprecation", "upgrade"),
+    "ship": ("deploy", "release"),
+    "push": ("deploy",),
+    "prod": ("production",),
+    "email": ("notification", "mail"),
+    "mail": ("email", "exchange"),
+    "mailbox": ("exchange", "email"),
+    "client": ("customer",),
+    "customer": ("client",),
+    "move off": ("migration",),
+    "switch to": ("migration",),
+    "moving to": ("migration",),
+    "log in": ("authentication", "login"),
+    "sign in": ("authentication", "login"),
+    "sign off": ("approval",),
+    "starter": ("template", "scaffold", "boilerplate"),
+    "boilerplate": ("template", "scaffold"),
+    "skeleton": ("scaffold", "template"),
+    "wandering": ("scope", "drift", "focus"),
+    "sidetracked": ("scope", "focus"),
+    "off track": ("scope", "drift", "focus"),
+    "waiting": ("sla", "escalation", "queue"),
+    "letter by letter": ("typewriter", "character", "text animation"),
+    "headline": ("text", "typography", "heading"),
+    "typing": ("input", "keystroke"),
+    "keystroke": ("input", "rendering", "performance"),
+    "who approved": ("approval", "audit"),
+    "history": ("audit", "log"),
+    "missing values": ("data quality", "profiling", "completeness"),
+    "dirty": ("data quality", "cleansing"),
+    "duplicates": ("deduplication", "data quality"),
+    "records": ("data",),
+    "by hand": ("manual", "automation"),
+    "manually": ("manual", "automation"),
+    "repeatable": ("automation", "idempotent", "infrastructure as code"),
+    "provisioning": ("infrastructure as code", "configuration management"),
+    "pinned": ("lockfile", "version"),
+    "reproducible": ("lockfile", "deterministic"),
+    "contradict": ("conflict", "drift", "inconsistency"),
+    "what changed": ("diff", "change"),
+    "translate": ("i18n", "localization"),
+    "german": ("i18n", "locale"),
+    "french": ("i18n", "locale"),
+    "spanish": ("i18n", "locale"),
+    "date format": ("locale", "i18n", "date"),
+    "notify": ("notification", "alert"),
+    "alert": ("notification",),
+    "reminder": ("notification", "schedule"),
+    "phone": ("mobile", "responsive"),
+    "tablet": ("dashboard", "mobile"),
+    "outreach": ("engagement", "campaign"),
+    "churn": ("retention",),
+    "screens": ("ui", "page"),
+    "agreement": ("scope", "contract"),
+    "contract": ("scope",),
+    "go live": ("launch", "deployment"),
+    "launch": ("go live", "deployment"),
+    "figures": ("kpi", "metrics", "report"),
+    "stale": ("refresh", "cache"),
+    "overnight": ("schedule", "refresh"),
+    "forgetting": ("memory", "context"),
+    "forgets": ("memory", "context"),
+    "remember": ("memory",),
+    "notes": ("knowledge", "notes"),
+    "credential": ("secret", "authentication"),
+    "api key": ("secret", "credential"),
+    "certificate": ("tls", "ssl"),
+    "https": ("tls", "certificate"),
+    "offline": ("health", "status"),
+    "unreachable": ("health", "network"),
+    "restart": ("service", "health"),
+    "memory leak": ("memory", "performance"),
+    "flaky": ("test", "reliability"),
+    "intermittent": ("flaky", "reliability"),
+    "twice": ("duplicate", "idempotency"),
+    "overlap": ("layout",),
+    "cluttered": ("layout", "design"),
+    "confusing": ("ux", "usability"),
+    "diagram": ("diagram", "visual"),
+    "improve": ("improvement", "optimization"),
+    "improvements": ("improvement", "upgrade", "suggestion"),
+    "modernize": ("upgrade", "migration"),
+    "old version": ("upgrade", "migration"),
+    "tampered": ("signature", "integrity"),
+    "trust": ("security", "trust score"),
+    "hacked": ("security", "vulnerability"),
+    "vulnerable": ("security", "vulnerability"),
+    "money": ("cost", "finance"),
+    "invoice": ("billing",),
+    "payroll": ("finance",),
+}
+
+DOMAINS: dict[str, list[str]] = {
+    "frontend": [
+        "frontend",
+        "ui",
+        "ux",
+        "css",
+        "tailwind",
+        "react",
+        "component",
+        "page",
+        "button",
+        "modal",
+        "layout",
+        "theme",
+        "style",
+        "animation",
+        "browser",
+        "responsive",
+        "design",
+        "accessibility",
+        "typescript",
+        "javascript",
+        "vue",
+        "blazor",
+        "razor",
+        "html",
+        "dashboard",
+    ],
+    "backend": [
+        "backend",
+        "api",
+        "endpoint",
+        "rest",
+        "graphql",
+        "grpc",
+        "service",
+        "microservice",
+        "database",
+        "python",
+        "fastapi",
+        "dotnet",
+        "aspnet",
+        "csharp",
+        "server",
+        "query",
+        "orm",
+        "cache",
+        "redis",
+        "mongodb",
+        "sql",
+        "websocket",
+    ],
+    "infrastructure": [
+        "infrastructure",
+        "kubernetes",
+        "helm",
+        "terraform",
+        "cluster",
+        "docker",
+        "container",
+        "aws",
+        "azure",
+        "gcp",
+        "cloud",
+        "bicep",
+        "ansible",
+        "provisioning",
+        "network",
+        "vpc",
+        "eks",
+        "server",
+    ],
+    "delivery": [
+        "pipeline",
+        "deploy",
+        "deployment",
+        "release",
+        "rollback",
+        "harness",
+        "cicd",
+        "ci",
+        "cd",
+        "github",
+        "actions",
+        "workflow",
+        "build",
+        "environment",
+        "production",
+        "staging",
+    ],
+    "data": [
+        "data",
+        "migration",
+        "etl",
+        "schema",
+        "report",
+        "reporting",
+        "dashboard",
+        "power",
+        "bi",
+        "analytics",
+        "kpi",
+        "dataverse",
+        "warehouse",
+        "lakehouse",
+        "fabric",
+        "extraction",
+    ],
+    "security": [
+        "security",
+        "compliance",
+        "audit",
+        "gdpr",
+        "sox",
+        "vulnerability",
+        "authentication",
+        "authorization",
+        "keycloak",
+        "oidc",
+        "sso",
+        "identity",
+        "regulatory",
+        "retention",
+    ],
+    "quality": [
+        "test",
+        "testing",
+        "coverage",
+        "qa",
+        "lint",
+        "quality",
+        "review",
+        "e2e",
+        "playwright",
+        "jest",
+        "pytest",
+    ],
+    "documentation": [
+        "documentation",
+        "doc",
+        "readme",
+        "confluence",
+        "diagram",
+        "adr",
+        "wiki",
+        "runbook",
+        "changelog",
+    ],
+    "planning": [
+        "sprint",
+        "backlog",
+        "task",
+        "epic",
+        "story",
+        "planning",
+        "plan",
+        "roadmap",
+        "issue",
+        "jira",
+        "linear",
+        "project",
+        "milestone",
+        "estimate",
+    ],
+}
+_DOMAIN_TERMS: dict[str, frozenset[str]] = {
+    name: frozenset(term for seed in seeds for term in words(seed))
+    for name, seeds in DOMAINS.items()
+}
+_COMPLEX = frozenset(words("migrate migration entire across all end to end overhaul rewrite"))
+_WEIGHT_TEXT = 1.0
+_WEIGHT_LABEL = 1.5
+_WEIGHT_TECH = 1.0
+_WEIGHT_PATH = 0.35
+_WEIGHT_VOCAB = 0.45
+_WEIGHT_COMPOUND = 0.7
+_SPLIT_PATH = re.compile(r"[\\/]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """What the classifier found: weighted query terms and the evidence behind them."""
+
+    terms: Mapping[str, float]
+    words: tuple[str, ...]
+    technologies: tuple[str, ...] = ()
+    file_technologies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    domains: tuple[str, ...] = ()
+    complexity: Complexity = "low"
+    expansions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-friendly (camelCase) summary for the decision."""
+        return {
+            "technologies": list(self.technologies),
+            "domains": list(self.domains),
+            "complexity": self.complexity,
+            "files": {path: list(tech) for path, tech in self.file_technologies.items()},
+        }
+
+
+def technologies_of(path: str) -> tuple[str, ...]:
+    """Technologies a file path points to (``charts/api/Chart.yaml``: helm, chart, ...)."""
+    normalized = path.replace("\\", "/").removeprefix("./")
+    pure = PurePosixPath(normalized)
+    name = pure.name.lower()
+    found: list[str] = []
+    found += _FILES.get(name, ())
+    if name.startswith(".env"):
+        found += _FILES[".env"]
+    if name.startswith("dockerfile"):
+        found += _FILES["dockerfile"]
+    suffixes = [s.lower() for s in pure.suffixes]
+    for suffix in suffixes[-2:]:
+        found += _EXTENSIONS.get(suffix, ())
+    lowered = normalized.lower()
+    for folder, techs in _FOLDERS.items():
+        if f"/{folder}/" in f"/{lowered}" and (
+            "/" in folder or folder in [part.lower() for part in pure.parts[:-1]]
+        ):
+            found += techs
+    return tuple(dict.fromkeys(found))
+
+
+def domains_of(tokens: Iterable[str]) -> dict[str, int]:
+    """How many tokens hit each domain's vocabulary."""
+    counts: dict[str, int] = {}
+    for token in tokens:
+        for name, vocabulary in _DOMAIN_TERMS.items():
+            if token in vocabulary:
+                counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def _expand(texts: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    """Everyday words and phrases of ``texts`` with the technical words they stand for."""
+    found: dict[str, tuple[str, ...]] = {}
+    for text in texts:
+        tokens = raw_stems(text)
+        for size in (1, 2, 3):
+            for start in range(len(tokens) - size + 1):
+                key = " ".join(tokens[start : start + size])
+                extra = _VOCABULARY.get(key)
+                if extra:
+                    found[key] = extra
+    return found
+
+
+def _add(bag: dict[str, float], tokens: list[str], weight: float) -> None:
+    for token in tokens:
+        bag[token] = bag.get(token, 0.0) + weight
+    for pair in phrases(tokens):
+        bag[pair] = bag.get(pair, 0.0) + weight
+
+
+def classify(request: RoutingRequest, known: Callable[[str], bool] | None = None) -> Classification:
+    """Classify a request: weighted terms, technologies, domains and complexity.
+
+    ``known`` says whether a term is in the plugins' vocabulary; with it, words a
+    request splits (``roll back``) are also tried as one (``rollback``).
+    """
+    text_tokens = words(request.text)
+    bag: dict[str, float] = {}
+    _add(bag, text_tokens, _WEIGHT_TEXT)
+    if known is not None:
+        for joined in compounds(request.text):
+            if joined not in bag and known(joined):
+                bag[joined] = _WEIGHT_COMPOUND
+    label_tokens: list[str] = []
+    for label in (*request.labels, *request.components):
+        tokens = words(label)
+        label_tokens += tokens
+        _add(bag, tokens, _WEIGHT_LABEL)
+    if request.issue_type:
+        _add(bag, words(request.issue_type), _WEIGHT_PATH)
+    technologies: list[str] = []
+    per_file: dict[str, tuple[str, ...]] = {}
+    for path in request.files:
+        techs = technologies_of(path)
+        per_file[path] = techs
+        technologies += techs
+        parts = [p for p in _SPLIT_PATH.split(path) if p not in ("", ".", "..")]
+        stems = [PurePosixPath(p).stem for p in parts]
+        for token in {t for part in stems for t in words(part)}:
+            bag[token] = bag.get(token, 0.0) + _WEIGHT_PATH
+    technologies = list(dict.fromkeys(technologies))
+    for tech in technologies:
+        _add(bag, words(tech), _WEIGHT_TECH)
+    expansions = _expand([request.text, *request.labels, *request.components])
+    for extras in expansions.values():
+        for extra in extras:
+            tokens = words(extra)
+            for token in (*tokens, *phrases(tokens)):
+                bag[token] = max(bag.get(token, 0.0), _WEIGHT_VOCAB)
+    tech_tokens = [t for tech in technologies for t in words(tech)]
+    domain_counts = domains_of(text_tokens + label_tokens + tech_tokens)
+    domains = tuple(
+        name for name, _ in sorted(domain_counts.items(), key=lambda item: (-item[1], item[0]))
+    )
+    return Classification(
+        terms=bag,
+        words=tuple(text_tokens),
+        technologies=tuple(technologies),
+        file_technologies=per_file,
+        domains=domains,
+        complexity=_complexity(text_tokens, request.files, domain_counts),
+        expansions=expansions,
+    )
+
+
+def _complexity(
+    tokens: list[str], files: tuple[str, ...], domains: Mapping[str, int]
+) -> Complexity:
+    strong = [name for name, count in domains.items() if count >= 2]
+    if len(strong) >= 3 or len(files) >= 6 or len(tokens) > 80 or _COMPLEX & set(tokens):
+        return "high"
+    if len(tokens) <= 12 and len(files) <= 1 and len(domains) <= 1:
+        return "low"
+    return "medium"
+
+
+_VOCABULARY: dict[str, tuple[str, ...]] = {
+    " ".join(raw_stems(key)): extras for key, extras in VOCABULARY.items()
+}

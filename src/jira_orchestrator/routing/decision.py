@@ -1,0 +1,230 @@
+"""The routing decision: who handles a request, who falls back, and why.
+
+`RoutingDecision.to_dict` is the wire form (camelCase keys, published on
+``routing/decision`` and printed by ``route --json``); `RoutingDecision.explain` is the
+same in words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "AgentRecommendation",
+    "CollaborationPlan",
+    "ExecutionStrategy",
+    "Phase",
+    "PluginScore",
+    "RoutingDecision",
+]
+
+ExecutionStrategy = Literal["none", "single", "sequential", "parallel", "phased"]
+"""``single``: one plugin; ``sequential``/``parallel``: every phase after / beside the
+other; ``phased``: some phases side by side, others after them; ``none``: no plugin fits."""
+
+
+@dataclass(frozen=True, slots=True)
+class PluginScore:
+    """One plugin's score and the parts and evidence it was made of."""
+
+    plugin: str
+    score: float
+    relevance: float = 0.0
+    capability: float = 0.0
+    file_context: float = 0.0
+    learned: float = 0.0
+    priority: float = 1.0
+    availability: float = 1.0
+    evidence: tuple[str, ...] = ()
+    components: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly, camelCase."""
+        return {
+            "plugin": self.plugin,
+            "score": round(self.score, 4),
+            "relevance": round(self.relevance, 4),
+            "capability": round(self.capability, 4),
+            "fileContext": round(self.file_context, 4),
+            "learned": round(self.learned, 4),
+            "priority": self.priority,
+            "availability": self.availability,
+            "evidence": list(self.evidence),
+            "components": list(self.components),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRecommendation:
+    """An agent of a chosen plugin, ranked for this request."""
+
+    plugin: str
+    name: str
+    score: float
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def qualified_name(self) -> str:
+        """``<plugin>:<name>``."""
+        return f"{self.plugin}:{self.name}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly, camelCase."""
+        return {
+            "plugin": self.plugin,
+            "name": self.name,
+            "qualifiedName": self.qualified_name,
+            "score": round(self.score, 4),
+            "reasons": list(self.reasons),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Phase:
+    """One step of a collaboration: a plugin working on one domain of the request."""
+
+    id: str
+    plugin: str
+    domain: str
+    depends_on: tuple[str, ...] = ()
+    agents: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly, camelCase."""
+        return {
+            "id": self.id,
+            "plugin": self.plugin,
+            "domain": self.domain,
+            "dependsOn": list(self.depends_on),
+            "agents": list(self.agents),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CollaborationPlan:
+    """Phases with dependencies, when a request spans domains handled by different plugins."""
+
+    phases: tuple[Phase, ...]
+
+    @property
+    def plugins(self) -> tuple[str, ...]:
+        """The plugins taking part, in phase order, without repeats."""
+        return tuple(dict.fromkeys(phase.plugin for phase in self.phases))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly, camelCase."""
+        return {"phases": [phase.to_dict() for phase in self.phases]}
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingDecision:
+    """The outcome of routing one request."""
+
+    request_id: str
+    primary_plugin: str | None
+    fallback_plugins: tuple[str, ...] = ()
+    scores: tuple[PluginScore, ...] = ()
+    execution_strategy: ExecutionStrategy = "single"
+    collaboration_plan: CollaborationPlan | None = None
+    recommended_agents: tuple[AgentRecommendation, ...] = ()
+    confidence: float = 0.0
+    domains: tuple[str, ...] = ()
+    technologies: tuple[str, ...] = ()
+    complexity: str = "low"
+    requester: str | None = None
+    excluded: dict[str, str] = field(default_factory=dict)
+    text: str = ""
+    files: tuple[str, ...] = ()
+    created_at: str = ""
+    elapsed_ms: float = 0.0
+
+    def score_of(self, plugin: str) -> PluginScore | None:
+        """The score entry of ``plugin``, or None when it scored nothing."""
+        return next((s for s in self.scores if s.plugin == plugin), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire form (camelCase keys)."""
+        return {
+            "requestId": self.request_id,
+            "primaryPlugin": self.primary_plugin,
+            "fallbackPlugins": list(self.fallback_plugins),
+            "confidence": round(self.confidence, 4),
+            "executionStrategy": self.execution_strategy,
+            "collaborationPlan": (
+                self.collaboration_plan.to_dict() if self.collaboration_plan else None
+            ),
+            "recommendedAgents": [agent.to_dict() for agent in self.recommended_agents],
+            "scores": [score.to_dict() for score in self.scores],
+            "classification": {
+                "domains": list(self.domains),
+                "technologies": list(self.technologies),
+                "complexity": self.complexity,
+            },
+            "requester": self.requester,
+            "excluded": [
+                {"plugin": plugin, "reason": reason} for plugin, reason in self.excluded.items()
+            ],
+            "createdAt": self.created_at,
+            "elapsedMs": round(self.elapsed_ms, 3),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The batch line: ``id``, ``primaryPlugin``, ``fallbackPlugins``, ``scores``."""
+        return {
+            "id": self.request_id,
+            "primaryPlugin": self.primary_plugin,
+            "fallbackPlugins": list(self.fallback_plugins),
+            "scores": [{"plugin": s.plugin, "score": round(s.score, 4)} for s in self.scores],
+        }
+
+    def explain(self, top: int = 5) -> str:
+        """Why this decision, in words: the winner, the runners-up, and their evidence."""
+        lines: list[str] = []
+        if self.primary_plugin is None:
+            lines.append(f"Request {self.request_id}: no plugin fits.")
+        else:
+            lines.append(
+                f"Request {self.request_id} goes to {self.primary_plugin}"
+                f" (confidence {self.confidence:.0%})."
+            )
+        if self.fallback_plugins:
+            lines.append("Fallbacks, in order: " + ", ".join(self.fallback_plugins) + ".")
+        facts = []
+        if self.domains:
+            facts.append("domains " + ", ".join(self.domains))
+        if self.technologies:
+            facts.append("technologies " + ", ".join(self.technologies))
+        facts.append(f"complexity {self.complexity}")
+        lines.append("The request reads as: " + "; ".join(facts) + ".")
+        for rank, score in enumerate(self.scores[:top], 1):
+            parts = [f"relevance {score.relevance:.1f}"]
+            if score.capability:
+                parts.append(f"capabilities {score.capability:.1f}")
+            if score.file_context:
+                parts.append(f"files {score.file_context:.1f}")
+            if score.learned:
+                parts.append(f"learned {score.learned:+.1f}")
+            if score.priority != 1.0:
+                parts.append(f"x priority {score.priority:g}")
+            if score.availability != 1.0:
+                parts.append(f"x availability {score.availability:g}")
+            lines.append(f"{rank}. {score.plugin}: {score.score:.1f} = " + ", ".join(parts))
+            if score.components:
+                lines.append("   best matches: " + ", ".join(score.components))
+            for item in score.evidence:
+                lines.append(f"   - {item}")
+        for plugin, reason in self.excluded.items():
+            lines.append(f"Left out {plugin}: {reason}.")
+        if self.collaboration_plan:
+            lines.append(f"Collaboration ({self.execution_strategy}):")
+            for phase in self.collaboration_plan.phases:
+                after = f" after {', '.join(phase.depends_on)}" if phase.depends_on else ""
+                lines.append(f"   {phase.id}: {phase.plugin} for {phase.domain}{after}")
+        if self.recommended_agents:
+            lines.append(
+                "Recommended agents: "
+                + ", ".join(a.qualified_name for a in self.recommended_agents)
+                + "."
+            )
+        return "\n".join(lines)

@@ -1,0 +1,179 @@
+"""The inverted index over plugin profiles, built once, read by every decision.
+
+Each (term, document) pair holds its whole BM25F contribution, computed at build time:
+``idf(term) * tf / (k1 + tf)``, where ``tf`` sums the term's count in each field times
+the field's weight, over the field's length relative to its average (``b``). Routing a
+request is then a sum of dictionary lookups over its terms. Plugins' meta fields form
+one collection (idf over plugins), components another (idf over components).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from jira_orchestrator.routing.profiles import FieldWeights, PluginProfile
+
+__all__ = ["ProfileIndex"]
+
+_K1 = 1.2
+_B = 0.75
+_POSTINGS_CAP = 64
+_META_CAP = 256
+
+
+@dataclass(frozen=True, slots=True)
+class _Collection:
+    postings: dict[str, tuple[tuple[int, float], ...]]
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class _ComplexCollection:
+    postings: dict[str, tuple[tuple[int, complex], ...]]
+    size: int
+
+
+def _build(
+    docs: Sequence[Mapping[str, Mapping[str, int]]],
+    lengths: Sequence[Mapping[str, int]],
+    weights: Mapping[str, float],
+    cap: int = 0,
+) -> _Collection:
+    count = len(docs)
+    averages = {
+        name: max(1.0, sum(length.get(name, 0) for length in lengths) / max(count, 1))
+        for name in weights
+    }
+    frequency: dict[str, int] = {}
+    for doc in docs:
+        seen: set[str] = set()
+        for bag in doc.values():
+            seen.update(bag)
+        for term in seen:
+            frequency[term] = frequency.get(term, 0) + 1
+    postings: dict[str, list[tuple[int, float]]] = {}
+    for position, (doc, length) in enumerate(zip(docs, lengths, strict=True)):
+        combined: dict[str, float] = {}
+        for name, bag in doc.items():
+            weight = weights.get(name, 0.0)
+            if not weight:
+                continue
+            norm = 1 - _B + _B * length.get(name, 0) / averages[name]
+            for term, tf in bag.items():
+                combined[term] = combined.get(term, 0.0) + weight * tf / norm
+        for term, weighted in combined.items():
+            df = frequency[term]
+            idf = math.log(1 + (count - df + 0.5) / (df + 0.5))
+            postings.setdefault(term, []).append((position, idf * weighted / (_K1 + weighted)))
+    if cap:
+        # Impact-ordered pruning: a very common term adds little to any one document,
+        # and scanning all its postings costs more than the ranking it changes.
+        for entries in postings.values():
+            if len(entries) > cap:
+                entries.sort(key=lambda entry: (-entry[1], entry[0]))
+                del entries[cap:]
+    # Tuples of numbers are untracked by the garbage collector after its first pass, so a
+    # large index does not make every full collection (and the decision it lands in) slow.
+    frozen = {term: tuple(entries) for term, entries in postings.items()}
+    return _Collection(postings=frozen, size=count)
+
+
+class ProfileIndex:
+    """Plugin profiles indexed for scoring. Immutable once built; safe to share."""
+
+    __slots__ = ("_components", "_meta", "component_owner", "components", "profiles")
+
+    def __init__(self, profiles: Iterable[PluginProfile], weights: FieldWeights) -> None:
+        self.profiles: tuple[PluginProfile, ...] = tuple(sorted(profiles, key=lambda p: p.name))
+        self._meta = _build(
+            [p.meta for p in self.profiles],
+            [p.meta_lengths for p in self.profiles],
+            {
+                "name": weights.name,
+                "keywords": weights.keywords,
+                "capabilities": weights.capabilities,
+                "description": weights.description,
+            },
+            cap=_META_CAP,
+        )
+        owner: list[int] = []
+        docs = []
+        for position, profile in enumerate(self.profiles):
+            for component in profile.components:
+                owner.append(position)
+                docs.append(component)
+        self.component_owner: tuple[int, ...] = tuple(owner)
+        self.components = tuple(docs)
+        built = _build(
+            [c.fields for c in docs],
+            [c.lengths for c in docs],
+            {
+                "name": weights.component_name,
+                "keywords": weights.component_keywords,
+                "description": weights.component_description,
+                "body": weights.component_body,
+            },
+            cap=_POSTINGS_CAP,
+        )
+        self._components = _ComplexCollection(
+            postings={
+                term: tuple(
+                    (position, complex(value, 0.0 if " " in term else 1.0))
+                    for position, value in entries
+                )
+                for term, entries in built.postings.items()
+            },
+            size=built.size,
+        )
+
+    def __len__(self) -> int:
+        return len(self.profiles)
+
+    def meta_scores(self, terms: Mapping[str, float]) -> dict[int, float]:
+        """Plugin position -> BM25F score of its meta fields."""
+        scores: dict[int, float] = {}
+        postings = self._meta.postings
+        for term, weight in terms.items():
+            for position, value in postings.get(term, ()):
+                scores[position] = scores.get(position, 0.0) + weight * value
+        return scores
+
+    def component_scores(
+        self, terms: Mapping[str, float], coordination: float = 0.0
+    ) -> dict[int, float]:
+        """Component position -> BM25F score.
+
+        With ``coordination`` > 0 a score is multiplied by the share of the query's words
+        (not phrases, by weight) the component holds, to that power: a component that
+        shares one rare word with the request counts less than one sharing several.
+        """
+        # Component postings are complex numbers: the real part is the term's score, the
+        # imaginary part 1 for a word (0 for a phrase), so one addition per posting sums
+        # both the score and the weight of the words matched.
+        sums: dict[int, complex] = {}
+        get = sums.get
+        postings = self._components.postings
+        total = 0.0
+        for term, weight in terms.items():
+            if " " not in term:
+                total += weight
+            for position, value in postings.get(term, ()):
+                sums[position] = get(position, 0j) + weight * value
+        if coordination <= 0 or total <= 0:
+            return {position: value.real for position, value in sums.items()}
+        return {
+            position: value.real * (value.imag / total) ** coordination
+            for position, value in sums.items()
+        }
+
+    def known(self, term: str) -> bool:
+        """Whether any plugin or component holds ``term``."""
+        return term in self._meta.postings or term in self._components.postings
+
+    def size_estimate(self) -> int:
+        """Postings held, a proxy for memory (each is a tuple of an int and a float)."""
+        return sum(len(p) for p in self._meta.postings.values()) + sum(
+            len(p) for p in self._components.postings.values()
+        )

@@ -1,0 +1,612 @@
+"""The routing engine: an index built once over the plugins, then `Router.route`.
+
+    router = Router.from_directory("plugins", store="routing.db")
+    decision = router.route("Pods crash-loop after the Helm upgrade", files=["Chart.yaml"])
+    print(decision.explain())
+    router.record_correction(decision.request_id, "aws-eks-helm-keycloak")
+
+`route` is synchronous and takes about a millisecond. With a bus (``Router(...,
+bus=get_message_bus("jira-orchestrator"))``) every decision is published on
+``routing/decision``: `aroute` awaits the publication, `route` schedules it when an
+event loop is running. With a store, every decision is persisted, and corrections and
+outcomes are kept across runs (see `learning`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from jira_orchestrator.plugins import AgentRegistry, PluginInfo, discover_plugins
+from jira_orchestrator.routing.classifier import Classification, classify, domains_of
+from jira_orchestrator.routing.decision import (
+    AgentRecommendation,
+    CollaborationPlan,
+    ExecutionStrategy,
+    Phase,
+    PluginScore,
+    RoutingDecision,
+)
+from jira_orchestrator.routing.errors import InvalidRequest, NoPlugins, UnknownRequest
+from jira_orchestrator.routing.index import ProfileIndex
+from jira_orchestrator.routing.learning import Learner
+from jira_orchestrator.routing.profiles import FieldWeights, build_profile
+from jira_orchestrator.routing.request import RoutingRequest
+from jira_orchestrator.routing.scoring import (
+    Availability,
+    Parts,
+    Scorer,
+    ScoringWeights,
+    availability_of,
+    evidence,
+)
+from jira_orchestrator.routing.store import DecisionStore
+from jira_orchestrator.routing.text import words
+
+if TYPE_CHECKING:
+    from jira_orchestrator.messagebus import MessageBus
+
+__all__ = ["DECISION_TOPIC", "Router", "RouterStats"]
+
+DECISION_TOPIC = "routing/decision"
+"""Where decisions are published (a reserved topic)."""
+
+_log = logging.getLogger(__name__)
+_RECENT = 10_000
+_FALLBACKS = 3
+_NEGLIGIBLE = 0.01
+_SHORTLIST = 64
+_AGENTS = 5
+_EXPLAINED = 5
+_COLLABORATION_SHARE = 0.35
+# Phases run in this order; phases of the same tier can run side by side.
+_TIERS = {
+    "planning": 0,
+    "data": 1,
+    "backend": 1,
+    "frontend": 2,
+    "infrastructure": 2,
+    "delivery": 3,
+    "security": 4,
+    "quality": 4,
+    "documentation": 5,
+}
+
+
+@dataclass(slots=True)
+class RouterStats:
+    """Counters of a router's life."""
+
+    routed: int = 0
+    invalid: int = 0
+    published: int = 0
+    publish_failures: int = 0
+    corrections: int = 0
+    outcomes: int = 0
+
+
+class Router:
+    """Routes requests to plugins. Build once, route many times.
+
+    ``plugins`` is a `PluginCatalog` or any iterable of `PluginInfo`. ``requester`` is
+    who asks when a request does not say (checked against ``acceptsRoutingFrom``).
+    ``availability`` is a callable ``plugin_id -> 0..1`` or a mapping of breaker states.
+    ``store`` is a `DecisionStore` or a SQLite path. A decision lists the best
+    ``score_limit`` plugins' scores. Raises `NoPlugins` when there is no plugin.
+
+    The index is immutable once built. `route` keeps a little state (counters, recent
+    requests for corrections): call it from one thread, or one router per thread.
+    """
+
+    def __init__(
+        self,
+        plugins: Iterable[PluginInfo],
+        *,
+        weights: ScoringWeights | None = None,
+        fields: FieldWeights | None = None,
+        availability: Availability | None = None,
+        store: DecisionStore | str | os.PathLike[str] | None = None,
+        bus: MessageBus | None = None,
+        requester: str | None = "jira-orchestrator",
+        registry: AgentRegistry | None = None,
+        score_limit: int = 10,
+    ) -> None:
+        loaded = list(plugins)
+        if not loaded:
+            raise NoPlugins("no plugins to route to")
+        self.weights = weights or ScoringWeights()
+        self.fields = fields or FieldWeights()
+        self.availability = availability
+        self.requester = requester
+        self.score_limit = max(4, score_limit)
+        self.bus = bus
+        self.stats = RouterStats()
+        self._plugins = {plugin.name: plugin for plugin in loaded}
+        started = time.perf_counter()
+        self.index = ProfileIndex((build_profile(p, self.fields) for p in loaded), self.fields)
+        self._scorer = Scorer(self.index, self.weights)
+        self._positions = {profile.name: i for i, profile in enumerate(self.index.profiles)}
+        self._with_capabilities = tuple(
+            i for i, p in enumerate(self.index.profiles) if p.has_capabilities
+        )
+        self._capability_set = frozenset(self._with_capabilities)
+        self._with_globs = tuple(i for i, p in enumerate(self.index.profiles) if p.context_patterns)
+        self._declaring: dict[str, list[int]] = {}
+        for i, profile in enumerate(self.index.profiles):
+            for term in {t for bag in profile.meta.values() for t in bag}:
+                self._declaring.setdefault(term, []).append(i)
+        self.registry = registry if registry is not None else AgentRegistry(loaded)
+        self.build_seconds = time.perf_counter() - started
+        self.store = (
+            store if isinstance(store, DecisionStore) or store is None else DecisionStore(store)
+        )
+        self.learner = Learner()
+        # Recent requests by id, for corrections and outcomes without a store.
+        self._recent: OrderedDict[str, tuple[str, tuple[str, ...]]] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+        if self.store is not None:
+            self._load_examples(self.store)
+
+    @classmethod
+    def from_directory(
+        cls,
+        root: str | os.PathLike[str],
+        *,
+        weights: ScoringWeights | None = None,
+        fields: FieldWeights | None = None,
+        availability: Availability | None = None,
+        store: DecisionStore | str | os.PathLike[str] | None = None,
+        bus: MessageBus | None = None,
+        requester: str | None = "jira-orchestrator",
+        score_limit: int = 10,
+    ) -> Router:
+        """Discover the plugins under ``root`` and build a router over them (options as
+        for the constructor).
+
+        Raises `NoPlugins` naming the directory when it does not exist or holds no
+        loadable plugin (with the problems found).
+        """
+        try:
+            catalog = discover_plugins(root)
+        except NotADirectoryError as exc:
+            raise NoPlugins(str(exc)) from None
+        if not catalog.plugins:
+            detail = "; ".join(catalog.problems[:3])
+            raise NoPlugins(
+                f"plugins directory {str(root)!r} holds no loadable plugin"
+                + (f" ({detail})" if detail else "")
+            )
+        return cls(
+            catalog.plugins,
+            weights=weights,
+            fields=fields,
+            availability=availability,
+            store=store,
+            bus=bus,
+            requester=requester,
+            score_limit=score_limit,
+        )
+
+    @property
+    def plugins(self) -> tuple[str, ...]:
+        """The plugin ids routed to, sorted."""
+        return tuple(profile.name for profile in self.index.profiles)
+
+    def classify(self, request: RoutingRequest) -> Classification:
+        """The classifier's view of a request (terms, technologies, domains)."""
+        return classify(request, self.index.known)
+
+    def route(
+        self,
+        request: RoutingRequest | str,
+        *,
+        files: Sequence[str] = (),
+        requester: str | None = None,
+    ) -> RoutingDecision:
+        """Decide which plugin handles ``request`` (text or a `RoutingRequest`).
+
+        Raises `InvalidRequest` for an empty request. Publishes the decision when the
+        router has a bus and an event loop is running; persists it when it has a store.
+        """
+        decision = self._route(request, files, requester)
+        if self.bus is not None:
+            self._publish_later(decision)
+        return decision
+
+    async def aroute(
+        self,
+        request: RoutingRequest | str,
+        *,
+        files: Sequence[str] = (),
+        requester: str | None = None,
+    ) -> RoutingDecision:
+        """`route`, then publish the decision on ``routing/decision`` and wait for it."""
+        decision = self._route(request, files, requester)
+        if self.bus is not None:
+            await self._publish(self.bus, decision)
+        return decision
+
+    def _route(
+        self, request: RoutingRequest | str, files: Sequence[str], requester: str | None
+    ) -> RoutingDecision:
+        started = time.perf_counter()
+        try:
+            if isinstance(request, RoutingRequest):
+                prepared = request.with_files(files) if files else request
+            else:
+                prepared = RoutingRequest.from_text(request, files=files)
+        except InvalidRequest:
+            self.stats.invalid += 1
+            raise
+        decision = self._decide(prepared, requester, started)
+        self.stats.routed += 1
+        self._remember(prepared, decision)
+        return decision
+
+    def route_many(self, requests: Iterable[RoutingRequest]) -> Iterator[RoutingDecision]:
+        """Route each request in turn (the index is shared)."""
+        for request in requests:
+            yield self.route(request)
+
+    def record_outcome(self, request_id: str, plugin: str, success: bool) -> None:
+        """Record whether ``plugin`` handled request ``request_id`` well.
+
+        Later similar requests lean towards (success) or away from (failure) it. Raises
+        `UnknownRequest` for an unknown id and `InvalidRequest` for an unknown plugin.
+        """
+        _text, _files, terms = self._request_of(request_id)
+        self._check_plugin(plugin)
+        self.learner.add(request_id, plugin, "success" if success else "failure", terms)
+        if self.store is not None:
+            self.store.record_outcome(request_id, plugin, success)
+        self.stats.outcomes += 1
+
+    def record_correction(self, request_id: str, plugin: str) -> None:
+        """Record that request ``request_id`` should have gone to ``plugin``.
+
+        The request becomes a labelled example: similar requests later lean towards
+        ``plugin``. Raises `UnknownRequest` or `InvalidRequest` as `record_outcome`.
+        """
+        text, files, terms = self._request_of(request_id)
+        self._check_plugin(plugin)
+        self.learner.add(request_id, plugin, "correction", terms)
+        if self.store is not None:
+            self.store.record_correction(request_id, plugin, text, files)
+        self.stats.corrections += 1
+
+    async def wait_published(self) -> None:
+        """Wait until decisions scheduled for publication by `route` are sent."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def close(self) -> None:
+        """Close the store (if the router opened one)."""
+        if self.store is not None:
+            self.store.close()
+
+    def _decide(
+        self, request: RoutingRequest, requester: str | None, started: float
+    ) -> RoutingDecision:
+        asker = request.requester or requester or self.requester
+        classification = classify(request, self.index.known)
+        relevance, per_plugin, component_scores = self._scorer.relevance(classification)
+        best_relevance = max(relevance.values(), default=0.0)
+        learned = self.learner.adjustments(classification.terms) if len(self.learner) else {}
+        weights = self.weights
+        # Only plugins with something going for them are scored: with 1,000 plugins,
+        # looking at each one per decision would cost more than the index lookups.
+        # Plugins far below the best relevance cannot reach the listed scores on words
+        # alone; they stay candidates only for a capability, file or learned bonus.
+        floor = best_relevance * _NEGLIGIBLE
+        candidates = {position for position, value in relevance.items() if value >= floor}
+        if len(candidates) > _SHORTLIST:
+            # With many plugins, the best few dozen by words are the only ones a priority
+            # or bonus can lift into the listed scores.
+            ranked_words = sorted(candidates, key=lambda p: (-relevance[p], p))
+            candidates = set(ranked_words[:_SHORTLIST])
+        candidates.update(self._with_capabilities)
+        if learned:
+            candidates.update(self._positions[name] for name in learned)
+        if request.files:
+            candidates.update(self._with_globs)
+            for tech in classification.technologies:
+                candidates.update(self._declaring.get(" ".join(words(tech)), ()))
+        profiles = self.index.profiles
+        scores: list[tuple[float, str, int, Parts, float, float, float]] = []
+        excluded: dict[str, str] = {}
+        for position in sorted(candidates):
+            profile = profiles[position]
+            name = profile.name
+            allowed = profile.accepts_routing_from
+            if "*" not in allowed and (asker is None or asker not in allowed):
+                excluded[name] = (
+                    f"acceptsRoutingFrom {list(allowed)} does not include {asker or 'anonymous'!r}"
+                )
+                continue
+            if request.files or position in self._capability_set:
+                parts = self._scorer.parts(
+                    position, relevance.get(position, 0.0), classification, request
+                )
+            else:
+                parts = Parts(relevance.get(position, 0.0), 0.0, 0.0, (), ())
+            learned_points = 0.0
+            if name in learned:
+                learned_points = learned[name][0] * weights.learned * max(best_relevance, 1.0)
+            base = parts.relevance + parts.capability + parts.file_context + learned_points
+            if base <= 0:
+                continue
+            available = availability_of(self.availability, name, weights)
+            if available <= 0:
+                excluded[name] = "unavailable (circuit breaker open)"
+                continue
+            priority = profile.priority / 100
+            total = base * priority * available
+            if total <= 0:
+                continue
+            scores.append((total, name, position, parts, learned_points, priority, available))
+        scores.sort(key=lambda item: (-item[0], item[1]))
+        ranked: list[PluginScore] = []
+        for rank, (total, name, position, parts, learned_points, priority, available) in enumerate(
+            scores[: self.score_limit]
+        ):
+            lines: tuple[str, ...] = (*parts.capability_evidence, *parts.file_evidence)
+            if name in learned:
+                amount, example = learned[name]
+                kind = "similar to corrected" if amount > 0 else "similar to failed"
+                lines += (f"{kind} request {example!r} ({learned_points:+.1f})",)
+            components: tuple[str, ...] = ()
+            if rank < _EXPLAINED:
+                found, components = evidence(
+                    self.index.profiles[position],
+                    self.index,
+                    classification,
+                    per_plugin.get(position, []),
+                )
+                lines += found
+            ranked.append(
+                PluginScore(
+                    plugin=name,
+                    score=total,
+                    relevance=parts.relevance,
+                    capability=parts.capability,
+                    file_context=parts.file_context,
+                    learned=learned_points,
+                    priority=priority,
+                    availability=available,
+                    evidence=lines,
+                    components=components,
+                )
+            )
+        primary = ranked[0].plugin if ranked else None
+        fallbacks = tuple(score.plugin for score in ranked[1 : 1 + _FALLBACKS])
+        confidence = 0.0
+        if ranked:
+            runner_up = ranked[1].score if len(ranked) > 1 else 0.0
+            confidence = 1 - runner_up / ranked[0].score
+        plan = self._plan(classification, ranked)
+        strategy: ExecutionStrategy = "none" if primary is None else "single"
+        if plan is not None:
+            strategy = _strategy(plan)
+        chosen = list(plan.plugins) if plan else ([primary] if primary else [])
+        agents = self._agents(request, chosen, component_scores)
+        if plan is not None:
+            plan = CollaborationPlan(
+                tuple(
+                    Phase(
+                        id=phase.id,
+                        plugin=phase.plugin,
+                        domain=phase.domain,
+                        depends_on=phase.depends_on,
+                        agents=tuple(a.qualified_name for a in agents if a.plugin == phase.plugin)[
+                            :2
+                        ],
+                    )
+                    for phase in plan.phases
+                )
+            )
+        return RoutingDecision(
+            request_id=request.request_id,
+            primary_plugin=primary,
+            fallback_plugins=fallbacks,
+            scores=tuple(ranked),
+            execution_strategy=strategy,
+            collaboration_plan=plan,
+            recommended_agents=tuple(agents),
+            confidence=confidence,
+            domains=classification.domains,
+            technologies=classification.technologies,
+            complexity=classification.complexity,
+            requester=asker,
+            excluded=excluded,
+            text=request.text,
+            files=request.files,
+            created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def _plan(
+        self, classification: Classification, ranked: list[PluginScore]
+    ) -> CollaborationPlan | None:
+        """Phases when the request spans domains that different plugins handle best."""
+        if len(classification.domains) < 2 or len(ranked) < 2:
+            return None
+        floor = ranked[0].score * _COLLABORATION_SHARE
+        candidates = {s.plugin: s.score for s in ranked[:4] if s.score >= floor}
+        if len(candidates) < 2:
+            return None
+        positions = self._positions
+        owners: list[tuple[str, str]] = []
+        term_domains = {
+            term: domains_of([term]) for term in classification.terms if " " not in term
+        }
+        for domain in classification.domains[:4]:
+            # The request's words of this domain alone decide who handles it.
+            sub = {
+                term: classification.terms[term]
+                for term, found in term_domains.items()
+                if domain in found
+            }
+            if not sub:
+                continue
+            sub_classification = Classification(terms=sub, words=())
+            relevance, _, _ = self._scorer.relevance(sub_classification)
+            best = max(
+                candidates,
+                key=lambda name: (relevance.get(positions[name], 0.0), candidates[name], name),
+            )
+            if relevance.get(positions[best], 0.0) > 0:
+                owners.append((domain, best))
+        if len({plugin for _, plugin in owners}) < 2:
+            return None
+        owners.sort(
+            key=lambda item: (_TIERS.get(item[0], 3), classification.domains.index(item[0]))
+        )
+        phases: list[Phase] = []
+        for index, (domain, plugin) in enumerate(owners):
+            tier = _TIERS.get(domain, 3)
+            earlier = [
+                (p, _TIERS.get(p.domain, 3)) for p in phases if _TIERS.get(p.domain, 3) < tier
+            ]
+            nearest = max((t for _, t in earlier), default=None)
+            depends = tuple(p.id for p, t in earlier if t == nearest)
+            phases.append(
+                Phase(id=f"phase-{index + 1}", plugin=plugin, domain=domain, depends_on=depends)
+            )
+        return CollaborationPlan(tuple(phases))
+
+    def _agents(
+        self, request: RoutingRequest, plugins: list[str], component_scores: Mapping[int, float]
+    ) -> list[AgentRecommendation]:
+        """The chosen plugins' agents, ranked by the same scores that chose the plugins;
+        the agent registry's own search when none of their agents matched a word."""
+        if not plugins:
+            return []
+        wanted = {self._positions[name] for name in plugins}
+        owner = self.index.component_owner
+        components = self.index.components
+        ranked = sorted(
+            (
+                (-value, position)
+                for position, value in component_scores.items()
+                if owner[position] in wanted and components[position].kind == "agent"
+            )
+        )[:_AGENTS]
+        found: list[AgentRecommendation] = []
+        for negative, position in ranked:
+            plugin = self.index.profiles[owner[position]].name
+            spec = self.registry.get(f"{plugin}:{components[position].name}")
+            if spec is not None:
+                found.append(
+                    AgentRecommendation(
+                        plugin=plugin,
+                        name=spec.name,
+                        score=round(-negative * self.weights.relevance_scale, 4),
+                        reasons=(spec.description[:120],) if spec.description else (),
+                    )
+                )
+        if found:
+            return found
+        if request.files:
+            # The registry's search also matches the files against agents' globs.
+            try:
+                matches = self.registry.find_agents(
+                    query=request.all_text[:2000],
+                    context=list(request.files),
+                    plugins=plugins,
+                    limit=_AGENTS,
+                )
+            except ValueError:
+                matches = []
+            if matches:
+                return [
+                    AgentRecommendation(
+                        plugin=m.plugin, name=m.name, score=m.score, reasons=m.reasons[:4]
+                    )
+                    for m in matches
+                ]
+        # No agent of theirs matched a word: list them as the plugin files do.
+        listed = [agent for name in plugins for agent in self._plugins[name].agents]
+        return [
+            AgentRecommendation(
+                plugin=agent.plugin, name=agent.name, score=0.0, reasons=("no word matched",)
+            )
+            for agent in listed[:_AGENTS]
+        ]
+
+    def _remember(self, request: RoutingRequest, decision: RoutingDecision) -> None:
+        self._recent[request.request_id] = (request.text, request.files)
+        self._recent.move_to_end(request.request_id)
+        while len(self._recent) > _RECENT:
+            self._recent.popitem(last=False)
+        if self.store is not None:
+            self.store.save_decision(
+                request.request_id, request.text, request.files, decision.to_dict()
+            )
+
+    def _request_of(self, request_id: str) -> tuple[str, tuple[str, ...], Mapping[str, float]]:
+        found = self._recent.get(request_id)
+        if found is None and self.store is not None:
+            stored = self.store.get_decision(request_id)
+            if stored is not None:
+                found = (stored.text, stored.files)
+        if found is None:
+            raise UnknownRequest(request_id)
+        text, files = found
+        request = RoutingRequest(text=text, files=files, request_id=request_id)
+        return text, files, classify(request, self.index.known).terms
+
+    def _check_plugin(self, plugin: str) -> None:
+        if plugin not in self._plugins:
+            raise InvalidRequest("plugin", f"unknown plugin {plugin!r}")
+
+    def _load_examples(self, store: DecisionStore) -> None:
+        for correction in store.corrections():
+            if correction.plugin in self._plugins and (correction.text or correction.files):
+                request = RoutingRequest(
+                    text=correction.text, files=correction.files, request_id=correction.request_id
+                )
+                terms = classify(request, self.index.known).terms
+                self.learner.add(correction.request_id, correction.plugin, "correction", terms)
+        for outcome, text, files in store.outcome_requests():
+            if outcome.plugin in self._plugins and (text or files):
+                request = RoutingRequest(text=text, files=files, request_id=outcome.request_id)
+                terms = classify(request, self.index.known).terms
+                kind = "success" if outcome.success else "failure"
+                self.learner.add(outcome.request_id, outcome.plugin, kind, terms)
+
+    def _publish_later(self, decision: RoutingDecision) -> None:
+        bus = self.bus
+        if bus is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: use aroute() to publish
+        task = loop.create_task(self._publish(bus, decision))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self, bus: MessageBus, decision: RoutingDecision) -> None:
+        try:
+            await bus.publish(topic=DECISION_TOPIC, payload=decision.to_dict())
+        except Exception:
+            self.stats.publish_failures += 1
+            _log.exception("routing decision %s could not be published", decision.request_id)
+            return
+        self.stats.published += 1
+
+
+def _strategy(plan: CollaborationPlan) -> ExecutionStrategy:
+    tiers = [_TIERS.get(phase.domain, 3) for phase in plan.phases]
+    if len(set(tiers)) == 1:
+        return "parallel"
+    if len(set(tiers)) == len(tiers):
+        return "sequential"
+    return "phased"

@@ -1,0 +1,194 @@
+"""SQLite persistence of routing decisions, outcomes and corrections, for later analysis
+and for learning.
+
+One file (WAL mode), three tables: ``decisions`` (the decision JSON and the request's
+text and files), ``outcomes`` (did the chosen plugin succeed) and ``corrections`` (the
+plugin that should have been chosen). ``":memory:"`` keeps everything in memory.
+Thread-safe: one connection behind a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jira_orchestrator.routing.errors import RoutingError
+
+__all__ = ["Correction", "DecisionStore", "Outcome", "StoredDecision"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    request_id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    text TEXT NOT NULL,
+    files TEXT NOT NULL,
+    primary_plugin TEXT,
+    decision TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outcomes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL,
+    plugin TEXT NOT NULL,
+    success INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS corrections (
+    request_id TEXT PRIMARY KEY,
+    plugin TEXT NOT NULL,
+    text TEXT NOT NULL,
+    files TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outcomes_request ON outcomes (request_id);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDecision:
+    """A decision as stored: its request and the decision's wire form."""
+
+    request_id: str
+    text: str
+    files: tuple[str, ...]
+    primary_plugin: str | None
+    decision: dict[str, Any]
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Whether ``plugin`` handled request ``request_id`` successfully."""
+
+    request_id: str
+    plugin: str
+    success: bool
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    """The plugin that should have handled a request, with the request itself."""
+
+    request_id: str
+    plugin: str
+    text: str
+    files: tuple[str, ...]
+    created_at: float
+
+
+class DecisionStore:
+    """Decisions, outcomes and corrections in one SQLite file."""
+
+    def __init__(self, path: str | os.PathLike[str] = ":memory:") -> None:
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise RoutingError(f"routing store {self.path}: cannot open: {exc}") from None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the file; later calls raise."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> DecisionStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise RoutingError(f"routing store {self.path}: {exc}") from None
+
+    def save_decision(
+        self, request_id: str, text: str, files: tuple[str, ...], decision: dict[str, Any]
+    ) -> None:
+        """Store (or replace) the decision for ``request_id``."""
+        self._execute(
+            "INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                request_id,
+                time.time(),
+                text,
+                json.dumps(list(files)),
+                decision.get("primaryPlugin"),
+                json.dumps(decision, separators=(",", ":")),
+            ),
+        )
+
+    def get_decision(self, request_id: str) -> StoredDecision | None:
+        """The stored decision for ``request_id``, or None."""
+        rows = self._execute(
+            "SELECT request_id, text, files, primary_plugin, decision, created_at"
+            " FROM decisions WHERE request_id = ?",
+            (request_id,),
+        )
+        if not rows:
+            return None
+        rid, text, files, primary, decision, created = rows[0]
+        return StoredDecision(
+            rid, text, tuple(json.loads(files)), primary, json.loads(decision), created
+        )
+
+    def count_decisions(self) -> int:
+        """How many decisions are stored."""
+        return int(self._execute("SELECT COUNT(*) FROM decisions")[0][0])
+
+    def record_outcome(self, request_id: str, plugin: str, success: bool) -> None:
+        """Append an outcome."""
+        self._execute(
+            "INSERT INTO outcomes (request_id, plugin, success, created_at) VALUES (?, ?, ?, ?)",
+            (request_id, plugin, int(success), time.time()),
+        )
+
+    def outcomes(self) -> list[Outcome]:
+        """Every outcome, oldest first."""
+        rows = self._execute(
+            "SELECT request_id, plugin, success, created_at FROM outcomes ORDER BY id"
+        )
+        return [Outcome(r, p, bool(s), c) for r, p, s, c in rows]
+
+    def record_correction(
+        self, request_id: str, plugin: str, text: str, files: tuple[str, ...]
+    ) -> None:
+        """Store (or replace) the right plugin for ``request_id``."""
+        self._execute(
+            "INSERT OR REPLACE INTO corrections VALUES (?, ?, ?, ?, ?)",
+            (request_id, plugin, text, json.dumps(list(files)), time.time()),
+        )
+
+    def corrections(self) -> list[Correction]:
+        """Every correction, oldest first."""
+        rows = self._execute(
+            "SELECT request_id, plugin, text, files, created_at FROM corrections"
+            " ORDER BY created_at, request_id"
+        )
+        return [Correction(r, p, t, tuple(json.loads(f)), c) for r, p, t, f, c in rows]
+
+    def outcome_requests(self) -> list[tuple[Outcome, str, tuple[str, ...]]]:
+        """Every outcome with its request's text and files (for learning)."""
+        rows = self._execute(
+            "SELECT o.request_id, o.plugin, o.success, o.created_at, d.text, d.files"
+            " FROM outcomes o JOIN decisions d ON d.request_id = o.request_id ORDER BY o.id"
+        )
+        return [
+            (Outcome(r, p, bool(s), c), text, tuple(json.loads(files)))
+            for r, p, s, c, text, files in rows
+        ]

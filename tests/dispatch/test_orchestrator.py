@@ -1,0 +1,191 @@
+"""Dispatch: routing to the example plugins, fallbacks, events, tasks, delegation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jira_orchestrator import RPCError
+from jira_orchestrator.messagebus import Message, RPCClient, get_message_bus
+from jira_orchestrator.orchestrator.dispatcher import Orchestrator, issue_parameters
+from jira_orchestrator.orchestrator.tasks import TaskStore
+from jira_orchestrator.routing import InvalidRequest, NoPlugins
+from tests.dispatch.conftest import EXAMPLES, Ecosystem
+
+ISSUES = json.loads((EXAMPLES.parent / "issues.json").read_text())
+
+
+def issue(key: str) -> dict[str, Any]:
+    return next(i for i in ISSUES if i["key"] == key)
+
+
+async def test_every_sample_issue_is_done_by_a_plugin(ecosystem: Ecosystem, tmp_path: Path) -> None:
+    orchestrator = await ecosystem.start()
+    results = [await orchestrator.dispatch(item) for item in ISSUES]
+    assert [r.outcome for r in results] == ["completed"] * len(ISSUES)
+    by_key = {r.issue_key: r for r in results}
+    assert by_key["SHOP-101"].plugin == "fastapi-backend"
+    assert by_key["PLAT-201"].plugin == "lobbi-platform-manager"
+    assert by_key["OPS-401"].plugin == "k8s-helm-deployer"
+    assert not any(r.fallback_used for r in results)
+    output = tmp_path / "output"
+    assert (output / "fastapi-backend" / "routes_api_orders_id_history.py").is_file()
+    assert (output / "lobbi-platform-manager" / "tenants" / "acme-corp.json").is_file()
+    assert (output / "k8s-helm-deployer" / "charts" / "billing-api" / "Chart.yaml").is_file()
+    assert orchestrator.tasks.counts() == {"completed": len(ISSUES)}
+
+
+async def test_a_failing_plugin_falls_back_then_its_breaker_opens(
+    ecosystem: Ecosystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_FAIL", "frontend-design-system")
+    orchestrator = await ecosystem.start()
+    ui = [issue(key) for key in ("UI-301", "UI-302", "UI-303", "UI-304")]
+    results = [await orchestrator.dispatch(item) for item in ui]
+    assert all(r.outcome == "completed" for r in results)
+    assert results[0].primary == "frontend-design-system"
+    assert all(r.plugin != "frontend-design-system" for r in results)
+    first = results[0].attempts[0]
+    assert first.plugin == "frontend-design-system"
+    assert first.outcome == "failed"
+    assert "design-token service unreachable" in (first.error or "")
+    assert results[0].fallback_used
+    # threshold 2 and one retry in its manifest: one failed task opens the dispatcher's
+    # breaker, and the router stops choosing it; its declared fallback takes the work
+    assert orchestrator.availability("frontend-design-system") == 0.0
+    later = results[1:]
+    assert all(r.primary != "frontend-design-system" for r in later)
+    assert {r.plugin for r in later} <= {"exec-automator"}
+
+
+async def test_task_events_carry_ids_plugins_and_durations(ecosystem: Ecosystem) -> None:
+    orchestrator = await ecosystem.start()
+    events: list[Message] = []
+    watcher = get_message_bus("watcher")
+    watcher.subscribe("orchestration/*", events.append)
+    result = await orchestrator.dispatch(issue("PLAT-202"))
+    await watcher.flush()
+    start, complete = (m for m in events if m.payload.get("taskId") == result.task_id)
+    assert start.topic == "orchestration/task-start"
+    assert start.payload["plugin"] == "lobbi-platform-manager"
+    assert complete.topic == "orchestration/task-complete"
+    assert complete.payload["plugin"] == "lobbi-platform-manager"
+    assert complete.payload["outcome"] == "completed"
+    assert complete.payload["durationMs"] == pytest.approx(result.duration * 1000, abs=0.01)
+    assert complete.payload["durationMs"] > 0
+    assert complete.payload["fallbackUsed"] is False
+
+
+async def test_when_every_candidate_fails_the_task_fails_with_every_error(
+    ecosystem: Ecosystem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_FAIL", "frontend-design-system")
+    orchestrator = await ecosystem.start("frontend-design-system")  # no fallback running
+    result = await orchestrator.dispatch(issue("UI-303"))
+    assert result.outcome == "failed"
+    assert result.plugin is None
+    assert "design-token service unreachable" in (result.error or "")
+    assert {a.outcome for a in result.attempts[1:]} == {"skipped"}  # the others are down
+    stored = orchestrator.tasks.get(result.task_id)
+    assert stored is not None
+    assert stored.status == "failed"
+
+
+async def test_unfinished_tasks_are_resumed_after_a_restart(
+    ecosystem: Ecosystem, tmp_path: Path
+) -> None:
+    crashed = TaskStore(tmp_path / "tasks.db")  # what a killed orchestrator left behind
+    crashed.create(
+        "task-1", {"request": issue("OPS-401"), "parameters": None, "files": []}, "handle_issue"
+    )
+    crashed.running("task-1", "k8s-helm-deployer", [])
+    crashed.close()
+    orchestrator = await ecosystem.start()
+    resumed = await orchestrator.resume()
+    assert [(r.task_id, r.outcome, r.plugin) for r in resumed] == [
+        ("task-1", "completed", "k8s-helm-deployer")
+    ]
+    assert orchestrator.tasks.unfinished() == []
+
+
+async def test_can_route_to_is_enforced_when_a_plugin_delegates(ecosystem: Ecosystem) -> None:
+    await ecosystem.start()
+    backend = ecosystem.plugins["fastapi-backend"]  # canRouteTo: lobbi-platform-manager
+    tenant = await backend.delegate(
+        "lobbi-platform-manager", "create_tenant", tenant_id="initech", plan="pro"
+    )
+    assert tenant["plan"] == "pro"
+    frontend = ecosystem.plugins["frontend-design-system"]  # canRouteTo: []
+    with pytest.raises(RPCError) as caught:
+        await frontend.delegate("lobbi-platform-manager", "create_tenant", tenant_id="x")
+    assert caught.value.data["type"] == "CommandRejected"
+    assert "canRouteTo" in caught.value.data["message"]
+
+
+async def test_health_tracks_plugins_that_stop(ecosystem: Ecosystem) -> None:
+    orchestrator = await ecosystem.start()
+    assert orchestrator.availability("exec-automator") == 1.0
+    await ecosystem.plugins["exec-automator"].stop()
+    await get_message_bus("watcher").flush()
+    assert orchestrator.health["exec-automator"].status == "stopped"
+    assert orchestrator.availability("exec-automator") == 0.0
+    status = await RPCClient("plugin://jira-orchestrator/rpc").call("status")
+    assert status["plugins"]["exec-automator"]["availability"] == 0.0
+    assert status["plugins"]["fastapi-backend"]["status"] == "healthy"
+
+
+async def test_dispatch_over_rpc(ecosystem: Ecosystem) -> None:
+    await ecosystem.start()
+    answer = await RPCClient("plugin://jira-orchestrator/rpc").call(
+        "dispatch", {"request": "Onboard tenant hooli on the starter plan"}
+    )
+    assert answer["outcome"] == "completed"
+    assert answer["plugin"] == "lobbi-platform-manager"
+
+
+async def test_bad_requests_are_refused_clearly(ecosystem: Ecosystem) -> None:
+    orchestrator = await ecosystem.start()
+    with pytest.raises(InvalidRequest):
+        await orchestrator.dispatch("   ")
+    with pytest.raises(InvalidRequest):
+        await orchestrator.dispatch({"key": "X-1", "fields": {"summary": 42}})
+    # the orchestrator keeps serving
+    assert (await orchestrator.dispatch(issue("OPS-404"))).outcome == "completed"
+
+
+def test_issue_parameters_flatten_a_jira_issue() -> None:
+    params = issue_parameters(issue("SHOP-102"))
+    assert params["key"] == "SHOP-102"
+    assert params["description"].startswith("Sign-up fails")
+    assert params["issueType"] == "Bug"
+    assert params["labels"] == ["backend"]
+    assert issue_parameters(issue("SHOP-101"))["components"] == ["orders-service"]
+
+
+def test_an_unknown_plugins_directory_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(NoPlugins, match="nowhere"):
+        Orchestrator(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(NoPlugins):
+        Orchestrator(tmp_path / "empty")
+
+
+async def test_the_orchestrator_stores_dead_letters(ecosystem: Ecosystem, tmp_path: Path) -> None:
+    orchestrator = await ecosystem.start(dead_letters=tmp_path / "dead-letters.db")
+    assert orchestrator.dead_letters is not None
+    worker = get_message_bus("flaky-worker")
+
+    def broken(message: Message) -> None:
+        raise RuntimeError("cannot parse the invoice")
+
+    worker.subscribe("plugin/flaky-worker/events", broken)
+    await get_message_bus("sender").publish(topic="plugin/flaky-worker/events", payload={"n": 1})
+    await worker.flush()
+    await orchestrator.dead_letters.flush()
+    letters = orchestrator.dead_letters.store.list()
+    assert [(letter.reason, letter.error_message) for letter in letters] == [
+        ("handler-error", "cannot parse the invoice")
+    ]

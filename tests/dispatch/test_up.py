@@ -1,0 +1,145 @@
+"""``up`` and ``nats-config``: the ecosystem as processes on NATS, with per-plugin users."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import nats
+from typer.testing import CliRunner
+
+from jira_orchestrator.cli import app
+from jira_orchestrator.orchestrator.natsconfig import nats_authorization
+from jira_orchestrator.plugins import discover_plugins
+from jira_orchestrator.transports.nats_server import NatsServer
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_up_runs_the_demo_over_nats_with_one_process_per_plugin(tmp_path: Path) -> None:
+    output = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JIRA_ORCHESTRATOR_")}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jira_orchestrator.cli",
+            "up",
+            "--plugins",
+            str(EXAMPLES / "plugins"),
+            "--issues",
+            str(EXAMPLES / "issues.json"),
+            "--output",
+            str(output),
+            "--fail",
+            "frontend-design-system",
+            "--exit-after",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "12/12 issues completed" in run.stdout
+    assert "[frontend-design-system]" in run.stdout  # each process's lines are prefixed
+    assert "[nats-server] embedded" in run.stdout
+    assert (output / "k8s-helm-deployer" / "charts" / "billing-api" / "Chart.yaml").is_file()
+    assert (output / "fastapi-backend" / "routes_api_users.py").is_file()
+
+
+def test_nats_config_lists_one_user_per_plugin(tmp_path: Path) -> None:
+    credentials = tmp_path / "users.json"
+    result = CliRunner().invoke(
+        app, ["nats-config", str(EXAMPLES / "plugins"), "--credentials", str(credentials)]
+    )
+    assert result.exit_code == 0, result.output
+    users = json.loads(credentials.read_text())
+    assert sorted(users) == sorted(
+        ["jira-orchestrator", *(p.name for p in (EXAMPLES / "plugins").iterdir() if p.is_dir())]
+    )
+    assert '"plugin.fastapi-backend.>"' in result.output
+    assert oct(credentials.stat().st_mode & 0o777) == "0o600"
+
+
+def test_nats_config_of_a_missing_folder_is_an_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["nats-config", str(tmp_path / "none")])
+    assert result.exit_code == 1
+    assert "no such folder" in result.output
+
+
+async def test_the_server_refuses_a_plugin_publishing_on_another_plugins_subjects(
+    tmp_path: Path,
+) -> None:
+    text, users = nats_authorization(discover_plugins(EXAMPLES / "plugins"))
+    password = {user.name: user.password for user in users}
+    with NatsServer(tmp_path / "nats", extra_config=text) as server:
+        errors: list[Exception] = []
+
+        async def on_error(error: Exception) -> None:
+            errors.append(error)
+
+        watcher = await nats.connect(
+            server.url_for("jira-orchestrator", password["jira-orchestrator"])
+        )
+        backend = await nats.connect(
+            server.url_for("fastapi-backend", password["fastapi-backend"]),
+            error_cb=on_error,
+        )
+        seen: list[str] = []
+
+        async def record(msg: nats.aio.msg.Msg) -> None:
+            seen.append(msg.subject)
+
+        await watcher.subscribe("plugin.>", cb=record)
+        await watcher.flush()
+        await backend.publish("plugin.lobbi-platform-manager.events", b"{}")  # not its own
+        await backend.publish("plugin.fastapi-backend.events", b"{}")  # its own
+        await backend.flush()
+        await watcher.flush()
+        async with asyncio.timeout(10):
+            while not seen or not errors:  # noqa: ASYNC110 - another process's answer
+                await asyncio.sleep(0.01)
+        assert seen == ["plugin.fastapi-backend.events"]
+        assert any("permissions violation" in str(e).lower() for e in errors)
+        await backend.close()
+        await watcher.close()
+
+
+def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JIRA_ORCHESTRATOR_")}
+    with subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jira_orchestrator.cli",
+            "up",
+            "--plugins",
+            str(EXAMPLES / "plugins"),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**env, "PYTHONUNBUFFERED": "1"},
+    ) as process:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:  # blocks until `up` says it runs
+            lines.append(line)
+            if "Ctrl-C stops everything" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+        assert process.returncode == 0, "".join(lines) + rest
+    plugins = [p.name for p in (EXAMPLES / "plugins").iterdir() if p.is_dir()]
+    for plugin in plugins:  # each drained and stopped, after the orchestrator
+        assert f"{plugin} stopped" in rest, rest
+    assert rest.index("[orchestrator] stopping") < rest.index("stopped")

@@ -1,0 +1,61 @@
+"""The dead-letter store over NATS: letters from JetStream redeliveries, replay over NATS."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jira_orchestrator import RequestTimeout
+from jira_orchestrator.messagebus import Message, get_message_bus
+from jira_orchestrator.orchestrator import DeadLetterCollector, DeadLetterStore, replay_letter
+from tests.nats._server import NatsServer
+
+WAIT = 20.0
+
+
+@pytest.fixture(scope="module")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    with NatsServer(tmp_path_factory.mktemp("nats")) as server:
+        yield server
+
+
+async def until(condition: Any) -> None:
+    async with asyncio.timeout(WAIT):
+        while not condition():  # noqa: ASYNC110 - state of another connection, no event
+            await asyncio.sleep(0.01)
+
+
+async def test_max_deliveries_letter_is_stored_and_replayed(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    url = f"{nats_server.url}?ack_wait=0.5&max_deliver=2"
+    with DeadLetterStore(tmp_path / "dlq.db") as store:
+        collector = DeadLetterCollector(get_message_bus("jira-orchestrator", url), store)
+        collector.start()
+        deliveries: list[Message] = []
+        get_message_bus("mute", url).subscribe(
+            "plugin/mute/request", deliveries.append, queue="mute"
+        )
+        with pytest.raises(RequestTimeout):
+            await get_message_bus("caller", url).request(
+                topic="plugin/mute/request", payload="hello?", timeout=0.3
+            )
+        await until(lambda: store.count(reason="max-deliveries") >= 1)
+        (letter,) = store.list(reason="max-deliveries")
+        assert letter.topic == "plugin/mute/request"
+        assert letter.subscriber == "mute"
+        assert letter.payload["deliveries"] == 2
+
+        sent = await replay_letter(store, letter.id, url=url)
+        assert letter.message is not None
+        assert sent.metadata.retry_count == letter.message["metadata"]["retryCount"] + 1
+        await until(lambda: any(m.message_id == sent.message_id for m in deliveries))
+        replayed = next(m for m in deliveries if m.message_id == sent.message_id)
+        assert replayed.source == "caller"
+        assert replayed.headers["replayOf"] == letter.message_id
+        assert store.get(letter.id).replay_count == 1
+        collector.stop()

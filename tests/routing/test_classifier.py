@@ -1,0 +1,75 @@
+"""The classifier: technologies from files, everyday words, domains, complexity."""
+
+from __future__ import annotations
+
+import pytest
+
+from jira_orchestrator.routing import RoutingRequest, classify, technologies_of
+from jira_orchestrator.routing.text import compounds, stem, words
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("src/Web/Pages/Orders.razor", {"blazor", "dotnet", "csharp"}),
+        ("Api/Invoices.cs", {"csharp", "dotnet"}),
+        ("app/main.py", {"python"}),
+        ("src/components/Card.tsx", {"react", "typescript"}),
+        ("charts/api/Chart.yaml", {"helm", "kubernetes"}),
+        ("deploy/values.yaml", {"helm"}),
+        ("infra/main.tf", {"terraform"}),
+        ("infra/main.bicep", {"bicep", "azure"}),
+        ("docs/overview.drawio", {"drawio", "diagram"}),
+        (".github/workflows/ci.yml", {"github actions", "cicd"}),
+        ("Dockerfile", {"docker"}),
+        (".env.staging", {"environment"}),
+        ("C:\\repo\\ansible\\site.yml", {"ansible"}),
+    ],
+)
+def test_technologies_from_file_paths(path: str, expected: set[str]) -> None:
+    assert expected <= set(technologies_of(path))
+
+
+def test_unknown_files_point_nowhere() -> None:
+    assert technologies_of("notes/todo.unknownext") == ()
+
+
+def test_words_are_normalised_the_same_on_both_sides() -> None:
+    assert words("Deployments deploying deployed") == ["deploy"] * 3
+    assert words("ASP.NET Core, C#, draw.io, k8s") == [
+        "aspnet",
+        "core",
+        "csharp",
+        "drawio",
+        "kubernet",
+    ]
+    assert words("InvoiceEndpoints") == ["invoic", "endpoint"]
+    assert "rollback" in compounds("roll back the release")
+    assert compounds("a sign-off gate", hyphenated_only=True) == [stem("signoff")]
+
+
+def test_file_technologies_and_everyday_words_become_terms() -> None:
+    request = RoutingRequest.from_text(
+        "The page is slow when I sign in", files=["src/Pages/Login.razor"]
+    )
+    found = classify(request)
+    assert {"blazor", "dotnet"} <= set(found.terms)
+    assert found.terms["performanc"] < found.terms["slow"]  # an expansion weighs less
+    assert "frontend" in found.domains
+    assert found.file_technologies["src/Pages/Login.razor"][0] == "blazor"
+
+
+def test_labels_and_components_count_more_than_text() -> None:
+    found = classify(RoutingRequest.from_text("fix it", labels=["terraform"]))
+    assert found.terms["terraform"] > 1.0
+
+
+def test_complexity_grows_with_domains_and_files() -> None:
+    small = classify(RoutingRequest.from_text("Rename the button"))
+    big = classify(
+        RoutingRequest.from_text(
+            "Migrate the whole API, the React frontend and the Terraform infrastructure",
+            files=[f"f{n}.py" for n in range(7)],
+        )
+    )
+    assert (small.complexity, big.complexity) == ("low", "high")
