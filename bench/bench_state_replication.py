@@ -4,7 +4,9 @@ Each sample sets a register on replica A (a durable, fsynced commit) and waits u
 replica B, a second manager of the same plugin with its own file, has merged it: what a
 reader on another replica waits for. The baseline in the same run is the durable commit
 alone (``set_register`` with replication off), so the ratio shows what replication adds.
-Run: ``make bench`` or ``.venv/bin/python bench/bench_state_replication.py [--nats]``.
+Over NATS the two replicas share one connection to a private nats-server on loopback, so
+each delta makes the round trip through the server. Run: ``make bench`` or
+``.venv/bin/python bench/bench_state_replication.py``.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ async def main(urls: list[str]) -> None:
             base = percentile(local, q) * 1000
             rows.append(
                 {
-                    "figure": f"{url.split(':')[0]}: set_register -> seen on replica, p{q} (ms)",
+                    "figure": f"{url.split(':')[0]}: set_register -> seen by replica, p{q} (ms)",
                     "replicated": ours,
                     "durable commit alone": base,
                     "ratio": ours / base,
@@ -83,4 +85,7 @@ async def main(urls: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(["memory://"]))
+    from jira_orchestrator.transports.nats_server import NatsServer
+
+    with tempfile.TemporaryDirectory() as scratch, NatsServer(Path(scratch)) as server:
+        asyncio.run(main(["memory://", server.url]))
