@@ -2,20 +2,48 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jira_orchestrator import RPCError
-from jira_orchestrator.messagebus import Message, RPCClient, get_message_bus
+from jira_orchestrator.messagebus import (
+    Message,
+    RPCClient,
+    close_message_bus,
+    get_message_bus,
+    reset_message_bus,
+)
 from jira_orchestrator.orchestrator.dispatcher import Orchestrator, issue_parameters
 from jira_orchestrator.orchestrator.tasks import TaskStore
+from jira_orchestrator.plugins import Issue, Plugin
 from jira_orchestrator.routing import InvalidRequest, NoPlugins
 from tests.dispatch.conftest import EXAMPLES, Ecosystem
 
 ISSUES = json.loads((EXAMPLES.parent / "issues.json").read_text())
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kill_orchestrator_mid_task(plugins: Path, tasks: Path) -> None:
+    """Run an orchestrator in a child process and SIGKILL it while a task is in flight."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "tests.dispatch._crashing_orchestrator", str(plugins), str(tasks)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "SENT"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=20)
 
 
 def issue(key: str) -> dict[str, Any]:
@@ -189,3 +217,41 @@ async def test_the_orchestrator_stores_dead_letters(ecosystem: Ecosystem, tmp_pa
     assert [(letter.reason, letter.error_message) for letter in letters] == [
         ("handler-error", "cannot parse the invoice")
     ]
+
+
+async def test_a_task_in_flight_when_the_orchestrator_is_killed_is_resumed(
+    tmp_path: Path,
+) -> None:
+
+    plugins = tmp_path / "plugins"
+    folder = plugins / "key-rotator" / ".claude-plugin"
+    folder.mkdir(parents=True)
+    (folder / "plugin.json").write_text(
+        json.dumps({"name": "key-rotator", "description": "Rotates billing keys and secrets"})
+    )
+    tasks = tmp_path / "tasks.db"
+    await asyncio.to_thread(kill_orchestrator_mid_task, plugins, tasks)
+    left = TaskStore(tasks).unfinished()
+    assert [(t.status, t.plugin) for t in left] == [("running", "key-rotator")]
+
+    reset_message_bus()
+    healthy = Plugin(plugins / "key-rotator", state_path=tmp_path / "healthy.db")
+
+    @healthy.command("handle_issue")
+    def handle_issue(issue: Issue) -> str:
+        return f"rotated for {issue.key}"
+
+    await healthy.start()
+    orchestrator = Orchestrator(plugins, tasks=tasks)
+    await orchestrator.start()
+    try:
+        resumed = await orchestrator.resume()
+        assert [(r.task_id, r.outcome, r.result) for r in resumed] == [
+            (left[0].id, "completed", "rotated for OPS-9")
+        ], [r.error for r in resumed]
+        assert orchestrator.tasks.unfinished() == []
+    finally:
+        await orchestrator.stop()
+        orchestrator.close()
+        await healthy.stop()
+        await close_message_bus()

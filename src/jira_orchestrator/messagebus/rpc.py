@@ -154,8 +154,12 @@ def method_from_function(name: str, function: RPCHandler) -> RPCMethod:
     signature = inspect.signature(function)
     try:
         hints = get_type_hints(function)
-    except Exception:  # unresolvable annotations: validate nothing rather than refuse
-        hints = {}
+    except Exception as error:
+        # Validating against a guess would accept or refuse the wrong calls: say so now.
+        raise TypeError(
+            f"cannot read the type hints of {name!r} ({error}); define the types it uses "
+            "at module level"
+        ) from None
     parameters = [
         p
         for p in signature.parameters.values()
