@@ -155,7 +155,7 @@ def test_corrupt_database_is_a_clear_error(tmp_path: Path) -> None:
     db.execute("UPDATE meta SET value = 'jira-orchestrator-dead-letters/99'")
     db.commit()
     db.close()
-    with pytest.raises(DeadLetterStoreCorrupt, match="unknown dead-letter format"):
+    with pytest.raises(DeadLetterStoreCorrupt, match="unknown dead-letter store format"):
         DeadLetterStore(wrong_format)
 
 

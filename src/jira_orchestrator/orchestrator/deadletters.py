@@ -17,11 +17,7 @@ import asyncio
 import json
 import logging
 import os
-import sqlite3
-import threading
 from collections import deque
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +27,7 @@ from jira_orchestrator._core.clock import WallClock, format_timestamp, wall
 from jira_orchestrator._core.errors import InvalidMessage, InvalidTopic
 from jira_orchestrator._core.ids import new_id
 from jira_orchestrator._core.message import Message, MessageMetadata
+from jira_orchestrator._core.sqlite import SQLiteStore
 from jira_orchestrator.messagebus import (
     DEAD_LETTER_TOPIC,
     MessageBus,
@@ -222,7 +219,7 @@ def _fields(payload: Any) -> _Fields:
     )
 
 
-class DeadLetterStore:
+class DeadLetterStore(SQLiteStore):
     """The SQLite file of dead letters. Thread-safe; several processes may open it.
 
     ``timeout`` (seconds) is how long to wait for another process's write lock. Raises
@@ -230,98 +227,18 @@ class DeadLetterStore:
     `DeadLetterError` (I/O, locked for longer than ``timeout``).
     """
 
+    KIND = "dead-letter store"
+    FORMAT = _FORMAT
+    SCHEMA = _SCHEMA
+    TABLES = frozenset({"letters"})
+    ERROR = DeadLetterError
+    CORRUPT = DeadLetterStoreCorrupt
+
     def __init__(
         self, path: str | os.PathLike[str], *, timeout: float = 5.0, clock: WallClock = wall
     ) -> None:
-        if not isinstance(path, str | os.PathLike):
-            raise TypeError(f"path must be a str or path, got {type(path).__name__}")
-        self.path = Path(path).absolute()
         self.clock = clock
-        self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db: sqlite3.Connection | None = sqlite3.connect(
-                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise DeadLetterError(f"cannot open dead-letter store {self.path}: {exc}") from exc
-        try:
-            self._open()
-        except BaseException:
-            self._db.close()
-            self._db = None
-            raise
-
-    def _open(self) -> None:
-        db = self._conn()
-        try:
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise DeadLetterError(f"dead-letter store {self.path}: cannot use WAL ({mode!r})")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("BEGIN IMMEDIATE")
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-            if not tables:
-                for statement in _SCHEMA:
-                    db.execute(statement)
-                db.execute("INSERT INTO meta VALUES ('format', ?)", (_FORMAT,))
-                fmt: str | None = _FORMAT
-            elif not {"meta", "letters"} <= tables:
-                raise DeadLetterStoreCorrupt(
-                    f"{self.path} is an SQLite file but not a dead-letter store "
-                    f"(tables: {', '.join(sorted(tables))})"
-                )
-            else:
-                row = db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
-                fmt = None if row is None else row[0]
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise self._error(exc, "opening") from exc
-        except DeadLetterError:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        if fmt != _FORMAT:
-            raise DeadLetterStoreCorrupt(f"{self.path}: unknown dead-letter format {fmt!r}")
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise DeadLetterError(f"dead-letter store {self.path} is closed")
-        return self._db
-
-    def _error(self, exc: sqlite3.Error, doing: str) -> DeadLetterError:
-        code = getattr(exc, "sqlite_errorname", "")
-        if code.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
-            return DeadLetterStoreCorrupt(
-                f"dead-letter store {self.path} is damaged or not SQLite: {exc}"
-            )
-        return DeadLetterError(f"dead-letter store {self.path}: {doing} failed: {exc}")
-
-    @contextmanager
-    def _transaction(self, doing: str) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db = self._conn()
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                yield db
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise self._error(exc, doing) from exc
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-
-    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                return self._conn().execute(sql, args).fetchall()
-            except sqlite3.Error as exc:
-                raise self._error(exc, "reading") from exc
+        super().__init__(path, timeout=timeout)
 
     def add(
         self, payload: Any, *, letter_id: str | None = None, received_at: float | None = None
@@ -337,7 +254,7 @@ class DeadLetterStore:
         text = json.dumps(payload, default=repr, ensure_ascii=False)
         key = letter_id or new_id()
         when = self.clock() if received_at is None else float(received_at)
-        with self._transaction("writing") as db:
+        with self._write("writing") as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO letters (letter_id, received_at, reason, topic, "
                 "message_id, subscriber, subscription, error_type, error_message, problem, "
@@ -392,7 +309,7 @@ class DeadLetterStore:
         """The letter with this id; raises `DeadLetterNotFound`."""
         if isinstance(letter_id, bool) or not isinstance(letter_id, int):
             raise TypeError(f"a dead letter id is an int, got {letter_id!r}")
-        rows = self._query(f"SELECT {_COLUMNS} FROM letters WHERE id = ?", (letter_id,))
+        rows = self._read(f"SELECT {_COLUMNS} FROM letters WHERE id = ?", (letter_id,))
         if not rows:
             raise DeadLetterNotFound(letter_id)
         return self._letter(rows[0])
@@ -425,22 +342,22 @@ class DeadLetterStore:
         sql = f"SELECT {_COLUMNS} FROM letters{where} ORDER BY id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [self._letter(row) for row in self._query(sql, args)]
+        return [self._letter(row) for row in self._read(sql, args)]
 
     def count(self, *, reason: str | None = None, before: float | None = None) -> int:
         """How many letters match."""
         where, args = self._where(reason, before, None)
-        return int(self._query(f"SELECT COUNT(*) FROM letters{where}", args)[0][0])
+        return int(self._read(f"SELECT COUNT(*) FROM letters{where}", args)[0][0])
 
     def counts(self) -> dict[str, int]:
         """Number of letters by reason."""
-        rows = self._query("SELECT reason, COUNT(*) FROM letters GROUP BY reason ORDER BY reason")
+        rows = self._read("SELECT reason, COUNT(*) FROM letters GROUP BY reason ORDER BY reason")
         return {reason: int(n) for reason, n in rows}
 
     def mark_replayed(self, letter_id: int, replayed_as: str, at: float | None = None) -> None:
         """Record that the letter was published again as message ``replayed_as``."""
         when = self.clock() if at is None else at
-        with self._transaction("writing") as db:
+        with self._write("writing") as db:
             cursor = db.execute(
                 "UPDATE letters SET replay_count = replay_count + 1, replayed_at = ?, "
                 "replayed_as = ? WHERE id = ?",
@@ -452,15 +369,8 @@ class DeadLetterStore:
     def purge(self, *, before: float | None = None, reason: str | None = None) -> int:
         """Delete the matching letters (all without filters); returns how many."""
         where, args = self._where(reason, before, None)
-        with self._transaction("purging") as db:
+        with self._write("purging") as db:
             return int(db.execute(f"DELETE FROM letters{where}", args).rowcount)
-
-    def close(self) -> None:
-        """Close the file; idempotent."""
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
 
     def __enter__(self) -> DeadLetterStore:
         return self

@@ -10,15 +10,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 from jira_orchestrator._core.clock import WallClock, wall
+from jira_orchestrator._core.sqlite import SQLiteStore
 from jira_orchestrator.orchestrator.errors import SagaStoreError
 
 __all__ = ["SagaRun", "SagaRunStatus", "SagaStepRecord", "SagaStepStatus", "SagaStore"]
@@ -98,86 +95,26 @@ def _error_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-class SagaStore:
+class SagaStore(SQLiteStore):
     """The SQLite file of saga runs. Thread-safe.
 
     Raises `SagaStoreError` when the file is not SQLite, is damaged, is another kind of
     database, or cannot be written.
     """
 
+    KIND = "saga store"
+    FORMAT = _FORMAT
+    SCHEMA = _SCHEMA
+    TABLES = frozenset({"runs", "steps"})
+    ERROR = SagaStoreError
+    CORRUPT = SagaStoreError
+    PRAGMAS = ("foreign_keys=ON",)
+
     def __init__(
         self, path: str | os.PathLike[str], *, timeout: float = 5.0, clock: WallClock = wall
     ) -> None:
-        if not isinstance(path, str | os.PathLike):
-            raise TypeError(f"path must be a str or path, got {type(path).__name__}")
-        self.path = Path(path).absolute()
         self._clock = clock
-        self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db: sqlite3.Connection | None = sqlite3.connect(
-                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise SagaStoreError(f"cannot open saga store {self.path}: {exc}") from exc
-        try:
-            self._open()
-        except BaseException:
-            self._db.close()
-            self._db = None
-            raise
-
-    def _open(self) -> None:
-        db = self._conn()
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute("BEGIN IMMEDIATE")
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-            if not tables:
-                for statement in _SCHEMA:
-                    db.execute(statement)
-                db.execute("INSERT INTO meta VALUES ('format', ?)", (_FORMAT,))
-                fmt: str | None = _FORMAT
-            elif not {"meta", "runs", "steps"} <= tables:
-                raise SagaStoreError(f"{self.path} is an SQLite file but not a saga store")
-            else:
-                row = db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
-                fmt = None if row is None else row[0]
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise SagaStoreError(f"saga store {self.path} is damaged or not SQLite: {exc}") from exc
-        except SagaStoreError:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        if fmt != _FORMAT:
-            raise SagaStoreError(f"{self.path}: unknown saga store format {fmt!r}")
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise SagaStoreError(f"saga store {self.path} is closed")
-        return self._db
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            db = self._conn()
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                yield db
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise SagaStoreError(f"saga store {self.path}: writing failed: {exc}") from exc
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+        super().__init__(path, timeout=timeout)
 
     def start_run(self, run_id: str, saga: str, value: Any) -> None:
         """Record a new run; raises `SagaStoreError` if ``run_id`` is taken."""
@@ -285,13 +222,6 @@ class SagaStore:
             except sqlite3.Error as exc:
                 raise SagaStoreError(f"saga store {self.path}: reading failed: {exc}") from exc
         return found
-
-    def close(self) -> None:
-        """Close the file; idempotent."""
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
 
     def __enter__(self) -> SagaStore:
         return self
