@@ -227,6 +227,8 @@ def synthetic_rows() -> list[dict[str, Any]]:
     started = time.perf_counter()
     router = Router(plugins)
     build = time.perf_counter() - started
+    samples = latencies(router.route, requests, 3)
+    del router
     fields = FieldWeights()
     started = time.perf_counter()
     profiles = [build_profile(p, fields) for p in plugins]
@@ -241,7 +243,6 @@ def synthetic_rows() -> list[dict[str, Any]]:
     index_bytes = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     del index, profiles
-    samples = latencies(router.route, requests, 3)
     components = sum(len(p.agents) + len(p.commands) + len(p.skills) for p in plugins)
     return [
         row(f"{SYNTHETIC:,} plugins: components", components, "components"),

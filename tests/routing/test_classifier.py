@@ -73,3 +73,10 @@ def test_complexity_grows_with_domains_and_files() -> None:
         )
     )
     assert (small.complexity, big.complexity) == ("low", "high")
+
+
+def test_files_named_in_the_text_count_too() -> None:
+    found = classify(RoutingRequest.from_text("Bump the tag in charts/api/values.yaml"))
+    assert "helm" in found.technologies
+    assert "helm" in found.terms
+    assert classify(RoutingRequest.from_text("see https://example.io/x.py")).technologies == ()

@@ -19,7 +19,7 @@ from pathlib import PurePosixPath
 from typing import Literal
 
 from jira_orchestrator.routing.request import RoutingRequest
-from jira_orchestrator.routing.text import compounds, phrases, raw_stems, words
+from jira_orchestrator.routing.text import compounds, phrases, raw_stems, words, written_words
 
 __all__ = [
     "DOMAINS",
@@ -520,6 +520,11 @@ _WEIGHT_PATH = 0.35
 _WEIGHT_VOCAB = 0.45
 _WEIGHT_COMPOUND = 0.7
 _SPLIT_PATH = re.compile(r"[\\/]+")
+# A file named in the text ("see Orders.razor", "bump charts/api/Chart.yaml").
+_MENTIONED = re.compile(
+    r"(?<![\w./-])((?:[\w.-]+/)*(?:[\w-]+(?:\.[\w-]+)*\.[A-Za-z0-9]{1,10}|Dockerfile|Jenkinsfile))"
+    r"(?![\w/-])"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -533,6 +538,12 @@ class Classification:
     domains: tuple[str, ...] = ()
     complexity: Complexity = "low"
     expansions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    written: Mapping[str, str] = field(default_factory=dict)
+    """Index term -> the words the request wrote (for explanations)."""
+
+    def shown(self, term: str) -> str:
+        """How to show an index term: as the request wrote it, when it did."""
+        return self.written.get(term, term)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly (camelCase) summary for the decision."""
@@ -604,7 +615,14 @@ def classify(request: RoutingRequest, known: Callable[[str], bool] | None = None
     ``known`` says whether a term is in the plugins' vocabulary; with it, words a
     request splits (``roll back``) are also tried as one (``rollback``).
     """
-    text_tokens = words(request.text)
+    pairs = written_words(request.text)
+    text_tokens = [term for term, _ in pairs]
+    written: dict[str, str] = {}
+    for index, (term, raw) in enumerate(pairs):
+        written.setdefault(term, raw)
+        if index + 1 < len(pairs) and pairs[index + 1][0] != term:
+            following, following_raw = pairs[index + 1]
+            written.setdefault(f"{term} {following}", f"{raw} {following_raw}")
     bag: dict[str, float] = {}
     _add(bag, text_tokens, _WEIGHT_TEXT)
     if known is not None:
@@ -628,13 +646,24 @@ def classify(request: RoutingRequest, known: Callable[[str], bool] | None = None
         stems = [PurePosixPath(p).stem for p in parts]
         for token in {t for part in stems for t in words(part)}:
             bag[token] = bag.get(token, 0.0) + _WEIGHT_PATH
+    # Reporters name files in the text too; they say as much as attached ones.
+    for mentioned in _MENTIONED.findall(request.text):
+        if mentioned not in per_file and not mentioned.startswith(("http", "www.")):
+            technologies += technologies_of(mentioned)
     technologies = list(dict.fromkeys(technologies))
     for tech in technologies:
-        _add(bag, words(tech), _WEIGHT_TECH)
+        tokens = words(tech)
+        _add(bag, tokens, _WEIGHT_TECH)
+        written.setdefault(" ".join(tokens), tech)
+        for token, (_, raw) in zip(tokens, written_words(tech), strict=True):
+            written.setdefault(token, raw)
     expansions = _expand([request.text, *request.labels, *request.components])
     for extras in expansions.values():
         for extra in extras:
             tokens = words(extra)
+            written.setdefault(" ".join(tokens), extra)
+            for token, (_, raw) in zip(tokens, written_words(extra), strict=True):
+                written.setdefault(token, raw)
             for token in (*tokens, *phrases(tokens)):
                 bag[token] = max(bag.get(token, 0.0), _WEIGHT_VOCAB)
     tech_tokens = [t for tech in technologies for t in words(tech)]
@@ -650,6 +679,7 @@ def classify(request: RoutingRequest, known: Callable[[str], bool] | None = None
         domains=domains,
         complexity=_complexity(text_tokens, request.files, domain_counts),
         expansions=expansions,
+        written=written,
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from jira_orchestrator.plugins import Component, PluginInfo
@@ -72,7 +72,6 @@ class PluginProfile:
     context_patterns: tuple[str, ...]
     priority: int
     accepts_routing_from: tuple[str, ...]
-    declared_keywords: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def has_capabilities(self) -> bool:
@@ -205,5 +204,4 @@ def build_profile(plugin: PluginInfo, weights: FieldWeights | None = None) -> Pl
         context_patterns=tuple(dict.fromkeys(globs)),
         priority=manifest.routing.priority,
         accepts_routing_from=tuple(manifest.routing.accepts_routing_from),
-        declared_keywords=frozenset(" ".join(words(k)) for k in keywords),
     )

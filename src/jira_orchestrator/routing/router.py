@@ -144,6 +144,7 @@ class Router:
                 self._declaring.setdefault(term, []).append(i)
         self.registry = registry if registry is not None else AgentRegistry(loaded)
         self.build_seconds = time.perf_counter() - started
+        self._owns_store = store is not None and not isinstance(store, DecisionStore)
         self.store = (
             store if isinstance(store, DecisionStore) or store is None else DecisionStore(store)
         )
@@ -287,8 +288,9 @@ class Router:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def close(self) -> None:
-        """Close the store (if the router opened one)."""
-        if self.store is not None:
+        """Close the store if the router opened it (from a path); a `DecisionStore`
+        passed in stays open for its owner."""
+        if self.store is not None and self._owns_store:
             self.store.close()
 
     def _decide(

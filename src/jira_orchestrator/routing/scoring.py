@@ -229,7 +229,7 @@ def evidence(
     wanted = set(strong)
     for field in ("name", "keywords", "capabilities", "description"):
         found = wanted & profile.meta.get(field, {}).keys()
-        hits = [t for t in strong if t in found]
+        hits = [classification.shown(t) for t in strong if t in found]
         if hits:
             lines.append(f"{_quote(hits)} in the plugin's {field}")
     names: list[str] = []
@@ -241,7 +241,7 @@ def evidence(
         fields = []
         for field in ("name", "keywords", "description", "body"):
             matched = wanted & component.fields.get(field, {}).keys()
-            fields.append((field, [t for t in strong if t in matched]))
+            fields.append((field, [classification.shown(t) for t in strong if t in matched]))
         said = "; ".join(f"{_quote(hits)} in its {field}" for field, hits in fields if hits)
         if said:
             lines.append(f"{component.kind} {component.name}: {said}")

@@ -14,7 +14,16 @@ import itertools
 import re
 from functools import lru_cache
 
-__all__ = ["STOPWORDS", "compounds", "phrases", "raw_stems", "stem", "terms", "words"]
+__all__ = [
+    "STOPWORDS",
+    "compounds",
+    "phrases",
+    "raw_stems",
+    "stem",
+    "terms",
+    "words",
+    "written_words",
+]
 
 # Spellings normalised before splitting, so "draw.io" is not "draw" + "io".
 _SPELLINGS = (
@@ -336,12 +345,17 @@ def stem(word: str) -> str:
 
 def words(text: str) -> list[str]:
     """The stemmed content words of ``text``, in order."""
-    out: list[str] = []
+    return [term for term, _ in written_words(text)]
+
+
+def written_words(text: str) -> list[tuple[str, str]]:
+    """(stemmed word, word as written in lower case) pairs of ``text``, in order."""
+    out: list[tuple[str, str]] = []
     for raw in _WORD.findall(_normalise(text)):
         word = _ALIASES.get(raw, raw)
         if word in STOPWORDS or len(word) < 2 or (word.isdigit() and len(word) < 3):
             continue
-        out.append(stem(word))
+        out.append((stem(word), raw))
     return out
 
 
