@@ -193,7 +193,7 @@ class AgentRegistry:
     concurrently with each other).
     """
 
-    __slots__ = ("_by_name", "_document_frequency", "_entries", "_plugins")
+    __slots__ = ("_by_name", "_by_plugin", "_document_frequency", "_entries", "_plugins")
 
     def __init__(self, plugins: Iterable[PluginInfo] = ()) -> None:
         self._plugins: dict[str, PluginInfo] = {}
@@ -247,8 +247,11 @@ class AgentRegistry:
         bad field.
         """
         wanted = _criteria(criteria, more)
-        allowed = set(wanted.plugins)
-        entries = [e for e in self._entries if not allowed or e.agent.plugin in allowed]
+        entries = (
+            [e for plugin in sorted(set(wanted.plugins)) for e in self._by_plugin.get(plugin, ())]
+            if wanted.plugins
+            else self._entries
+        )
         if wanted.is_listing():
             ordered = sorted(entries, key=lambda e: (e.agent.plugin, e.agent.name, e.agent.path))
             return [AgentMatch(agent=e.agent, score=0.0) for e in ordered[: wanted.limit]]
@@ -277,6 +280,10 @@ class AgentRegistry:
             for agent in plugin.agents
         ]
         self._document_frequency = Counter(term for e in self._entries for term in e.terms)
+        # Filtering by plugin must not cost a scan of every agent of a large ecosystem.
+        self._by_plugin: dict[str, list[_Entry]] = {}
+        for entry in self._entries:
+            self._by_plugin.setdefault(entry.agent.plugin, []).append(entry)
         self._by_name = {}
         for entry in self._entries:  # the first of a duplicated name wins, as in the files
             self._by_name.setdefault(entry.agent.qualified_name, entry.agent)
