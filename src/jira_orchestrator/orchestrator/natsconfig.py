@@ -20,8 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from jira_orchestrator.plugins import PluginCatalog, PluginManifest
-from jira_orchestrator.transports._nats_jetstream import DELIVER_PREFIX, consumer_name
-from jira_orchestrator.transports._nats_subjects import to_subject
+from jira_orchestrator.transports._nats_subjects import DELIVER_PREFIX, consumer_name, to_subject
 
 __all__ = ["NatsUser", "nats_authorization", "plugin_permissions"]
 

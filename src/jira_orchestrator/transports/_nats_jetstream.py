@@ -14,8 +14,6 @@ members (deliver group), with explicit acks, ``ack_wait`` and ``max_deliver``.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass
 
 import nats.js.errors
@@ -33,6 +31,7 @@ from jira_orchestrator._core.errors import TransportError
 from jira_orchestrator.transports._nats_subjects import (
     DELIVER_PREFIX,
     DURABLE_PREFIX,
+    consumer_name,
     intersect,
     to_subject,
 )
@@ -56,7 +55,6 @@ DEAD_LETTER_TOPIC = "system/dead-letter"
 ACK = b"+ACK"
 IN_PROGRESS = b"+WPI"
 TERM = b"+TERM"
-_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def nak(delay: float) -> bytes:
@@ -133,13 +131,6 @@ async def ensure_streams(
             raise TransportError(
                 f"{url}: cannot set up JetStream stream {spec.name}: {error.description}"
             ) from None
-
-
-def consumer_name(stream: str, pattern: str, queue: str) -> str:
-    """The durable consumer every member of ``queue`` subscribed to ``pattern`` shares."""
-    digest = hashlib.sha256(f"{stream}\n{pattern}\n{queue}".encode()).hexdigest()[:12]
-    readable = _NAME_CHARS.sub("_", queue)[:40]
-    return f"{readable}_{digest}"
 
 
 def consumer_config(

