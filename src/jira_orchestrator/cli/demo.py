@@ -50,12 +50,12 @@ def _table(results: list[DispatchResult]) -> Table:
         ("ms", "right"),
         ("fallback", "left"),
     ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for result in results:
         outcome = "[green]completed[/]" if result.outcome == "completed" else "[red]failed[/]"
         table.add_row(
             result.issue_key or result.request_id,
-            result.primary or "-",
+            result.primary or "(its plugin is down)",
             result.plugin or "-",
             outcome,
             f"{result.duration * 1000:.1f}",
@@ -157,5 +157,6 @@ def demo(
     # Plugins log each failure with its traceback; the table tells the story here.
     logging.basicConfig(level=logging.CRITICAL)
     entries = sorted(plugins.glob("*/plugin.py"))
-    code = asyncio.run(_run(entries, plugins, loaded, output, bus, Console()))
+    console = Console(width=max(Console().width, 100))  # plugin names fit on one line
+    code = asyncio.run(_run(entries, plugins, loaded, output, bus, console))
     raise typer.Exit(code)

@@ -204,7 +204,7 @@ def up(
         "JIRA_ORCHESTRATOR_STATE_DIR": str(output / ".state"),
         "DEMO_FAIL": ",".join(fail or []),
     }
-    console = Console()
+    console = Console(width=max(Console().width, 100))  # plugin names fit on one line
     with tempfile.TemporaryDirectory(prefix="jira-orchestrator-nats-") as scratch:
         server = None
         if bus is None:
