@@ -143,3 +143,30 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
     for plugin in plugins:  # each drained and stopped, after the orchestrator
         assert f"{plugin} stopped" in rest, rest
     assert rest.index("[orchestrator] stopping") < rest.index("stopped")
+
+
+def test_up_with_an_unreachable_bus_says_so_and_exits_1(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JIRA_ORCHESTRATOR_")}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jira_orchestrator.cli",
+            "up",
+            "--plugins",
+            str(EXAMPLES / "plugins"),
+            "--bus",
+            "nats://127.0.0.1:1",
+            "--exit-after",
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert run.returncode == 1
+    assert "[orchestrator] error: cannot connect to NATS at nats://127.0.0.1:1" in run.stdout
+    assert "Traceback" not in run.stdout + run.stderr

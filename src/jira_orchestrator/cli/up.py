@@ -25,6 +25,7 @@ from typing import IO, Annotated, Any
 import typer
 from rich.console import Console
 
+from jira_orchestrator._core.errors import TransportError
 from jira_orchestrator.cli.demo import dispatch_all, read_issues
 from jira_orchestrator.orchestrator.dispatcher import ORCHESTRATOR_ID, Orchestrator
 from jira_orchestrator.orchestrator.natsconfig import nats_authorization
@@ -131,6 +132,12 @@ async def _orchestrate(
         dead_letters=output / ".orchestrator" / "dead-letters.db",
         heartbeat=5.0,
     )
+    try:
+        await orchestrator.bus.transport.flush()  # connect now: a wrong --bus fails fast
+    except TransportError as error:
+        console.print(f"[orchestrator] error: {error}", markup=False)
+        orchestrator.close()
+        return 1
     await orchestrator.start()
     code = 0
     try:

@@ -34,6 +34,7 @@ from jira_orchestrator._core.errors import (
     InvalidParams,
     JiraOrchestratorError,
     MethodNotFound,
+    TransportError,
 )
 from jira_orchestrator.messagebus import (
     Handler,
@@ -518,7 +519,11 @@ class Plugin:
                 await self.stop()
 
         logging.basicConfig(level=logging.INFO, format=f"[{self.id}] %(levelname)s %(message)s")
-        asyncio.run(main())
+        try:
+            asyncio.run(main())
+        except TransportError as error:  # a wrong bus URL or a server that is down
+            self.log.error("%s cannot run: %s", self.id, error)
+            raise SystemExit(1) from None
 
     def __repr__(self) -> str:
         return f"Plugin({self.id!r}, running={self.running})"
