@@ -17,6 +17,7 @@ docstring for why.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import inspect
 import logging
@@ -83,7 +84,7 @@ def _check_callable(name: str, value: Any, owner: str) -> None:
         raise TypeError(f"step {owner!r}: {name} must be callable, not {type(value).__name__}")
 
 
-class Step:
+class Step(abc.ABC):
     """The base of every step kind. Run it with ``await step.run(value)``.
 
     ``timeout`` (seconds) bounds the step itself, not its condition or transform; past it
@@ -157,8 +158,9 @@ class Step:
             raise StepFailed(self.id, exc) from exc
         return True, result
 
+    @abc.abstractmethod
     async def _execute(self, value: Any) -> Any:
-        raise NotImplementedError
+        """Run this step on ``value`` (each kind of step says how)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id!r})"
