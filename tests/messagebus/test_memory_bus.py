@@ -262,3 +262,23 @@ async def test_undecodable_input_from_the_wire_is_counted_and_dead_lettered() ->
     assert letter["raw"].startswith('{"topic": 42}')
     assert letter["error"]["message"] == "topic: must be a string"
     assert auditor.stats()["invalid"] == 1
+
+
+async def test_a_dead_letter_too_large_to_carry_its_payload_still_goes_out() -> None:
+    config = BusConfig(max_message_size=2048)
+    receiver = get_message_bus("receiver", config=config)
+    sender, auditor = get_message_bus("sender"), get_message_bus("auditor")
+    letters = Inbox()
+    auditor.subscribe("system/dead-letter", letters)
+
+    def broken(message: Message) -> None:
+        raise RuntimeError("no room")
+
+    receiver.subscribe("t/big", broken)
+    await sender.publish(topic="t/big", payload="x" * 1600)
+    await letters.wait(1)
+    letter = letters.messages[0].payload
+    assert letter["reason"] == "handler-error"
+    assert letter["message"]["payload"] is None
+    assert "too large" in letter["payloadOmitted"]
+    assert letter["message"]["topic"] == "t/big"

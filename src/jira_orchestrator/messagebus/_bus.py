@@ -126,23 +126,16 @@ class _Core:
         except RuntimeError:
             return
         limit = self.config.max_message_size // 2
-        text = data[:limit].decode("utf-8", errors="replace")
-        letter = Message(
-            topic=DEAD_LETTER_TOPIC,
-            source="messagebus",
-            timestamp=format_timestamp(self.clock()),
-            payload={
-                "reason": "invalid-message",
-                "error": {"type": type(error).__name__, "message": str(error)},
-                "subscriber": None,
-                "subscription": subject,
-                "message": None,
-                "raw": text,
-                "rawTruncated": len(data) > limit,
-            },
+        letter = self._letter(
+            "invalid-message",
+            error=error,
+            subscriber=None,
+            subscription=subject,
+            original=None,
+            raw=data[:limit].decode("utf-8", errors="replace"),
+            rawTruncated=len(data) > limit,
         )
-        self.stats.dead_lettered += 1
-        task = loop.create_task(self.transport.publish(letter))
+        task = loop.create_task(self._send_letter(letter, subject))
         self._letters.add(task)
         task.add_done_callback(self._letters.discard)
 
@@ -280,38 +273,57 @@ class _Core:
         if message.topic == DEAD_LETTER_TOPIC or self.closed:
             return  # never dead-letter a dead letter: that loop has no end
         original = message.to_dict()
-        payload: dict[str, Any] = {
-            "reason": reason,
-            "error": None
-            if error is None
-            else {"type": type(error).__name__, "message": str(error)},
+        fields: dict[str, Any] = {
+            "error": error,
             "subscriber": subscriber,
             "subscription": subscription,
-            "message": original,
+            "original": original,
+            "headers": dict(message.headers),
         }
-        letter = Message(
-            topic=DEAD_LETTER_TOPIC,
-            message_type=MessageType.EVENT,
-            source=subscriber,
-            timestamp=format_timestamp(self.clock()),
-            headers=dict(message.headers),
-            payload=payload,
-        )
+        letter = self._letter(reason, **fields)
         if len(letter.encode()) > self.config.max_message_size:
             original["payload"] = None
-            payload["payloadOmitted"] = "the original payload is too large to carry here"
-            letter = Message(
-                topic=DEAD_LETTER_TOPIC,
-                source=subscriber,
-                timestamp=letter.timestamp,
-                headers=letter.headers,
-                payload=payload,
+            letter = self._letter(
+                reason, **fields, payloadOmitted="the original payload is too large to carry here"
             )
+        await self._send_letter(letter, message.topic)
+
+    def _letter(
+        self,
+        reason: str,
+        *,
+        error: BaseException | None,
+        subscriber: str | None,
+        subscription: str | None,
+        original: dict[str, Any] | None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> Message:
+        """A dead letter as docs/protocol.md describes it."""
+        return Message(
+            topic=DEAD_LETTER_TOPIC,
+            message_type=MessageType.EVENT,
+            source=subscriber or "messagebus",
+            timestamp=format_timestamp(self.clock()),
+            headers=headers or {},
+            payload={
+                "reason": reason,
+                "error": None
+                if error is None
+                else {"type": type(error).__name__, "message": str(error)},
+                "subscriber": subscriber,
+                "subscription": subscription,
+                "message": original,
+                **extra,
+            },
+        )
+
+    async def _send_letter(self, letter: Message, about: str) -> None:
         self.stats.dead_lettered += 1
         try:
             await self.transport.publish(letter)
         except Exception:
-            log.exception("could not publish a dead letter for %s", message.topic)
+            log.exception("could not publish a dead letter for %s", about)
 
     async def close(self) -> None:
         if self.closed:
