@@ -8,7 +8,9 @@ Run: ``.venv/bin/python bench/bench_routing.py`` (about a minute; writes
   labelled requests (every one routed ``ROUNDS`` times), the same for the plain BM25
   ranking, index build time, and top-1/top-3 accuracy of both on
   ``tests/data/routing_labelled.jsonl`` (the set the method was developed on) and on
-  ``tests/data/routing_holdout.jsonl`` (written after the method was fixed, never tuned on);
+  ``tests/data/routing_holdout.jsonl`` (written after the method was fixed, never tuned on)
+  and on ``tests/data/routing_blind.jsonl`` (written before any routing output was looked
+  at, by a second author, as the measuring stick of the general fixes; never tuned on);
 - on 1,000 synthetic plugins (10 to 30 components each, descriptions drawn from the
   corpus's own words): decision latency p50/p99, index build time, and the memory the
   index holds (tracemalloc: the profiles and postings, not the agent registry).
@@ -53,6 +55,7 @@ CORPUS = Path(
 )
 LABELLED = ROOT / "tests" / "data" / "routing_labelled.jsonl"
 HOLDOUT = ROOT / "tests" / "data" / "routing_holdout.jsonl"
+BLIND = ROOT / "tests" / "data" / "routing_blind.jsonl"
 ROUNDS = 10
 SYNTHETIC = 1_000
 SYNTHETIC_QUERIES = 300
@@ -169,6 +172,7 @@ def corpus_rows() -> tuple[list[dict[str, Any]], list[str]]:
     for label, path, targets in (
         ("labelled", LABELLED, (">= 95", ">= 99")),
         ("held-out", HOLDOUT, ("", "")),
+        ("blind", BLIND, ("", "")),
     ):
         found = load_labelled(path)
         ours = evaluate(lambda r: [s.plugin for s in router.route(r).scores], found)

@@ -20,6 +20,7 @@ CORPUS = Path(
 )
 LABELLED = Path(__file__).resolve().parents[1] / "data" / "routing_labelled.jsonl"
 HOLDOUT = Path(__file__).resolve().parents[1] / "data" / "routing_holdout.jsonl"
+BLIND = Path(__file__).resolve().parents[1] / "data" / "routing_blind.jsonl"
 
 WritePlugin = Callable[..., Path]
 

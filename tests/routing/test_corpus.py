@@ -22,7 +22,7 @@ from jira_orchestrator.routing import (
     load_labelled,
 )
 
-from .conftest import HOLDOUT, LABELLED
+from .conftest import BLIND, HOLDOUT, LABELLED
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +64,31 @@ def test_held_out_requests_route_well_too(corpus_router: Router) -> None:
     assert ours.top1_accuracy >= bm25.top1_accuracy
 
 
+def test_the_blind_set_routes_well_and_covers_the_corpus(corpus_router: Router) -> None:
+    # Written before any routing output was looked at, never tuned on: 83.8% top-1 and
+    # 91.9% top-3 measured; the floors leave room for two requests either way.
+    examples = load_labelled(BLIND)
+    assert len(examples) >= 60
+    assert {e.expected for e in examples} == set(corpus_router.plugins)
+    assert Counter(e.style for e in examples)["symptoms"] >= len(examples) / 2
+    ours = evaluate(lambda r: [s.plugin for s in corpus_router.route(r).scores], examples)
+    baseline = BM25Baseline(corpus_router.index.profiles)
+    bm25 = evaluate(lambda r: [name for name, _ in baseline.rank(r)], examples)
+    assert ours.top1_accuracy >= 0.80, ours.misses
+    assert ours.top3_accuracy >= 0.89, ours.misses
+    assert ours.top1_accuracy > bm25.top1_accuracy + 0.1
+
+
 def test_every_decision_explains_itself(corpus_router: Router) -> None:
     decision = corpus_router.route(
         "The orders grid freezes on every keystroke", files=["src/Web/Pages/Orders.razor"]
     )
     assert decision.primary_plugin == "dotnet-blazor"
-    assert len(decision.fallback_plugins) == 3
+    # Fallbacks are plugins relevant in their own right (at least a fifth of the
+    # primary's score), not whoever shares a word with the request.
+    assert 1 <= len(decision.fallback_plugins) <= 3
+    assert "mui-expert" in decision.fallback_plugins  # another UI component library
+    assert "lobbi-engagement-toolkit" not in decision.fallback_plugins
     assert decision.recommended_agents
     assert all(a.plugin == "dotnet-blazor" for a in decision.recommended_agents)
     top = decision.scores[0]

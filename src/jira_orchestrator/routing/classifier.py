@@ -19,7 +19,15 @@ from pathlib import PurePosixPath
 from typing import Literal
 
 from jira_orchestrator.routing.request import RoutingRequest
-from jira_orchestrator.routing.text import compounds, phrases, raw_stems, words, written_words
+from jira_orchestrator.routing.text import (
+    STOPWORDS,
+    compounds,
+    phrases,
+    raw_stems,
+    stem,
+    words,
+    written_words,
+)
 
 __all__ = [
     "DOMAINS",
@@ -27,6 +35,7 @@ __all__ = [
     "Complexity",
     "classify",
     "domains_of",
+    "names_in",
     "technologies_of",
 ]
 
@@ -520,6 +529,72 @@ _WEIGHT_PATH = 0.35
 _WEIGHT_VOCAB = 0.45
 _WEIGHT_COMPOUND = 0.7
 _SPLIT_PATH = re.compile(r"[\\/]+")
+# Names written in the text: a service or repository named the Jira way ("billing-api",
+# "orders_service", "search-indexer-v2"), or a file path ("charts/orders/values.yaml").
+# Their words say what something is called, not what the request is about: they count
+# like the words of an attached path, and not for domains or capability bonuses.
+_NAMED = re.compile(r"(?<![\w./-])[a-z][a-z0-9]*(?:[-_][a-z0-9]+)+(?![\w/-]|\.\w)")
+_PATH_IN_TEXT = re.compile(r"(?<![\w./-])(?:[\w.-]+/)+(?:[\w.-]*\w)?")
+# The last word of a service's name says what kind of artefact it is (``-api``,
+# ``-service``, ``-worker``): general software naming, not a rule per plugin.
+_ARTEFACTS = frozenset(
+    [
+        "api",
+        "apis",
+        "service",
+        "services",
+        "svc",
+        "srv",
+        "server",
+        "web",
+        "ui",
+        "app",
+        "apps",
+        "worker",
+        "workers",
+        "gateway",
+        "gw",
+        "portal",
+        "frontend",
+        "backend",
+        "bff",
+        "db",
+        "job",
+        "jobs",
+        "cron",
+        "proxy",
+        "consumer",
+        "producer",
+        "lambda",
+        "fn",
+        "function",
+        "functions",
+        "client",
+        "sdk",
+        "lib",
+        "cli",
+        "bot",
+        "cache",
+        "queue",
+        "indexer",
+        "scheduler",
+        "daemon",
+        "operator",
+        "controller",
+        "handler",
+        "processor",
+        "store",
+        "site",
+        "admin",
+        "core",
+        "engine",
+        "adapter",
+        "connector",
+        "hub",
+        "microservice",
+        "mfe",
+    ]
+)
 # A file named in the text ("see Orders.razor", "bump charts/api/Chart.yaml").
 _MENTIONED = re.compile(
     r"(?<![\w./-])((?:[\w.-]+/)*(?:[\w-]+(?:\.[\w-]+)*\.[A-Za-z0-9]{1,10}|Dockerfile|Jenkinsfile))"
@@ -536,10 +611,15 @@ class Classification:
     technologies: tuple[str, ...] = ()
     file_technologies: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     domains: tuple[str, ...] = ()
+    principal_domains: tuple[str, ...] = ()
+    """The domains with at least half the hits of the strongest: what the request is
+    mainly about (a side mention, "the account page" in an API story, is not)."""
     complexity: Complexity = "low"
     expansions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     written: Mapping[str, str] = field(default_factory=dict)
     """Index term -> the words the request wrote (for explanations)."""
+    names: tuple[str, ...] = ()
+    """Paths and service names of the text, read apart (see `names_in`)."""
 
     def shown(self, term: str) -> str:
         """How to show an index term: as the request wrote it, when it did."""
@@ -552,6 +632,7 @@ class Classification:
             "domains": list(self.domains),
             "complexity": self.complexity,
             "files": {path: list(tech) for path, tech in self.file_technologies.items()},
+            "names": list(self.names),
         }
 
 
@@ -602,6 +683,39 @@ def _expand(texts: Iterable[str]) -> dict[str, tuple[str, ...]]:
     return found
 
 
+def names_in(text: str, known: Callable[[str], bool] | None = None) -> list[str]:
+    """The names written in ``text``: file paths and Jira-style service names.
+
+    A path has two slashes, ends with one, or ends with a file name (``app/main.py``);
+    ``ci/cd`` and ``and/or`` are not paths. A service name is lower case, joined by
+    ``-`` or ``_``, ends with an artefact word (``billing-api``, ``orders-service``) or
+    holds a number (``orders-v2``), and has no stop word inside (``end-to-end`` is
+    English). A compound the plugins write joined (``sign-off`` when they say
+    ``signoff``) is a word, not a name.
+    """
+    found: list[str] = []
+    rest = text
+    if "/" in text:
+        for match in _PATH_IN_TEXT.finditer(text):
+            span = match.group(0)
+            if span.count("/") >= 2 or span.endswith("/") or _MENTIONED.fullmatch(span):
+                found.append(span)
+        rest = _PATH_IN_TEXT.sub(" ", text)
+    if "-" not in rest and "_" not in rest:
+        return found
+    for match in _NAMED.finditer(rest):
+        name = match.group(0)
+        parts = re.split(r"[-_]", name)
+        if any(part in STOPWORDS for part in parts[1:-1]):
+            continue
+        if not (parts[-1] in _ARTEFACTS or any(c.isdigit() for c in name)):
+            continue
+        if known is not None and known(stem("".join(parts))):
+            continue
+        found.append(name)
+    return found
+
+
 def _add(bag: dict[str, float], tokens: list[str], weight: float) -> None:
     for token in tokens:
         bag[token] = bag.get(token, 0.0) + weight
@@ -615,7 +729,11 @@ def classify(request: RoutingRequest, known: Callable[[str], bool] | None = None
     ``known`` says whether a term is in the plugins' vocabulary; with it, words a
     request splits (``roll back``) are also tried as one (``rollback``).
     """
-    pairs = written_words(request.text)
+    names = names_in(request.text, known)
+    text = request.text
+    for name in names:  # read apart from the prose: see `names_in`
+        text = text.replace(name, " ")
+    pairs = written_words(text)
     text_tokens = [term for term, _ in pairs]
     written: dict[str, str] = {}
     for index, (term, raw) in enumerate(pairs):
@@ -646,6 +764,10 @@ def classify(request: RoutingRequest, known: Callable[[str], bool] | None = None
         stems = [PurePosixPath(p).stem for p in parts]
         for token in {t for part in stems for t in words(part)}:
             bag[token] = bag.get(token, 0.0) + _WEIGHT_PATH
+    for name in names:
+        for term, raw in written_words(name):
+            written.setdefault(term, raw)
+            bag[term] = bag.get(term, 0.0) + _WEIGHT_PATH
     # Reporters name files in the text too; they say as much as attached ones.
     for mentioned in _MENTIONED.findall(request.text):
         if mentioned not in per_file and not mentioned.startswith(("http", "www.")):
@@ -657,7 +779,7 @@ def classify(request: RoutingRequest, known: Callable[[str], bool] | None = None
         written.setdefault(" ".join(tokens), tech)
         for token, (_, raw) in zip(tokens, written_words(tech), strict=True):
             written.setdefault(token, raw)
-    expansions = _expand([request.text, *request.labels, *request.components])
+    expansions = _expand([text, *request.labels, *request.components])
     for extras in expansions.values():
         for extra in extras:
             tokens = words(extra)
@@ -677,9 +799,13 @@ def classify(request: RoutingRequest, known: Callable[[str], bool] | None = None
         technologies=tuple(technologies),
         file_technologies=per_file,
         domains=domains,
+        principal_domains=tuple(
+            name for name in domains if 2 * domain_counts[name] >= max(domain_counts.values())
+        ),
         complexity=_complexity(text_tokens, request.files, domain_counts),
         expansions=expansions,
         written=written,
+        names=tuple(names),
     )
 
 

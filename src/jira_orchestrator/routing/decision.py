@@ -138,6 +138,8 @@ class RoutingDecision:
     files: tuple[str, ...] = ()
     created_at: str = ""
     elapsed_ms: float = 0.0
+    names: tuple[str, ...] = ()
+    """Service names and paths the text mentions, read as names (weak evidence)."""
 
     def score_of(self, plugin: str) -> PluginScore | None:
         """The score entry of ``plugin``, or None when it scored nothing."""
@@ -160,6 +162,7 @@ class RoutingDecision:
                 "domains": list(self.domains),
                 "technologies": list(self.technologies),
                 "complexity": self.complexity,
+                "names": list(self.names),
             },
             "requester": self.requester,
             "excluded": [
@@ -195,6 +198,8 @@ class RoutingDecision:
             facts.append("domains " + ", ".join(self.domains))
         if self.technologies:
             facts.append("technologies " + ", ".join(self.technologies))
+        if self.names:
+            facts.append("names (weak evidence) " + ", ".join(self.names))
         facts.append(f"complexity {self.complexity}")
         lines.append("The request reads as: " + "; ".join(facts) + ".")
         for rank, score in enumerate(self.scores[:top], 1):

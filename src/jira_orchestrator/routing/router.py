@@ -387,7 +387,13 @@ class Router:
                 )
             )
         primary = ranked[0].plugin if ranked else None
-        fallbacks = tuple(score.plugin for score in ranked[1 : 1 + _FALLBACKS])
+        # A fallback must be relevant in its own right: the orchestrator sends it the
+        # work when the primary fails. A plugin below ``fallback_share`` of the primary's
+        # score shares a word or two with the request, not its subject.
+        bar = ranked[0].score * weights.fallback_share if ranked else 0.0
+        fallbacks = tuple(
+            score.plugin for score in ranked[1 : 1 + _FALLBACKS] if score.score >= bar
+        )
         confidence = 0.0
         if ranked:
             runner_up = ranked[1].score if len(ranked) > 1 else 0.0
@@ -431,6 +437,7 @@ class Router:
             files=request.files,
             created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
             elapsed_ms=(time.perf_counter() - started) * 1000,
+            names=classification.names,
         )
 
     def _plan(

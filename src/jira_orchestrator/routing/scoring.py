@@ -7,9 +7,12 @@
   share of the request's words it holds to the power ``coordination``, 0.25), times
   ``relevance_scale`` (so a clear match is worth a few hundred points);
 - **capability**: the original design's explicit matches, ``domain`` (30) for each
-  ``capabilities.domains`` entry among the request's domains, ``context`` (20) for each
-  ``capabilities.contexts`` entry among its words or technologies, ``pattern`` (15) for
-  each ``capabilities.patterns`` entry among its words or phrases;
+  ``capabilities.domains`` entry among the request's principal domains (or words),
+  ``context`` (20) for each ``capabilities.contexts`` entry among its words or
+  technologies, ``pattern`` (15) for each ``capabilities.patterns`` entry among its words
+  or phrases; only terms of weight
+  ``capability_evidence`` (0.5) or more count, so the words of a service name or path the
+  request mentions (0.35) and the everyday vocabulary's additions (0.45) earn no bonus;
 - **file context**: ``file_context`` (20) for each file matched by the plugin's
   ``contextPatterns`` (or its skills' and agents' globs) and for each technology of the
   files that the plugin declares (keywords, name, description), at most
@@ -21,7 +24,8 @@
   half-open, 0 while open; or whatever the injected callable returns (0..1).
 
 Plugins whose ``acceptsRoutingFrom`` excludes the requester are left out. Ties are broken
-by plugin name.
+by plugin name. A decision's fallbacks are the next plugins scoring at least
+``fallback_share`` (0.2) of the primary's score.
 """
 
 from __future__ import annotations
@@ -78,6 +82,8 @@ class ScoringWeights:
     file_context: float = 20.0
     file_context_cap: float = 60.0
     learned: float = 1.2
+    capability_evidence: float = 0.5
+    fallback_share: float = 0.2
     half_open: float = 0.5
     unhealthy: float = 0.25
 
@@ -179,23 +185,25 @@ class Scorer:
         capability = 0.0
         cap_evidence: list[str] = []
         if profile.has_capabilities:
-            request_words = {t for t in classification.terms if " " not in t}
-            request_domains = set(classification.domains)
+            # Only what the request says outright earns a bonus: a word of its text,
+            # labels or files' technologies, not a word of a name or path it mentions
+            # (``billing-api``) nor one the everyday vocabulary added (weaker terms).
+            strong = {
+                t for t, w in classification.terms.items() if w >= weights.capability_evidence
+            }
+            request_words = {t for t in strong if " " not in t}
+            request_domains = set(classification.principal_domains)
             for domain in sorted(profile.capability_domains):
-                if domain in request_domains or domain in classification.terms:
+                if domain in request_domains or domain in strong:
                     capability += weights.domain
                     cap_evidence.append(f"capability domain {domain!r} (+{weights.domain:g})")
             tech_words = {t for tech in classification.technologies for t in words(tech)}
             for context in sorted(profile.capability_contexts):
-                if (
-                    context in request_words
-                    or context in tech_words
-                    or context in classification.terms
-                ):
+                if context in request_words or context in tech_words or context in strong:
                     capability += weights.context
                     cap_evidence.append(f"capability context {context!r} (+{weights.context:g})")
             for pattern in sorted(profile.capability_patterns):
-                if pattern in classification.terms:
+                if pattern in strong:
                     capability += weights.pattern
                     cap_evidence.append(f"capability pattern {pattern!r} (+{weights.pattern:g})")
         file_points = 0.0

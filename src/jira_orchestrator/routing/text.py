@@ -303,11 +303,29 @@ def _normalise(text: str) -> str:
     return text
 
 
+# British spellings as American ones: reporters write "optimise", "colour", "centre",
+# "catalogue", "modelling"; plugin files mostly "optimize", "color", "center",
+# "catalog", "modeling". Applied to both sides, so a word mapped needlessly ("promise":
+# "promize") still meets itself.
+_BRITISH = (
+    (re.compile(r"^(.{3,}[iy])s(e|ed|es|er|ers|ing|ings|ation|ations)$"), r"\1z\2"),
+    (re.compile(r"^(.{2,})our(s|ed|ing|ite|ites|able)?$"), r"\1or\2"),
+    (re.compile(r"^(.{3,})tre(s|d)?$"), r"\1ter\2"),
+    (re.compile(r"^(.{3,})logue(s)?$"), r"\1log\2"),
+    (re.compile(r"^(program)me(s)?$"), r"\1\2"),
+    (re.compile(r"^(licen|defen|offen)ce(s|d)?$"), r"\1se\2"),
+)
+_BRITISH_HINT = re.compile(r"[iy]s|our|tre|logue|mme|nce")
+
+
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """A light suffix stripper, the same on requests and profiles."""
     if len(word) <= 3 or word.isdigit():
         return word
+    if _BRITISH_HINT.search(word):
+        for pattern, replacement in _BRITISH:
+            word = pattern.sub(replacement, word)
     for suffix, replacement in (
         ("ational", "ate"),
         ("ization", "ize"),
@@ -332,11 +350,18 @@ def stem(word: str) -> str:
                 len(base) < 4 or not re.search(r"[aeiouy]", base)
             ):
                 continue
-            if suffix in ("ing", "ed", "ings") and base[-1] == base[-2] and base[-1] not in "lsz":
+            # "modelling", "controlled": one l, as "modeling" and "control" (a short
+            # base keeps it: "calling" is "call")
+            if (
+                suffix in ("ing", "ed", "ings")
+                and base[-1] == base[-2]
+                and base[-1] not in "sz"
+                and (base[-1] != "l" or len(base) > 4)
+            ):
                 base = base[:-1]
             word = base
             break
-    if len(word) > 4 and word[-1] == word[-2] and word[-1] not in "lsz":
+    if len(word) > 4 and word[-1] == word[-2] and word[-1] not in "sz":
         word = word[:-1]
     if len(word) > 4 and word.endswith("e"):
         word = word[:-1]
@@ -374,7 +399,12 @@ def compounds(text: str, *, hyphenated_only: bool = False) -> list[str]:
     else:
         raw = _WORD.findall(normalised)
         pairs = list(itertools.pairwise(raw))
-    return [stem(a + b) for a, b in pairs if not (a.isdigit() or b.isdigit())]
+    # Two stop words side by side ("on the", "to be") are not a word written apart.
+    return [
+        stem(a + b)
+        for a, b in pairs
+        if not (a.isdigit() or b.isdigit() or (a in STOPWORDS and b in STOPWORDS))
+    ]
 
 
 def raw_stems(text: str) -> list[str]:
