@@ -15,7 +15,8 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from types import TracebackType
+from typing import Any, ClassVar, Self
 
 from jira_orchestrator._core.errors import JiraOrchestratorError
 
@@ -136,6 +137,17 @@ class SQLiteStore:
                 return self._conn().execute(sql, arguments).fetchall()
             except sqlite3.Error as exc:
                 raise self._error(exc, "reading") from exc
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     def close(self) -> None:
         """Close the file; idempotent."""

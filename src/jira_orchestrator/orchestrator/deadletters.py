@@ -372,17 +372,6 @@ class DeadLetterStore(SQLiteStore):
         with self._write("purging") as db:
             return int(db.execute(f"DELETE FROM letters{where}", args).rowcount)
 
-    def __enter__(self) -> DeadLetterStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def replay_message(letter: DeadLetter) -> Message:
     """The message to publish for a replay: the original with ``retryCount + 1``.

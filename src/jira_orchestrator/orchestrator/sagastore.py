@@ -11,7 +11,6 @@ import json
 import os
 import sqlite3
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Literal
 
 from jira_orchestrator._core.clock import WallClock, wall
@@ -222,17 +221,6 @@ class SagaStore(SQLiteStore):
             except sqlite3.Error as exc:
                 raise SagaStoreError(f"saga store {self.path}: reading failed: {exc}") from exc
         return found
-
-    def __enter__(self) -> SagaStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _load(text: str | None) -> Any:

@@ -698,6 +698,19 @@ class NatsTransport(Transport):
             self._routes[topic] = route
         return route
 
+    def _publish_error(
+        self, error: Exception, message: Message, data: bytes, nc: Client
+    ) -> Exception:
+        """Our exception for a publish of ``message`` (``data`` encoded) that NATS refused."""
+        return map_error(
+            error,
+            topic=message.topic,
+            url=self.url,
+            size=len(data),
+            limit=nc.max_payload,
+            publishing=True,
+        )
+
     async def publish(self, message: Message) -> None:
         nc = self._nc
         if nc is None or self._setups or self._unstarted or self._setup_errors or self._closed:
@@ -708,14 +721,7 @@ class NatsTransport(Transport):
             try:
                 await nc.publish(subject, data)
             except Exception as error:
-                raise map_error(
-                    error,
-                    topic=message.topic,
-                    url=self.url,
-                    size=len(data),
-                    limit=nc.max_payload,
-                    publishing=True,
-                ) from None
+                raise self._publish_error(error, message, data, nc) from None
             return
         if message.topic == DEAD_LETTER_TOPIC and self._attempts:
             held = self._hold_dead_letter(message)
@@ -784,14 +790,7 @@ class NatsTransport(Transport):
                 await self._reconnected(deadline)
                 continue
             except Exception as error:
-                raise map_error(
-                    error,
-                    topic=message.topic,
-                    url=self.url,
-                    size=len(data),
-                    limit=nc.max_payload,
-                    publishing=True,
-                ) from None
+                raise self._publish_error(error, message, data, nc) from None
             if b'"error"' in response.data:
                 raise TransportError(
                     f"{self.url}: JetStream refused {message.topic!r}: {response.data.decode()}"
