@@ -21,6 +21,8 @@ CORPUS = Path(
 LABELLED = Path(__file__).resolve().parents[1] / "data" / "routing_labelled.jsonl"
 HOLDOUT = Path(__file__).resolve().parents[1] / "data" / "routing_holdout.jsonl"
 BLIND = Path(__file__).resolve().parents[1] / "data" / "routing_blind.jsonl"
+# Written by someone who never saw the router, its code or its output: only the corpus.
+INDEPENDENT = Path(__file__).resolve().parents[1] / "data" / "routing_independent.jsonl"
 
 WritePlugin = Callable[..., Path]
 

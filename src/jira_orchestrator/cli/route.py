@@ -50,13 +50,22 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _build(plugins: Path, db: Path | None) -> Router:
+def _build(plugins: Path, db: Path | None, semantic: bool = False) -> Router:
     try:
-        return Router.from_directory(plugins, store=db)
+        router = Router.from_directory(plugins, store=db)
     except NoPlugins as exc:
         raise _fail(f"{exc} (set --plugins or ${PLUGINS_ENV})") from None
     except RoutingError as exc:
         raise _fail(str(exc)) from None
+    if semantic:
+        try:
+            from jira_orchestrator.routing.semantic import SemanticReranker
+
+            router.semantic = SemanticReranker.from_router(router)
+        except ImportError as exc:
+            router.close()
+            raise _fail(str(exc)) from None
+    return router
 
 
 def route(
@@ -101,16 +110,23 @@ def route(
             show_default=False,
         ),
     ] = None,
+    semantic: Annotated[
+        bool,
+        typer.Option(
+            "--semantic",
+            help="Blend in sentence-embedding similarity (needs the 'semantic' extra).",
+        ),
+    ] = False,
 ) -> None:
     """Decide which plugin should handle a request (or each request of a batch), and why."""
     if batch is not None:
         if text is not None or file:
             raise _fail("give either TEXT (with --file) or --batch FILE, not both")
-        _route_batch(_build(plugins, db), batch)
+        _route_batch(_build(plugins, db, semantic), batch)
         return
     if text is None:
         raise _fail("give the request TEXT, or --batch FILE")
-    router = _build(plugins, db)
+    router = _build(plugins, db, semantic)
     try:
         request = RoutingRequest.from_text(text, files=file or ())
         decision = router.route(request)

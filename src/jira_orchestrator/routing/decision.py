@@ -38,10 +38,12 @@ class PluginScore:
     availability: float = 1.0
     evidence: tuple[str, ...] = ()
     components: tuple[str, ...] = ()
+    semantic: float | None = None
+    """Embedding similarity to the request (0..1), when the router blends one in."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly, camelCase."""
-        return {
+        """JSON-friendly, camelCase (``semantic`` only when the router used embeddings)."""
+        document: dict[str, Any] = {
             "plugin": self.plugin,
             "score": round(self.score, 4),
             "relevance": round(self.relevance, 4),
@@ -53,6 +55,9 @@ class PluginScore:
             "evidence": list(self.evidence),
             "components": list(self.components),
         }
+        if self.semantic is not None:
+            document["semantic"] = round(self.semantic, 4)
+        return document
 
 
 @dataclass(frozen=True, slots=True)

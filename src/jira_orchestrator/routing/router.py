@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from jira_orchestrator.plugins import AgentRegistry, PluginInfo, discover_plugins
 from jira_orchestrator.routing.classifier import Classification, classify, domains_of
@@ -80,6 +80,22 @@ _TIERS = {
 }
 
 
+class Semantic(Protocol):
+    """What the router needs of an embedding model (see `routing.semantic`)."""
+
+    @property
+    def weight(self) -> float:
+        """The share (0..1) of the blended score that similarity decides."""
+        ...
+
+    def similarities(self, text: str, plugins: Sequence[str]) -> dict[str, tuple[float, str]]:
+        """Plugin -> (similarity to ``text``, what of the plugin was closest)."""
+        ...
+
+
+_Scored = tuple[float, str, int, Parts, float, float, float]
+
+
 @dataclass(slots=True)
 class RouterStats:
     """Counters of a router's life."""
@@ -117,6 +133,7 @@ class Router:
         requester: str | None = "jira-orchestrator",
         registry: AgentRegistry | None = None,
         score_limit: int = 10,
+        semantic: Semantic | None = None,
     ) -> None:
         loaded = list(plugins)
         if not loaded:
@@ -127,6 +144,9 @@ class Router:
         self.requester = requester
         self.score_limit = max(4, score_limit)
         self.bus = bus
+        self.semantic = semantic
+        """Optional embedding similarity blended into the best lexical scores (see
+        `jira_orchestrator.routing.semantic`); settable after the router is built."""
         self.stats = RouterStats()
         self._plugins = {plugin.name: plugin for plugin in loaded}
         started = time.perf_counter()
@@ -354,11 +374,17 @@ class Router:
                 continue
             scores.append((total, name, position, parts, learned_points, priority, available))
         scores.sort(key=lambda item: (-item[0], item[1]))
+        scores = scores[: self.score_limit]
+        similarity: dict[str, tuple[float, str]] = {}
+        if self.semantic is not None and scores:
+            scores, similarity = self._blend(request, scores, self.semantic)
         ranked: list[PluginScore] = []
         for rank, (total, name, position, parts, learned_points, priority, available) in enumerate(
-            scores[: self.score_limit]
+            scores
         ):
             lines: tuple[str, ...] = (*parts.capability_evidence, *parts.file_evidence)
+            if name in similarity:
+                lines += (similarity[name][1],)
             if name in learned:
                 amount, example = learned[name]
                 kind = "similar to corrected" if amount > 0 else "similar to failed"
@@ -384,6 +410,7 @@ class Router:
                     availability=available,
                     evidence=lines,
                     components=components,
+                    semantic=similarity[name][0] if name in similarity else None,
                 )
             )
         primary = ranked[0].plugin if ranked else None
@@ -439,6 +466,32 @@ class Router:
             elapsed_ms=(time.perf_counter() - started) * 1000,
             names=classification.names,
         )
+
+    @staticmethod
+    def _blend(
+        request: RoutingRequest, scores: list[_Scored], semantic: Semantic
+    ) -> tuple[list[_Scored], dict[str, tuple[float, str]]]:
+        """Blend embedding similarity into the best lexical scores (already sorted).
+
+        ``total' = (1 - w) x total + w x best x similarity x priority x availability``: the
+        similarity is put on the scale of the best lexical score, and a plugin's priority
+        and availability weigh on it as on its words.
+        """
+        weight = semantic.weight
+        best = scores[0][0]
+        text = request.text or " ".join(request.files)
+        found = semantic.similarities(text, [item[1] for item in scores])
+        blended: list[_Scored] = []
+        notes: dict[str, tuple[float, str]] = {}
+        for total, name, position, parts, learned_points, priority, available in scores:
+            value, nearest = found.get(name, (0.0, ""))
+            value = max(0.0, value)
+            mixed = (1 - weight) * total + weight * best * value * priority * available
+            blended.append((mixed, name, position, parts, learned_points, priority, available))
+            closest = f", closest: {nearest}" if nearest else ""
+            notes[name] = (value, f"semantic similarity {value:.2f}{closest} (weight {weight:g})")
+        blended.sort(key=lambda item: (-item[0], item[1]))
+        return blended, notes
 
     def _plan(
         self, classification: Classification, ranked: list[PluginScore]

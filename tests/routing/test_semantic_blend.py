@@ -1,0 +1,119 @@
+"""The router blending embedding similarity into its scores, with toy encoders (the real
+model's tests are in test_semantic_model.py, run by `make test-semantic`)."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from jira_orchestrator.cli.route import route
+from jira_orchestrator.routing import Router
+from jira_orchestrator.routing.semantic import SemanticReranker
+
+# The toy model's three directions: documentation, infrastructure, anything else.
+_AXES = (("readme", "guide", "documentation"), ("helm", "kubernetes", "chart"))
+
+
+def toy(texts: Sequence[str]) -> list[list[float]]:
+    """Embeds a text by which of the axes' words it holds."""
+    return [[*(float(any(w in t.lower() for w in axis)) for axis in _AXES), 0.05] for t in texts]
+
+
+TEXT = "New starters cannot follow the Helm chart guides"
+
+
+def manuals(texts: Sequence[str]) -> list[list[float]]:
+    """Reads TEXT as a documentation problem, as a real model would and words do not."""
+    rows = toy(texts)
+    return [[1.0, 0.0, 0.05] if t == TEXT else row for t, row in zip(texts, rows, strict=True)]
+
+
+def test_similarity_reorders_the_lexical_candidates(ecosystem: Path) -> None:
+    router = Router.from_directory(ecosystem)
+    text = TEXT
+    lexical = router.route(text)
+    assert lexical.primary_plugin == "cloud-ops"  # two words of its own against one
+    assert lexical.score_of("doc-scribe") is not None
+    assert all(s.semantic is None for s in lexical.scores)
+    assert "semantic" not in lexical.scores[0].to_dict()
+
+    router.semantic = SemanticReranker.from_router(router, manuals, weight=0.8)
+    blended = router.route(text)
+    assert blended.primary_plugin == "doc-scribe"
+    top = blended.scores[0]
+    assert top.semantic == pytest.approx(0.7 * 1 + 0.3 * 1, abs=0.01)
+    assert any(line.startswith("semantic similarity") for line in top.evidence)
+    assert top.to_dict()["semantic"] == round(top.semantic, 4)
+    assert blended.fallback_plugins[0] == "cloud-ops"
+    assert {s.plugin for s in blended.scores} == {s.plugin for s in lexical.scores}
+
+
+def test_weight_zero_keeps_the_lexical_order(ecosystem: Path) -> None:
+    router = Router.from_directory(ecosystem)
+    text = TEXT
+    lexical = [s.plugin for s in router.route(text).scores]
+    router.semantic = SemanticReranker.from_router(router, manuals, weight=0.0)
+    assert [s.plugin for s in router.route(text).scores] == lexical
+
+
+def test_an_unavailable_plugin_gains_less_from_similarity(ecosystem: Path) -> None:
+    text = TEXT
+    states = {"doc-scribe": "half_open"}
+    router = Router.from_directory(ecosystem, availability=states)
+    router.semantic = SemanticReranker.from_router(router, manuals, weight=0.8)
+    healthy = Router.from_directory(ecosystem)
+    healthy.semantic = SemanticReranker.from_router(healthy, manuals, weight=0.8)
+    half = router.route(text).score_of("doc-scribe")
+    full = healthy.route(text).score_of("doc-scribe")
+    assert half is not None
+    assert full is not None
+    assert half.score == pytest.approx(full.score / 2)
+
+
+@pytest.mark.parametrize("weight", [-0.1, 1.5])
+def test_a_weight_outside_0_1_is_refused(ecosystem: Path, weight: float) -> None:
+    router = Router.from_directory(ecosystem)
+    with pytest.raises(ValueError, match=r"semantic weight must be within 0\.\.1"):
+        SemanticReranker.from_router(router, toy, weight=weight)
+
+
+def test_a_plugin_is_embedded_as_its_description_and_each_component(ecosystem: Path) -> None:
+    seen: list[str] = []
+
+    def record(texts: Sequence[str]) -> list[list[float]]:
+        seen.extend(texts)
+        return toy(texts)
+
+    router = Router.from_directory(ecosystem)
+    reranker = SemanticReranker.from_router(router, record)
+    assert "api forge: Python backend services: REST endpoints, database models, caching" in seen
+    assert "query tuner: Finds slow database queries and adds indexes and caching" in seen
+    labels = [label for label, _ in reranker.items["api-forge"]]
+    assert labels == ["the plugin's description", "agent endpoint-builder", "agent query-tuner"]
+    found = reranker.similarities("a helm chart", ["cloud-ops", "api-forge", "unknown"])
+    assert found["cloud-ops"][0] > found["api-forge"][0]
+    assert found["unknown"] == (0.0, "")
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("sentence_transformers") is not None,
+    reason="the semantic extra is installed",
+)
+def test_cli_semantic_without_the_extra_says_how_to_install(ecosystem: Path) -> None:
+    app = typer.Typer()
+    app.command()(route)
+
+    @app.callback()
+    def _root() -> None:
+        """Test root."""
+
+    result = CliRunner().invoke(
+        app, ["route", "Write a README", "--plugins", str(ecosystem), "--semantic"]
+    )
+    assert result.exit_code == 2
+    assert "pip install 'jira-orchestrator[semantic]'" in result.stderr
