@@ -40,7 +40,7 @@ from jira_orchestrator.routing.evaluation import (
 from jira_orchestrator.routing.learning import Learner
 from jira_orchestrator.routing.profiles import FieldWeights, PluginProfile, build_profile
 from jira_orchestrator.routing.request import RoutingRequest, adf_to_text
-from jira_orchestrator.routing.router import DECISION_TOPIC, Router, RouterStats
+from jira_orchestrator.routing.router import DECISION_TOPIC, Router, RouterStats, Semantic
 from jira_orchestrator.routing.scoring import Availability, ScoringWeights
 from jira_orchestrator.routing.store import DecisionStore
 
@@ -71,6 +71,7 @@ __all__ = [
     "RoutingError",
     "RoutingRequest",
     "ScoringWeights",
+    "Semantic",
     "UnknownRequest",
     "adf_to_text",
     "build_profile",
