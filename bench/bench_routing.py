@@ -27,6 +27,7 @@ Targets: p99 under 2 ms on the corpus, under 20 ms on 1,000 plugins (no semantic
 from __future__ import annotations
 
 import gc
+import json
 import os
 import random
 import sys
@@ -63,6 +64,9 @@ LABELLED = ROOT / "tests" / "data" / "routing_labelled.jsonl"
 HOLDOUT = ROOT / "tests" / "data" / "routing_holdout.jsonl"
 BLIND = ROOT / "tests" / "data" / "routing_blind.jsonl"
 INDEPENDENT = ROOT / "tests" / "data" / "routing_independent.jsonl"
+# A second annotator's labels of the three unseen sets, made from the corpus alone
+# without seeing the first labels or any routing output: how far a careful reader agrees.
+SECOND = ROOT / "tests" / "data" / "routing_second_annotator.jsonl"
 SETS = (
     ("labelled", LABELLED, (">= 95", ">= 99")),
     ("held-out", HOLDOUT, ("", "")),
@@ -212,6 +216,7 @@ def corpus_rows() -> tuple[list[dict[str, Any]], list[str]]:
         misses += [
             f"{rid}: expected {exp}, got {', '.join(head)}" for rid, exp, head in ours.misses
         ]
+    rows += agreement_rows(router)
     # Corrections: the other three sets fed as corrections, the independent set routed.
     learning = Router(catalog.plugins)
     corrections = 0
@@ -245,6 +250,34 @@ def corpus_rows() -> tuple[list[dict[str, Any]], list[str]]:
         row("corpus: plain BM25 build", round(baseline_build, 3), "s"),
     ]
     return rows, misses
+
+
+def agreement_rows(router: Router) -> list[dict[str, Any]]:
+    """The second annotator against the labels, and the router on the same requests."""
+    if not SECOND.is_file():
+        return []
+    second = {}
+    for line in SECOND.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            second[entry["id"]] = entry["plugin"]
+    examples = [e for path in (HOLDOUT, BLIND, INDEPENDENT) for e in load_labelled(path)]
+    both = [e for e in examples if e.request.request_id in second]
+    agree = sum(second[e.request.request_id] == e.expected for e in both)
+    routed = sum(router.route(e.request).primary_plugin == e.expected for e in both)
+    return [
+        row(
+            "unseen sets: second annotator agrees with the labels",
+            round(100 * agree / len(both), 1),
+            "%",
+            note=f"{len(both)} requests, labelled blind from the corpus alone",
+        ),
+        row(
+            "unseen sets: router top-1 on the same requests",
+            round(100 * routed / len(both), 1),
+            "%",
+        ),
+    ]
 
 
 def semantic_rows() -> list[dict[str, Any]]:
