@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from jira_orchestrator.cli.route import route
-from jira_orchestrator.routing import Router
+from jira_orchestrator.routing import Router, RoutingRequest
 from jira_orchestrator.routing.semantic import SemanticReranker
 
 # The toy model's three directions: documentation, infrastructure, anything else.
@@ -117,3 +117,22 @@ def test_cli_semantic_without_the_extra_says_how_to_install(ecosystem: Path) -> 
     )
     assert result.exit_code == 2
     assert "pip install 'jira-orchestrator[semantic]'" in result.stderr
+
+
+def test_labels_and_components_are_read_with_the_text(ecosystem: Path) -> None:
+    seen: list[str] = []
+
+    def record(texts: Sequence[str]) -> list[list[float]]:
+        seen.extend(texts)
+        return toy(texts)
+
+    router = Router.from_directory(ecosystem)
+    router.semantic = SemanticReranker.from_router(router, record)
+    seen.clear()
+    router.route(
+        RoutingRequest.from_text("Fix the chart", labels=["docs"], components=["handbook"])
+    )
+    assert seen == ["Fix the chart docs handbook"]
+    seen.clear()
+    router.route(RoutingRequest.from_text("", files=["charts/api/Chart.yaml"]))
+    assert seen == ["charts/api/Chart.yaml"]

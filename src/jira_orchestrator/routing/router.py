@@ -479,7 +479,9 @@ class Router:
         """
         weight = semantic.weight
         best = scores[0][0]
-        text = request.text or " ".join(request.files)
+        # What a reader of the issue sees: its text, then its labels and components.
+        text = " ".join(filter(None, (request.text, *request.labels, *request.components)))
+        text = text or " ".join(request.files)
         found = semantic.similarities(text, [item[1] for item in scores])
         blended: list[_Scored] = []
         notes: dict[str, tuple[float, str]] = {}
