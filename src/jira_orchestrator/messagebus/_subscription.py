@@ -11,12 +11,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from jira_orchestrator._core.clock import parse_timestamp
 from jira_orchestrator._core.errors import PublishTimeout
 from jira_orchestrator._core.message import Message
 from jira_orchestrator.transports import Reply, TransportSubscription
 
 if TYPE_CHECKING:
-    from jira_orchestrator.messagebus._bus import MessageBus, _Core
+    from jira_orchestrator.messagebus._bus import MessageBus
 
 __all__ = ["Handler", "MessageFilter", "Overflow", "Subscription", "SubscriptionStats", "trace"]
 
@@ -44,6 +45,15 @@ class SubscriptionStats:
     filtered: int = 0
     dropped: int = 0
     expired: int = 0
+
+
+class _Tracked:
+    """A queued request whose outcome this subscription reports (see `_Core.track`)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
 
 
 class Subscription:
@@ -83,8 +93,15 @@ class Subscription:
         self.overflow: Overflow = overflow
         self.queue = queue
         self.stats = SubscriptionStats()
-        # one FIFO per priority (index 1..10): O(1) push, pop and drop-oldest
-        self._levels: list[deque[tuple[int, Message, bool]]] = [deque() for _ in range(11)]
+        # One FIFO per priority (index 1..10): O(1) push, pop and drop-oldest. A queued
+        # entry is the message itself (no tuple per delivery, so nothing for the garbage
+        # collector), or a `_Tracked` for a request this subscription must report on.
+        self._levels: list[deque[Message | _Tracked]] = [deque() for _ in range(11)]
+        # Arrival numbers beside each level, for drop_oldest to find the oldest message
+        # across priorities; only that policy needs them.
+        self._ages: list[deque[int]] | None = (
+            [deque() for _ in range(11)] if overflow == "drop_oldest" else None
+        )
         self._size = 0
         self._top = 0  # highest priority that may hold messages
         # Blocked publishers resume only once the queue has drained a tenth: waking one per
@@ -98,6 +115,7 @@ class Subscription:
         self._busy = 0  # handlers running now
         self._settled = asyncio.Event()  # set while nothing is queued or running
         self._settled.set()
+        self._quiet = True  # mirrors _settled, so a push clears the event only when set
         self._is_async = inspect.iscoroutinefunction(handler)
         self._wire: TransportSubscription | None = None
 
@@ -131,16 +149,20 @@ class Subscription:
         if self._wire is not None:
             self._wire.unsubscribe()
         for level in self._levels:
-            for _, message, tracked in level:
-                if tracked:
-                    self.bus._core.release(message, self.bus.plugin_id, failed=None)
+            for entry in level:
+                if isinstance(entry, _Tracked):
+                    self.bus._core.release(entry.message, self.bus.plugin_id, failed=None)
             level.clear()
+        if self._ages is not None:
+            for ages in self._ages:
+                ages.clear()
         self._size = 0
         for waiter in (*self._idle, *self._blocked):
             if not waiter.done():
                 waiter.set_result(None)
         self._idle.clear()
         self._blocked.clear()
+        self._quiet = True
         self._settled.set()
         current = asyncio.current_task() if _loop_running() else None
         for worker in self._workers:
@@ -184,31 +206,23 @@ class Subscription:
         self._push(message, tracked)
 
     def _push(self, message: Message, tracked: bool) -> None:
-        self._seq += 1
         priority = message.priority
-        self._levels[priority].append((self._seq, message, tracked))
+        self._levels[priority].append(_Tracked(message) if tracked else message)
+        if self._ages is not None:
+            self._seq += 1
+            self._ages[priority].append(self._seq)
         if priority > self._top:
             self._top = priority
         self._size += 1
-        self._settled.clear()
+        if self._quiet:
+            self._quiet = False
+            self._settled.clear()
         if self._idle:
             waiter = self._idle.popleft()
             if not waiter.done():
                 waiter.set_result(None)
         elif len(self._workers) < self.max_concurrency:
             self._workers.append(asyncio.get_running_loop().create_task(self._work()))
-
-    def _pop(self) -> tuple[Message, bool]:
-        levels = self._levels
-        top = self._top
-        while not levels[top]:
-            top -= 1
-        _, message, tracked = levels[top].popleft()
-        self._top = top
-        self._size -= 1
-        if self._blocked and self._size <= self._resume_at:
-            self._wake_blocked()
-        return message, tracked
 
     def _wake_blocked(self) -> None:
         while self._blocked:
@@ -217,12 +231,18 @@ class Subscription:
                 waiter.set_result(None)
 
     def _drop_oldest(self) -> None:
-        oldest: deque[tuple[int, Message, bool]] | None = None
-        for level in self._levels:
-            if level and (oldest is None or level[0][0] < oldest[0][0]):
-                oldest = level
-        assert oldest is not None
-        _, message, tracked = oldest.popleft()
+        assert self._ages is not None, "only the drop_oldest policy drops"
+        oldest = -1
+        for priority, ages in enumerate(self._ages):
+            if ages and (oldest < 0 or ages[0] < self._ages[oldest][0]):
+                oldest = priority
+        assert oldest >= 0
+        self._ages[oldest].popleft()
+        entry = self._levels[oldest].popleft()
+        if isinstance(entry, _Tracked):
+            message, tracked = entry.message, True
+        else:
+            message, tracked = entry, False
         self._size -= 1
         self.stats.dropped += 1
         self.bus._core.stats.dropped += 1
@@ -247,48 +267,80 @@ class Subscription:
             ) from None
 
     async def _work(self) -> None:
+        # The handling is inlined here, not a coroutine per message: at full load that
+        # coroutine cost about as much as the rest of the delivery. For the same reason a
+        # worker counts itself busy from its first message until it finds the queue empty,
+        # not message by message.
+        #
+        # `trace` is set before each handler and never reset: asyncio runs each task in its
+        # own copy of the context, so only this worker sees the value, and it is replaced
+        # before every handler. Publishers and other tasks never see it.
         loop = asyncio.get_running_loop()
         core = self.bus._core
-        while not self._closed:
-            if not self._size:
-                waiter: asyncio.Future[None] = loop.create_future()
-                self._idle.append(waiter)
-                await waiter
-                continue
-            message, tracked = self._pop()
-            self._busy += 1
-            try:
-                await self._process(core, message, tracked)
-            finally:
+        stats = self.stats
+        is_async = self._is_async
+        set_trace = trace.set
+        busy = False
+        try:
+            while not self._closed:
+                if not self._size:
+                    if busy:
+                        busy = False
+                        self._busy -= 1
+                        if not self._busy:
+                            self._quiet = True
+                            self._settled.set()
+                    waiter: asyncio.Future[None] = loop.create_future()
+                    self._idle.append(waiter)
+                    await waiter
+                    continue
+                if not busy:
+                    busy = True
+                    self._busy += 1
+                # pop the oldest message of the highest priority
+                levels = self._levels
+                top = self._top
+                while not levels[top]:
+                    top -= 1
+                self._top = top
+                entry = levels[top].popleft()
+                if self._ages is not None:
+                    self._ages[top].popleft()
+                self._size -= 1
+                if self._blocked and self._size <= self._resume_at:
+                    self._wake_blocked()
+                if isinstance(entry, _Tracked):
+                    message, tracked = entry.message, True
+                else:
+                    message, tracked = entry, False
+                expires_at = message.metadata.expires_at
+                if expires_at is not None and parse_timestamp(expires_at) <= core.clock():
+                    stats.expired += 1
+                    await core.expired(self, message, tracked)
+                    continue
+                set_trace(message)
+                try:
+                    if is_async:
+                        await self.handler(message)
+                    else:
+                        result = self.handler(message)
+                        if inspect.isawaitable(result):
+                            await result
+                except Exception as error:
+                    stats.failed += 1
+                    if tracked:
+                        core.release(message, self.bus.plugin_id, failed=error)
+                    await core.handler_failed(self, message, error, stage="handler")
+                else:
+                    stats.handled += 1
+                    if tracked:
+                        core.release(message, self.bus.plugin_id, failed=None)
+        finally:
+            if busy:  # cancelled (unsubscribed) or failed while handling
                 self._busy -= 1
                 if not self._size and not self._busy:
+                    self._quiet = True
                     self._settled.set()
-
-    async def _process(self, core: _Core, message: Message, tracked: bool) -> None:
-        deadline = message.metadata.expires_at_seconds()
-        if deadline is not None and deadline <= core.clock():
-            self.stats.expired += 1
-            await core.expired(self, message, tracked)
-            return
-        token = trace.set(message)
-        try:
-            if self._is_async:
-                await self.handler(message)
-            else:
-                result = self.handler(message)
-                if inspect.isawaitable(result):
-                    await result
-        except Exception as error:
-            self.stats.failed += 1
-            if tracked:
-                core.release(message, self.bus.plugin_id, failed=error)
-            await core.handler_failed(self, message, error, stage="handler")
-        else:
-            self.stats.handled += 1
-            if tracked:
-                core.release(message, self.bus.plugin_id, failed=None)
-        finally:
-            trace.reset(token)
 
 
 def _loop_running() -> bool:

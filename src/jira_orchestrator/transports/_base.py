@@ -61,6 +61,15 @@ class Transport(abc.ABC):
     async def publish(self, message: Message) -> None:
         """Deliver ``message`` to every matching subscription (one per queue group)."""
 
+    def publish_nowait(self, message: Message) -> Awaitable[None] | None:
+        """`publish`, or None when the message is already delivered without waiting.
+
+        What the bus calls. By default the `publish` coroutine, for the caller to await; a
+        transport that can often deliver at once (the in-process one) overrides it to skip
+        creating that coroutine, returning an awaitable only when it must wait.
+        """
+        return self.publish(message)
+
     @abc.abstractmethod
     async def request(self, message: Message, *, timeout: float) -> Message:
         """Deliver a request and return the first reply.
