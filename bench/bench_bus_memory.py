@@ -61,6 +61,9 @@ async def envelope_throughput(n: int, consumers: int) -> float:
     What any bus with an envelope pays before doing anything of its own: the public
     constructor (ids, timestamp, field checks) and the hand-off, no payload check, routing,
     size limit, priorities, tracing or dead letters.
+
+    Written out like `baseline_throughput` on purpose: one shared loop taking the item's
+    builder as a callable costs a call per message, which made the bare baseline 60% slower.
     """
     queues: list[asyncio.Queue[Any]] = [asyncio.Queue(maxsize=10_000) for _ in range(consumers)]
     done = asyncio.Event()
