@@ -50,6 +50,7 @@ def test_similarity_reorders_the_lexical_candidates(ecosystem: Path) -> None:
     assert any(line.startswith("semantic similarity") for line in top.evidence)
     assert top.to_dict()["semantic"] == round(top.semantic, 4)
     assert blended.fallback_plugins[0] == "cloud-ops"
+    assert f"blended with semantic similarity {top.semantic:.2f}" in blended.explain()
     assert {s.plugin for s in blended.scores} == {s.plugin for s in lexical.scores}
 
 

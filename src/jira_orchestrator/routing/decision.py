@@ -219,6 +219,8 @@ class RoutingDecision:
                 parts.append(f"x priority {score.priority:g}")
             if score.availability != 1.0:
                 parts.append(f"x availability {score.availability:g}")
+            if score.semantic is not None:
+                parts.append(f"blended with semantic similarity {score.semantic:.2f}")
             lines.append(f"{rank}. {score.plugin}: {score.score:.1f} = " + ", ".join(parts))
             if score.components:
                 lines.append("   best matches: " + ", ".join(score.components))
