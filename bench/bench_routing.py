@@ -12,7 +12,8 @@ Run: ``.venv/bin/python bench/bench_routing.py`` (about a minute; writes
   and on ``tests/data/routing_blind.jsonl`` (written before any routing output was looked
   at, by a second author, as the measuring stick of the general fixes; never tuned on)
   and on ``tests/data/routing_independent.jsonl`` (written from the corpus alone by an
-  author who never saw the router, its code, its output or the other sets);
+  author who never saw the router, its code, its output or the other sets) and
+  ``tests/data/routing_fresh.jsonl`` (a second such set, to check a change once);
 - on 1,000 synthetic plugins (10 to 30 components each, descriptions drawn from the
   corpus's own words): decision latency p50/p99, index build time, and the memory the
   index holds (tracemalloc: the profiles and postings, not the agent registry).
@@ -64,6 +65,7 @@ LABELLED = ROOT / "tests" / "data" / "routing_labelled.jsonl"
 HOLDOUT = ROOT / "tests" / "data" / "routing_holdout.jsonl"
 BLIND = ROOT / "tests" / "data" / "routing_blind.jsonl"
 INDEPENDENT = ROOT / "tests" / "data" / "routing_independent.jsonl"
+FRESH = ROOT / "tests" / "data" / "routing_fresh.jsonl"
 # A second annotator's labels of the three unseen sets, made from the corpus alone
 # without seeing the first labels or any routing output: how far a careful reader agrees.
 SECOND = ROOT / "tests" / "data" / "routing_second_annotator.jsonl"
@@ -72,6 +74,7 @@ SETS = (
     ("held-out", HOLDOUT, ("", "")),
     ("blind", BLIND, ("", "")),
     ("independent", INDEPENDENT, ("", "")),
+    ("fresh", FRESH, ("", "")),
 )
 ROUNDS = 10
 SYNTHETIC = 1_000

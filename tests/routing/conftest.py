@@ -23,6 +23,8 @@ HOLDOUT = Path(__file__).resolve().parents[1] / "data" / "routing_holdout.jsonl"
 BLIND = Path(__file__).resolve().parents[1] / "data" / "routing_blind.jsonl"
 # Written by someone who never saw the router, its code or its output: only the corpus.
 INDEPENDENT = Path(__file__).resolve().parents[1] / "data" / "routing_independent.jsonl"
+# A second such set, written the same way, to check a change once before it is kept.
+FRESH = Path(__file__).resolve().parents[1] / "data" / "routing_fresh.jsonl"
 
 WritePlugin = Callable[..., Path]
 

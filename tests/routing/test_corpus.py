@@ -22,7 +22,7 @@ from jira_orchestrator.routing import (
     load_labelled,
 )
 
-from .conftest import BLIND, HOLDOUT, INDEPENDENT, LABELLED
+from .conftest import BLIND, FRESH, HOLDOUT, INDEPENDENT, LABELLED
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_accuracy_meets_the_targets_and_beats_bm25(
 
 
 def test_held_out_requests_route_well_too(corpus_router: Router) -> None:
-    # Written after the method was fixed and never tuned on: the honest figure.
+    # Written after the method was fixed and never tuned on: 90.0% / 95.0% measured.
     examples = load_labelled(HOLDOUT)
     ours = evaluate(lambda r: [s.plugin for s in corpus_router.route(r).scores], examples)
     baseline = BM25Baseline(corpus_router.index.profiles)
@@ -65,8 +65,8 @@ def test_held_out_requests_route_well_too(corpus_router: Router) -> None:
 
 
 def test_the_blind_set_routes_well_and_covers_the_corpus(corpus_router: Router) -> None:
-    # Written before any routing output was looked at, never tuned on: 83.8% top-1 and
-    # 91.9% top-3 measured; the floors leave room for two requests either way.
+    # Written before any routing output was looked at, never tuned on: 86.5% top-1 and
+    # 94.6% top-3 measured (83.8% and 91.9% before specificity); the floors leave room.
     examples = load_labelled(BLIND)
     assert len(examples) >= 60
     assert {e.expected for e in examples} == set(corpus_router.plugins)
@@ -79,18 +79,29 @@ def test_the_blind_set_routes_well_and_covers_the_corpus(corpus_router: Router) 
     assert ours.top1_accuracy > bm25.top1_accuracy + 0.1
 
 
-def test_the_independent_set_routes_well_and_covers_the_corpus(corpus_router: Router) -> None:
-    # Written from the corpus alone by someone who never saw the router, its code, its
-    # output or the other sets: 83.8% top-1 and 92.4% top-3 measured when it arrived.
-    examples = load_labelled(INDEPENDENT)
-    assert len(examples) >= 100
+@pytest.mark.parametrize(
+    ("path", "size", "top1", "top3"),
+    [
+        # Written from the corpus alone by authors who never saw the router, its code, its
+        # output or the other sets. Measured: independent 83.8% / 93.3%, fresh 86.7% /
+        # 96.7%; the floors leave room for two or three requests either way.
+        (INDEPENDENT, 100, 0.81, 0.90),
+        (FRESH, 85, 0.83, 0.93),
+    ],
+    ids=["independent", "fresh"],
+)
+def test_sets_written_without_the_router_route_well(
+    corpus_router: Router, path: Path, size: int, top1: float, top3: float
+) -> None:
+    examples = load_labelled(path)
+    assert len(examples) >= size
     assert {e.expected for e in examples} == set(corpus_router.plugins)
     assert Counter(e.style for e in examples)["symptoms"] >= len(examples) / 2
     ours = evaluate(lambda r: [s.plugin for s in corpus_router.route(r).scores], examples)
     baseline = BM25Baseline(corpus_router.index.profiles)
     bm25 = evaluate(lambda r: [name for name, _ in baseline.rank(r)], examples)
-    assert ours.top1_accuracy >= 0.81, ours.misses
-    assert ours.top3_accuracy >= 0.90, ours.misses
+    assert ours.top1_accuracy >= top1, ours.misses
+    assert ours.top3_accuracy >= top3, ours.misses
     assert ours.top1_accuracy > bm25.top1_accuracy + 0.1
 
 

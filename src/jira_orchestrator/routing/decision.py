@@ -40,6 +40,8 @@ class PluginScore:
     components: tuple[str, ...] = ()
     semantic: float | None = None
     """Embedding similarity to the request (0..1), when the router blends one in."""
+    specificity: float = 1.0
+    """How much less than a hub this plugin scores on others' subjects (see `scoring`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly, camelCase (``semantic`` only when the router used embeddings)."""
@@ -52,6 +54,7 @@ class PluginScore:
             "learned": round(self.learned, 4),
             "priority": self.priority,
             "availability": self.availability,
+            "specificity": round(self.specificity, 4),
             "evidence": list(self.evidence),
             "components": list(self.components),
         }
@@ -219,6 +222,8 @@ class RoutingDecision:
                 parts.append(f"x priority {score.priority:g}")
             if score.availability != 1.0:
                 parts.append(f"x availability {score.availability:g}")
+            if score.specificity != 1.0:
+                parts.append(f"x specificity {score.specificity:.2f}")
             if score.semantic is not None:
                 parts.append(f"blended with semantic similarity {score.semantic:.2f}")
             lines.append(f"{rank}. {score.plugin}: {score.score:.1f} = " + ", ".join(parts))

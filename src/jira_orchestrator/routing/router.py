@@ -162,6 +162,12 @@ class Router:
         for i, profile in enumerate(self.index.profiles):
             for term in {t for bag in profile.meta.values() for t in bag}:
                 self._declaring.setdefault(term, []).append(i)
+        self._specificity: tuple[float, ...] = (1.0,) * len(self.index.profiles)
+        if (
+            self.weights.specificity > 0
+            and len(self.index.profiles) >= self.weights.specificity_min_plugins
+        ):
+            self._specificity = self._measure_specificity()
         self.registry = registry if registry is not None else AgentRegistry(loaded)
         self.build_seconds = time.perf_counter() - started
         self._owns_store = store is not None and not isinstance(store, DecisionStore)
@@ -361,7 +367,9 @@ class Router:
             learned_points = 0.0
             if name in learned:
                 learned_points = learned[name][0] * weights.learned * max(best_relevance, 1.0)
-            base = parts.relevance + parts.capability + parts.file_context + learned_points
+            # Specificity weighs on words only: bonuses and corrections are explicit evidence.
+            words_points = parts.relevance * self._specificity[position]
+            base = words_points + parts.capability + parts.file_context + learned_points
             if base <= 0:
                 continue
             available = availability_of(self.availability, name, weights)
@@ -411,6 +419,7 @@ class Router:
                     evidence=lines,
                     components=components,
                     semantic=similarity[name][0] if name in similarity else None,
+                    specificity=self._specificity[position],
                 )
             )
         primary = ranked[0].plugin if ranked else None
@@ -466,6 +475,49 @@ class Router:
             elapsed_ms=(time.perf_counter() - started) * 1000,
             names=classification.names,
         )
+
+    def _measure_specificity(self) -> tuple[float, ...]:
+        """Each plugin's specificity factor (see `scoring`), from reference requests: the
+        descriptions of the plugins' own components, each scored on words alone."""
+        weights = self.weights
+        profiles = self.index.profiles
+        references = [
+            (position, component.description)
+            for position, profile in enumerate(profiles)
+            for component in profile.components
+            if len(component.description.split()) >= 4
+        ]
+        if len(references) > weights.specificity_queries:  # an even, repeatable sample
+            step = len(references) / weights.specificity_queries
+            references = [references[int(i * step)] for i in range(weights.specificity_queries)]
+        shares = [0.0] * len(profiles)
+        counts = [0] * len(profiles)
+        for owner, text in references:
+            totals = self._word_totals(RoutingRequest.from_text(text))
+            best = max(totals.values(), default=0.0)
+            for position in range(len(profiles)):
+                if position != owner:
+                    counts[position] += 1
+                    if best > 0:
+                        shares[position] += totals.get(position, 0.0) / best
+        hubs = [s / n if n else 0.0 for s, n in zip(shares, counts, strict=True)]
+        mean = sum(hubs) / len(hubs)
+        floor = weights.specificity_floor
+        return tuple(((mean + floor) / (hub + floor)) ** weights.specificity for hub in hubs)
+
+    def _word_totals(self, request: RoutingRequest) -> dict[int, float]:
+        """Plugin position -> its score on words, capabilities and priority alone."""
+        classification = classify(request, self.index.known)
+        relevance, _, _ = self._scorer.relevance(classification)
+        totals: dict[int, float] = {}
+        for position in set(relevance) | set(self._with_capabilities):
+            value = relevance.get(position, 0.0)
+            if position in self._capability_set:
+                value = self._scorer.parts(position, value, classification, request).capability
+                value += relevance.get(position, 0.0)
+            if value > 0:
+                totals[position] = value * self.index.profiles[position].priority / 100
+        return totals
 
     @staticmethod
     def _blend(

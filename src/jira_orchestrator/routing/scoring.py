@@ -1,6 +1,7 @@
 """Scoring: how well each plugin fits a classified request.
 
-    score = (relevance + capability + file context + learned) x priority x availability
+    score = (relevance x specificity + capability + file context + learned)
+            x priority x availability
 
 - **relevance**: BM25F of the request's terms against the plugin's meta fields, plus its
   best components (1, 1/2 and 1/4 of the three best component scores, each times the
@@ -20,6 +21,13 @@
 - **learned**: corrections and outcomes of similar requests (see `learning`), as a share
   of the best relevance of the decision;
 - **priority**: ``routing.priority / 100``;
+- **specificity**: ``((h + f) / (h_p + f)) ** specificity`` (0.5), where ``h_p`` is the share
+  of the best score plugin ``p`` gets, on average, on requests about other plugins'
+  subjects (the descriptions of their agents, commands and skills, measured once when the
+  index is built), ``h`` the mean of that over all plugins and ``f`` 0.05. A plugin whose
+  long documents touch every subject (a "hub") scores a little less on each, a
+  specialist a little more, so a hub wins where it is the best match, not by coverage
+  (with at least ``specificity_min_plugins``, 8, plugins);
 - **availability**: 1 while the plugin's breaker is closed, ``half_open`` (0.5) while
   half-open, 0 while open; or whatever the injected callable returns (0..1).
 
@@ -86,6 +94,15 @@ class ScoringWeights:
     fallback_share: float = 0.2
     half_open: float = 0.5
     unhealthy: float = 0.25
+    specificity: float = 0.5
+    """Exponent of the specificity factor (0: off); see `specificity`."""
+    specificity_floor: float = 0.05
+    specificity_min_plugins: int = 8
+    """Below this many plugins specificity is off: too few reference requests to tell a
+    hub from a specialist (with two plugins, each is measured on one description)."""
+    specificity_queries: int = 400
+    """At most this many of the plugins' own component descriptions are the reference
+    requests that measure how often each plugin scores on others' subjects."""
 
 
 def availability_of(source: Availability | None, plugin: str, weights: ScoringWeights) -> float:
