@@ -4,7 +4,7 @@ model's tests are in test_semantic_model.py, run by `make test-semantic`)."""
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,17 @@ def manuals(texts: Sequence[str]) -> list[list[float]]:
     """Reads TEXT as a documentation problem, as a real model would and words do not."""
     rows = toy(texts)
     return [[1.0, 0.0, 0.05] if t == TEXT else row for t, row in zip(texts, rows, strict=True)]
+
+
+def recording() -> tuple[list[str], Callable[[Sequence[str]], list[list[float]]]]:
+    """The toy encoder, and the list of every text it is given."""
+    seen: list[str] = []
+
+    def record(texts: Sequence[str]) -> list[list[float]]:
+        seen.extend(texts)
+        return toy(texts)
+
+    return seen, record
 
 
 def test_similarity_reorders_the_lexical_candidates(ecosystem: Path) -> None:
@@ -84,12 +95,7 @@ def test_a_weight_outside_0_1_is_refused(ecosystem: Path, weight: float) -> None
 
 
 def test_a_plugin_is_embedded_as_its_description_and_each_component(ecosystem: Path) -> None:
-    seen: list[str] = []
-
-    def record(texts: Sequence[str]) -> list[list[float]]:
-        seen.extend(texts)
-        return toy(texts)
-
+    seen, record = recording()
     router = Router.from_directory(ecosystem)
     reranker = SemanticReranker.from_router(router, record)
     assert "api forge: Python backend services: REST endpoints, database models, caching" in seen
@@ -121,12 +127,7 @@ def test_cli_semantic_without_the_extra_says_how_to_install(ecosystem: Path) -> 
 
 
 def test_labels_and_components_are_read_with_the_text(ecosystem: Path) -> None:
-    seen: list[str] = []
-
-    def record(texts: Sequence[str]) -> list[list[float]]:
-        seen.extend(texts)
-        return toy(texts)
-
+    seen, record = recording()
     router = Router.from_directory(ecosystem)
     router.semantic = SemanticReranker.from_router(router, record)
     seen.clear()
