@@ -115,7 +115,6 @@ class Subscription:
         self._busy = 0  # handlers running now
         self._settled = asyncio.Event()  # set while nothing is queued or running
         self._settled.set()
-        self._quiet = True  # mirrors _settled, so a push clears the event only when set
         self._is_async = inspect.iscoroutinefunction(handler)
         self._wire: TransportSubscription | None = None
 
@@ -162,7 +161,6 @@ class Subscription:
                 waiter.set_result(None)
         self._idle.clear()
         self._blocked.clear()
-        self._quiet = True
         self._settled.set()
         current = asyncio.current_task() if _loop_running() else None
         for worker in self._workers:
@@ -214,9 +212,7 @@ class Subscription:
         if priority > self._top:
             self._top = priority
         self._size += 1
-        if self._quiet:
-            self._quiet = False
-            self._settled.clear()
+        self._settled.clear()
         if self._idle:
             waiter = self._idle.popleft()
             if not waiter.done():
@@ -288,7 +284,6 @@ class Subscription:
                         busy = False
                         self._busy -= 1
                         if not self._busy:
-                            self._quiet = True
                             self._settled.set()
                     waiter: asyncio.Future[None] = loop.create_future()
                     self._idle.append(waiter)
@@ -339,7 +334,6 @@ class Subscription:
             if busy:  # cancelled (unsubscribed) or failed while handling
                 self._busy -= 1
                 if not self._size and not self._busy:
-                    self._quiet = True
                     self._settled.set()
 
 
