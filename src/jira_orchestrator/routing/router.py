@@ -358,12 +358,7 @@ class Router:
                     f"acceptsRoutingFrom {list(allowed)} does not include {asker or 'anonymous'!r}"
                 )
                 continue
-            if request.files or position in self._capability_set:
-                parts = self._scorer.parts(
-                    position, relevance.get(position, 0.0), classification, request
-                )
-            else:
-                parts = Parts(relevance.get(position, 0.0), 0.0, 0.0, (), ())
+            parts = self._parts(position, relevance.get(position, 0.0), classification, request)
             learned_points = 0.0
             if name in learned:
                 learned_points = learned[name][0] * weights.learned * max(best_relevance, 1.0)
@@ -491,16 +486,17 @@ class Router:
             step = len(references) / weights.specificity_queries
             references = [references[int(i * step)] for i in range(weights.specificity_queries)]
         shares = [0.0] * len(profiles)
-        counts = [0] * len(profiles)
+        owned = [0] * len(profiles)  # a plugin is not measured on its own descriptions
         for owner, text in references:
+            owned[owner] += 1
             totals = self._word_totals(RoutingRequest.from_text(text))
             best = max(totals.values(), default=0.0)
-            for position in range(len(profiles)):
-                if position != owner:
-                    counts[position] += 1
-                    if best > 0:
-                        shares[position] += totals.get(position, 0.0) / best
-        hubs = [s / n if n else 0.0 for s, n in zip(shares, counts, strict=True)]
+            if best > 0:
+                for position, value in totals.items():
+                    if position != owner:
+                        shares[position] += value / best
+        others = [len(references) - n for n in owned]
+        hubs = [s / n if n else 0.0 for s, n in zip(shares, others, strict=True)]
         mean = sum(hubs) / len(hubs)
         floor = weights.specificity_floor
         return tuple(((mean + floor) / (hub + floor)) ** weights.specificity for hub in hubs)
@@ -511,13 +507,23 @@ class Router:
         relevance, _, _ = self._scorer.relevance(classification)
         totals: dict[int, float] = {}
         for position in set(relevance) | set(self._with_capabilities):
-            value = relevance.get(position, 0.0)
-            if position in self._capability_set:
-                value = self._scorer.parts(position, value, classification, request).capability
-                value += relevance.get(position, 0.0)
+            parts = self._parts(position, relevance.get(position, 0.0), classification, request)
+            value = parts.relevance + parts.capability + parts.file_context
             if value > 0:
                 totals[position] = value * self.index.profiles[position].priority / 100
         return totals
+
+    def _parts(
+        self,
+        position: int,
+        relevance: float,
+        classification: Classification,
+        request: RoutingRequest,
+    ) -> Parts:
+        """A plugin's points before specificity, learning, priority and availability."""
+        if request.files or position in self._capability_set:
+            return self._scorer.parts(position, relevance, classification, request)
+        return Parts(relevance, 0.0, 0.0, (), ())
 
     @staticmethod
     def _blend(
