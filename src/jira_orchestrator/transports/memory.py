@@ -99,11 +99,10 @@ class MemoryTransport(Transport):
         targets = self._routes.get(message.topic)
         if targets is None:
             targets = self._targets(message.topic)
-        for subscription in targets:
+        for index, subscription in enumerate(targets):
             waiting = subscription.deliver(message, None)
             if waiting is not None:
-                rest = targets[targets.index(subscription) + 1 :]  # each target is there once
-                return self._deliver_rest(waiting, message, rest)
+                return self._deliver_rest(waiting, message, targets[index + 1 :])
         return None
 
     @staticmethod
