@@ -48,7 +48,7 @@ from jira_orchestrator.routing.scoring import (
     evidence,
 )
 from jira_orchestrator.routing.store import DecisionStore
-from jira_orchestrator.routing.text import words
+from jira_orchestrator.routing.text import term_of
 
 if TYPE_CHECKING:
     from jira_orchestrator.messagebus import MessageBus
@@ -345,7 +345,7 @@ class Router:
         if request.files:
             candidates.update(self._with_globs)
             for tech in classification.technologies:
-                candidates.update(self._declaring.get(" ".join(words(tech)), ()))
+                candidates.update(self._declaring.get(term_of(tech), ()))
         profiles = self.index.profiles
         scores: list[tuple[float, str, int, Parts, float, float, float]] = []
         excluded: dict[str, str] = {}

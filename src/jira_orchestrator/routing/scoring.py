@@ -47,7 +47,7 @@ from jira_orchestrator.routing.classifier import Classification
 from jira_orchestrator.routing.index import ProfileIndex
 from jira_orchestrator.routing.profiles import PluginProfile
 from jira_orchestrator.routing.request import RoutingRequest
-from jira_orchestrator.routing.text import words
+from jira_orchestrator.routing.text import term_of
 
 __all__ = [
     "BREAKER_AVAILABILITY",
@@ -214,7 +214,7 @@ class Scorer:
                 if domain in request_domains or domain in strong:
                     capability += weights.domain
                     cap_evidence.append(f"capability domain {domain!r} (+{weights.domain:g})")
-            tech_words = {t for tech in classification.technologies for t in words(tech)}
+            tech_words = {t for tech in classification.technologies for t in term_of(tech).split()}
             for context in sorted(profile.capability_contexts):
                 if context in request_words or context in tech_words or context in strong:
                     capability += weights.context
@@ -233,7 +233,7 @@ class Scorer:
                     file_evidence.append(f"file {path!r} matches {glob!r}")
             declared = self._declared[position]
             for tech in classification.technologies:
-                key = " ".join(words(tech))
+                key = term_of(tech)
                 if key and key in declared:
                     file_points += weights.file_context
                     file_evidence.append(f"files point to {tech!r}, which the plugin declares")

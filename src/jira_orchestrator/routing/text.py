@@ -20,6 +20,7 @@ __all__ = [
     "phrases",
     "raw_stems",
     "stem",
+    "term_of",
     "terms",
     "words",
     "written_words",
@@ -371,6 +372,13 @@ def stem(word: str) -> str:
 def words(text: str) -> list[str]:
     """The stemmed content words of ``text``, in order."""
     return [term for term, _ in written_words(text)]
+
+
+@lru_cache(maxsize=4096)
+def term_of(name: str) -> str:
+    """A short name (a technology, a capability) as one index term: its words joined by
+    spaces. Cached: the same few names are looked up for every plugin of every decision."""
+    return " ".join(words(name))
 
 
 def written_words(text: str) -> list[tuple[str, str]]:
