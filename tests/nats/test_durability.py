@@ -11,7 +11,7 @@ from typing import Any
 import nats
 import pytest
 
-from jira_orchestrator import RemoteError, RequestTimeout
+from jira_orchestrator import RemoteError, RequestTimeout, TransportError
 from jira_orchestrator.messagebus import Message, MessageType, get_message_bus
 from jira_orchestrator.transports.nats import NatsTransport
 from tests.nats._server import NatsServer
@@ -292,3 +292,55 @@ async def test_a_handler_slower_than_ack_wait_is_not_run_twice(nats_server: Nats
     worker.subscribe("plugin/slowpoke/request", slow, queue="slowpoke")
     assert await caller.request(topic="plugin/slowpoke/request", payload=1, timeout=WAIT) == "done"
     assert runs == [1]
+
+
+async def test_a_queue_subscription_is_set_up_after_jetstream_was_briefly_unavailable(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Right after a server (re)start JetStream can answer 503 for a moment; a subscription
+    # set up then must not be dropped: the plugin would never hear its requests again.
+    worker = NatsTransport(f"{nats_server.url}?name=worker")
+    caller = NatsTransport(f"{nats_server.url}?name=caller")
+    await worker.flush()
+    assert worker._jsm is not None
+    real = worker._jsm.add_consumer
+    refusals = [nats.js.errors.ServiceUnavailableError(), nats.errors.TimeoutError()]
+
+    async def add_consumer(*args: Any, **kwargs: Any) -> Any:
+        if refusals:
+            raise refusals.pop(0)
+        return await real(*args, **kwargs)
+
+    worker._jsm.add_consumer = add_consumer  # type: ignore[method-assign]
+    got: list[Any] = []
+    worker.subscribe("plugin/worker/request", lambda m, r: got.append(m.payload), queue="worker")
+    try:
+        await worker.flush()  # raised the 503 before: the subscription was dropped
+        await caller.publish(Message(topic="plugin/worker/request", payload=7))
+        await until(lambda: got == [7])
+        assert worker.stats.setup_retries == 2
+        assert "retrying" in caplog.text
+    finally:
+        await worker.close()
+        await caller.close()
+
+
+async def test_a_subscription_jetstream_keeps_refusing_is_dropped_and_reported(
+    nats_server: NatsServer,
+) -> None:
+    worker = NatsTransport(f"{nats_server.url}?name=worker&connect_timeout=0.3")
+    await worker.flush()
+    assert worker._jsm is not None
+
+    async def add_consumer(*args: Any, **kwargs: Any) -> Any:
+        raise nats.js.errors.ServiceUnavailableError()
+
+    worker._jsm.add_consumer = add_consumer  # type: ignore[method-assign]
+    worker.subscribe("plugin/worker/request", lambda m, r: None, queue="worker")
+    try:
+        with pytest.raises(TransportError, match="plugin/worker/request"):
+            await worker.flush()
+        assert worker.stats.setup_retries >= 1
+        await worker.flush()  # reported once; the transport keeps serving
+    finally:
+        await worker.close()

@@ -33,6 +33,7 @@ except ImportError as error:  # the core installs without the extra
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as WireSubscription
+from nats.js.errors import ServiceUnavailableError
 from nats.js.manager import JetStreamManager
 
 from jira_orchestrator._core.clock import parse_timestamp
@@ -81,6 +82,15 @@ MSG_ID_HEADER = "Nats-Msg-Id"
 
 _PRESENCE_QUEUE = "_jo_presence"
 _RETRYABLE_REASONS = frozenset({"handler-error", "filter-error"})
+# What JetStream answers for a moment while a server starts: worth another try.
+_TRANSIENT_SETUP_ERRORS = (
+    ServiceUnavailableError,
+    nats.errors.NoRespondersError,
+    nats.errors.TimeoutError,
+    TimeoutError,
+)
+_SETUP_RETRY_FIRST = 0.05
+_SETUP_RETRY_MAX = 1.0
 _MAX_TRACKED_ATTEMPTS = 10_000
 
 InvalidHook = Callable[[str, bytes, InvalidMessage], None]
@@ -148,6 +158,8 @@ class NatsStats:
     presence_probes: int = 0
     reconnects: int = 0
     disconnects: int = 0
+    setup_retries: int = 0
+    """Subscriptions set up again after JetStream refused for a moment."""
 
 
 class _NatsSubscription:
@@ -425,56 +437,91 @@ class NatsTransport(Transport):
         task.add_done_callback(self._setups.discard)
 
     async def _set_up(self, subscription: _NatsSubscription) -> None:
-        try:
-            nc = await self._connection()
-            if subscription.closed:
+        """Wire a subscription up on the server. JetStream refusing for a moment (503, no
+        responders, a timeout: a server just (re)started) is retried with backoff for up
+        to ``connect_timeout``; any other error, or one lasting longer, drops the
+        subscription, is logged and raised by the next `flush` or publish."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.connect_timeout
+        delay = _SETUP_RETRY_FIRST
+        while True:
+            try:
+                await self._wire_up(subscription)
                 return
-            wires = subscription.wires
-            pattern, queue = subscription.pattern, subscription.queue
-            wires.append(
-                await nc.subscribe(to_subject(pattern), queue=queue or "", cb=subscription.on_core)
-            )
-            for spec in self._streams:
-                filters = spec.filters(pattern)
-                if not filters:
-                    continue
-                for subject in filters:
-                    probe = PRESENCE_PREFIX + subject[len(DURABLE_PREFIX) :]
-                    wires.append(
-                        await nc.subscribe(probe, queue=_PRESENCE_QUEUE, cb=self._on_probe)
-                    )
-                if queue is None:
-                    # Without a queue there is nobody to resume after a crash: read the live
-                    # copies on core NATS, in order with the publisher's other messages.
-                    for subject in filters:
-                        wires.append(await nc.subscribe(subject, cb=subscription.on_durable_copy))
-                    continue
-                assert self._jsm is not None
-                name = consumer_name(spec.name, pattern, queue)
-                config = consumer_config(
-                    name,
-                    queue,
-                    filters,
-                    ack_wait=self.options.ack_wait,
-                    max_deliver=self.options.max_deliver,
-                    max_ack_pending=self.options.max_ack_pending,
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                retry = (
+                    isinstance(error, _TRANSIENT_SETUP_ERRORS)
+                    and not subscription.closed
+                    and not self._closed
+                    and loop.time() + delay < deadline
                 )
-                await self._jsm.add_consumer(spec.name, config)
-                assert config.deliver_subject is not None
-                wires.append(
-                    await nc.subscribe(
-                        config.deliver_subject, queue=queue, cb=subscription.on_jetstream
+                if not retry:
+                    mapped = map_error(error, topic=subscription.pattern, url=self.url)
+                    log.error(
+                        "NATS %s: cannot subscribe to %r: %s",
+                        self.url,
+                        subscription.pattern,
+                        mapped,
                     )
+                    self._setup_errors.append(mapped)
+                    subscription.unsubscribe()
+                    return
+                self.stats.setup_retries += 1
+                log.warning(
+                    "NATS %s: cannot subscribe to %r yet (%s); retrying in %gs",
+                    self.url,
+                    subscription.pattern,
+                    type(error).__name__,
+                    delay,
                 )
-            if subscription.closed:
                 await self._tear_down(subscription)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            mapped = map_error(error, topic=subscription.pattern, url=self.url)
-            log.error("NATS %s: cannot subscribe to %r: %s", self.url, subscription.pattern, mapped)
-            self._setup_errors.append(mapped)
-            subscription.unsubscribe()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _SETUP_RETRY_MAX)
+
+    async def _wire_up(self, subscription: _NatsSubscription) -> None:
+        """The core subscription, presence probes and JetStream consumer of one subscription."""
+        nc = await self._connection()
+        if subscription.closed:
+            return
+        wires = subscription.wires
+        pattern, queue = subscription.pattern, subscription.queue
+        wires.append(
+            await nc.subscribe(to_subject(pattern), queue=queue or "", cb=subscription.on_core)
+        )
+        for spec in self._streams:
+            filters = spec.filters(pattern)
+            if not filters:
+                continue
+            for subject in filters:
+                probe = PRESENCE_PREFIX + subject[len(DURABLE_PREFIX) :]
+                wires.append(await nc.subscribe(probe, queue=_PRESENCE_QUEUE, cb=self._on_probe))
+            if queue is None:
+                # Without a queue there is nobody to resume after a crash: read the live
+                # copies on core NATS, in order with the publisher's other messages.
+                for subject in filters:
+                    wires.append(await nc.subscribe(subject, cb=subscription.on_durable_copy))
+                continue
+            assert self._jsm is not None
+            name = consumer_name(spec.name, pattern, queue)
+            config = consumer_config(
+                name,
+                queue,
+                filters,
+                ack_wait=self.options.ack_wait,
+                max_deliver=self.options.max_deliver,
+                max_ack_pending=self.options.max_ack_pending,
+            )
+            await self._jsm.add_consumer(spec.name, config)
+            assert config.deliver_subject is not None
+            wires.append(
+                await nc.subscribe(
+                    config.deliver_subject, queue=queue, cb=subscription.on_jetstream
+                )
+            )
+        if subscription.closed:
+            await self._tear_down(subscription)
 
     def _forget(self, subscription: _NatsSubscription) -> None:
         self._subscriptions.pop(subscription, None)
