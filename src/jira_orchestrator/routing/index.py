@@ -10,7 +10,7 @@ one collection (idf over plugins), components another (idf over components).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from jira_orchestrator.routing.profiles import FieldWeights, PluginProfile
@@ -131,19 +131,26 @@ class ProfileIndex:
     def __len__(self) -> int:
         return len(self.profiles)
 
-    def meta_scores(self, terms: Mapping[str, float]) -> dict[int, float]:
-        """Plugin position -> BM25F score of its meta fields."""
+    def meta_scores(
+        self, terms: Mapping[str, float], plugins: Container[int] | None = None
+    ) -> dict[int, float]:
+        """Plugin position -> BM25F score of its meta fields (of ``plugins`` only, if given)."""
         scores: dict[int, float] = {}
         postings = self._meta.postings
         for term, weight in terms.items():
             for position, value in postings.get(term, ()):
-                scores[position] = scores.get(position, 0.0) + weight * value
+                if plugins is None or position in plugins:
+                    scores[position] = scores.get(position, 0.0) + weight * value
         return scores
 
     def component_scores(
-        self, terms: Mapping[str, float], coordination: float = 0.0
+        self,
+        terms: Mapping[str, float],
+        coordination: float = 0.0,
+        plugins: Container[int] | None = None,
     ) -> dict[int, float]:
-        """Component position -> BM25F score.
+        """Component position -> BM25F score (of the components of ``plugins`` only, if
+        given: cheaper when a few plugins are compared).
 
         With ``coordination`` > 0 a score is multiplied by the share of the query's words
         (not phrases, by weight) the component holds, to that power: a component that
@@ -155,12 +162,18 @@ class ProfileIndex:
         sums: dict[int, complex] = {}
         get = sums.get
         postings = self._components.postings
+        owner = self.component_owner
         total = 0.0
         for term, weight in terms.items():
             if " " not in term:
                 total += weight
-            for position, value in postings.get(term, ()):
-                sums[position] = get(position, 0j) + weight * value
+            if plugins is None:
+                for position, value in postings.get(term, ()):
+                    sums[position] = get(position, 0j) + weight * value
+            else:
+                for position, value in postings.get(term, ()):
+                    if owner[position] in plugins:
+                        sums[position] = get(position, 0j) + weight * value
         if coordination <= 0 or total <= 0:
             return {position: value.real for position, value in sums.items()}
         return {

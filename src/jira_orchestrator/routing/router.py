@@ -564,6 +564,7 @@ class Router:
         if len(candidates) < 2:
             return None
         positions = self._positions
+        compared = frozenset(positions[name] for name in candidates)
         owners: list[tuple[str, str]] = []
         term_domains = {
             term: domains_of([term]) for term in classification.terms if " " not in term
@@ -578,7 +579,7 @@ class Router:
             if not sub:
                 continue
             sub_classification = Classification(terms=sub, words=())
-            relevance, _, _ = self._scorer.relevance(sub_classification)
+            relevance, _, _ = self._scorer.relevance(sub_classification, compared)
             best = max(
                 candidates,
                 key=lambda name: (relevance.get(positions[name], 0.0), candidates[name], name),

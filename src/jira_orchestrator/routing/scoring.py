@@ -38,7 +38,7 @@ by plugin name. A decision's fallbacks are the next plugins scoring at least
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -157,13 +157,14 @@ class Scorer:
         )
 
     def relevance(
-        self, classification: Classification
+        self, classification: Classification, plugins: Container[int] | None = None
     ) -> tuple[dict[int, float], dict[int, list[tuple[float, int]]], dict[int, float]]:
         """Plugin position -> relevance points; plugin position -> its best components'
-        (score, position); component position -> score."""
+        (score, position); component position -> score. With ``plugins``, of those
+        plugins only."""
         terms = classification.terms
-        meta = self.index.meta_scores(terms)
-        components = self.index.component_scores(terms, self.weights.coordination)
+        meta = self.index.meta_scores(terms, plugins)
+        components = self.index.component_scores(terms, self.weights.coordination, plugins)
         owner = self.index.component_owner
         decay = self.weights.component_decay
         depth = len(decay)
