@@ -257,3 +257,21 @@ def test_index_is_built_once_from_a_catalog(ecosystem: Path) -> None:
     assert router.build_seconds >= 0
     with pytest.raises(NoPlugins):
         Router([])
+
+
+def test_scores_of_some_plugins_are_their_share_of_the_scores_of_all(
+    corpus_router: Router,
+) -> None:
+    index = corpus_router.index
+    terms = corpus_router.classify(
+        RoutingRequest.from_text("pods restart after the helm upgrade; the grid is slow too")
+    ).terms
+    every = index.component_scores(terms, 0.25)
+    some = frozenset({0, 3, len(index) - 1})
+    assert index.component_scores(terms, 0.25, some) == {
+        c: v for c, v in every.items() if index.component_owner[c] in some
+    }
+    assert index.meta_scores(terms, some) == {
+        p: v for p, v in index.meta_scores(terms).items() if p in some
+    }
+    assert index.component_scores(terms, 0.25, frozenset()) == {}
