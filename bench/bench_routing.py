@@ -66,7 +66,9 @@ HOLDOUT = ROOT / "tests" / "data" / "routing_holdout.jsonl"
 BLIND = ROOT / "tests" / "data" / "routing_blind.jsonl"
 INDEPENDENT = ROOT / "tests" / "data" / "routing_independent.jsonl"
 FRESH = ROOT / "tests" / "data" / "routing_fresh.jsonl"
-# A second annotator's labels of the three unseen sets, made from the corpus alone
+VALIDATION = ROOT / "tests" / "data" / "routing_validation.jsonl"
+CHECK = ROOT / "tests" / "data" / "routing_check.jsonl"
+# A second annotator's labels of five unseen sets, made from the corpus alone
 # without seeing the first labels or any routing output: how far a careful reader agrees.
 SECOND = ROOT / "tests" / "data" / "routing_second_annotator.jsonl"
 SETS = (
@@ -75,6 +77,8 @@ SETS = (
     ("blind", BLIND, ("", "")),
     ("independent", INDEPENDENT, ("", "")),
     ("fresh", FRESH, ("", "")),
+    ("validation", VALIDATION, ("", "")),
+    ("check", CHECK, ("", "")),
 )
 ROUNDS = 10
 SYNTHETIC = 1_000
@@ -189,10 +193,26 @@ def corpus_rows() -> tuple[list[dict[str, Any]], list[str]]:
     bm25_samples = latencies(baseline.rank, requests, ROUNDS)
     rows = [row("corpus: plugins", len(router.plugins), "plugins")]
     misses: list[str] = []
+    unseen = [0, 0, 0, 0, 0]  # requests, router top-1, top-3, BM25 top-1, top-3
+    by_style: dict[str, tuple[int, int, int]] = {}  # style -> requests, top-1, top-3
     for label, path, targets in SETS:
         found = load_labelled(path)
         ours = evaluate(lambda r: [s.plugin for s in router.route(r).scores], found)
         bm25 = evaluate(lambda r: [name for name, _ in baseline.rank(r)], found)
+        if path != LABELLED:
+            counts = (ours.total, ours.top1, ours.top3, bm25.top1, bm25.top3)
+            unseen = [a + b for a, b in zip(unseen, counts, strict=True)]
+            for style in ("keywords", "symptoms"):
+                styled = evaluate(
+                    lambda r: [s.plugin for s in router.route(r).scores],
+                    [e for e in found if e.style == style],
+                )
+                before = by_style.get(style, (0, 0, 0))
+                by_style[style] = (
+                    before[0] + styled.total,
+                    before[1] + styled.top1,
+                    before[2] + styled.top3,
+                )
         symptoms = sum(1 for e in found if e.style == "symptoms")
         rows += [
             row(
@@ -218,6 +238,32 @@ def corpus_rows() -> tuple[list[dict[str, Any]], list[str]]:
         ]
         misses += [
             f"{rid}: expected {exp}, got {', '.join(head)}" for rid, exp, head in ours.misses
+        ]
+    total = unseen[0] or 1
+    rows += [
+        row(
+            "corpus, all unseen sets: top-1, router",
+            round(100 * unseen[1] / total, 1),
+            "%",
+            note=f"{unseen[0]} requests: every set but the labelled one",
+        ),
+        row("corpus, all unseen sets: top-3, router", round(100 * unseen[2] / total, 1), "%"),
+        row("corpus, all unseen sets: top-1, plain BM25", round(100 * unseen[3] / total, 1), "%"),
+        row("corpus, all unseen sets: top-3, plain BM25", round(100 * unseen[4] / total, 1), "%"),
+    ]
+    for style, (count, top1, top3) in sorted(by_style.items()):
+        rows += [
+            row(
+                f"corpus, all unseen sets, {style}: top-1, router",
+                round(100 * top1 / (count or 1), 1),
+                "%",
+                note=f"{count} requests phrased as {style}",
+            ),
+            row(
+                f"corpus, all unseen sets, {style}: top-3, router",
+                round(100 * top3 / (count or 1), 1),
+                "%",
+            ),
         ]
     rows += agreement_rows(router)
     # Corrections: the other three sets fed as corrections, the independent set routed.
@@ -264,7 +310,9 @@ def agreement_rows(router: Router) -> list[dict[str, Any]]:
         if line.strip():
             entry = json.loads(line)
             second[entry["id"]] = entry["plugin"]
-    examples = [e for path in (HOLDOUT, BLIND, INDEPENDENT) for e in load_labelled(path)]
+    examples = [
+        e for path in (HOLDOUT, BLIND, INDEPENDENT, VALIDATION, CHECK) for e in load_labelled(path)
+    ]
     both = [e for e in examples if e.request.request_id in second]
     agree = sum(second[e.request.request_id] == e.expected for e in both)
     routed = sum(router.route(e.request).primary_plugin == e.expected for e in both)
@@ -299,6 +347,7 @@ def semantic_rows() -> list[dict[str, Any]]:
     router.semantic = SemanticReranker.from_router(router, encoder)
     build = time.perf_counter() - started
     rows = [row("corpus, semantic: embedding the plugins", round(build, 2), "s")]
+    unseen = [0, 0, 0]  # requests, top-1, top-3
     for label, path, _ in SETS:
         found = load_labelled(path)
         ours = evaluate(lambda r: [s.plugin for s in router.route(r).scores], found)
@@ -306,6 +355,15 @@ def semantic_rows() -> list[dict[str, Any]]:
             row(f"corpus, {label} set: top-1, semantic", round(100 * ours.top1_accuracy, 1), "%"),
             row(f"corpus, {label} set: top-3, semantic", round(100 * ours.top3_accuracy, 1), "%"),
         ]
+        if path != LABELLED:
+            unseen = [
+                a + b for a, b in zip(unseen, (ours.total, ours.top1, ours.top3), strict=True)
+            ]
+    total = unseen[0] or 1
+    rows += [
+        row("corpus, all unseen sets: top-1, semantic", round(100 * unseen[1] / total, 1), "%"),
+        row("corpus, all unseen sets: top-3, semantic", round(100 * unseen[2] / total, 1), "%"),
+    ]
     requests = [example.request for example in load_labelled(INDEPENDENT)]
     samples = latencies(router.route, requests, 2)
     rows += [

@@ -25,6 +25,8 @@ BLIND = Path(__file__).resolve().parents[1] / "data" / "routing_blind.jsonl"
 INDEPENDENT = Path(__file__).resolve().parents[1] / "data" / "routing_independent.jsonl"
 # A second such set, written the same way, to check a change once before it is kept.
 FRESH = Path(__file__).resolve().parents[1] / "data" / "routing_fresh.jsonl"
+VALIDATION = Path(__file__).resolve().parents[1] / "data" / "routing_validation.jsonl"
+CHECK = Path(__file__).resolve().parents[1] / "data" / "routing_check.jsonl"
 
 WritePlugin = Callable[..., Path]
 
