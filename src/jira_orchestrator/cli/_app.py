@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from jira_orchestrator import __version__
+from jira_orchestrator.cli.decisions import decisions_app
 from jira_orchestrator.cli.demo import demo
 from jira_orchestrator.cli.dlq import dlq_app
 from jira_orchestrator.cli.plugins import plugins_app
@@ -22,6 +23,7 @@ app = typer.Typer(
 
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(decisions_app, name="decisions")
 app.command()(route)
 app.command()(demo)
 app.command()(up)

@@ -1,6 +1,7 @@
 """``jira-orchestrator route``: which plugin should handle a request, or a batch of them.
 
     jira-orchestrator route "TEXT" [--file PATH]... [--plugins DIR] [--json] [--explain]
+        [--id ID] [--db FILE]
     jira-orchestrator route --plugins DIR --batch FILE [--json]
 
 A batch FILE is JSON Lines (``id``, ``text``, optional ``files``, ``labels``,
@@ -117,18 +118,27 @@ def route(
             help="Blend in sentence-embedding similarity (needs the 'semantic' extra).",
         ),
     ] = False,
+    request_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id",
+            help="The request's id, e.g. its Jira key (default: a new one); "
+            "`decisions correct ID PLUGIN` refers to it.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Decide which plugin should handle a request (or each request of a batch), and why."""
     if batch is not None:
-        if text is not None or file:
-            raise _fail("give either TEXT (with --file) or --batch FILE, not both")
+        if text is not None or file or request_id is not None:
+            raise _fail("give either TEXT (with --file, --id) or --batch FILE, not both")
         _route_batch(_build(plugins, db, semantic), batch)
         return
     if text is None:
         raise _fail("give the request TEXT, or --batch FILE")
     router = _build(plugins, db, semantic)
     try:
-        request = RoutingRequest.from_text(text, files=file or ())
+        request = RoutingRequest.from_text(text, files=file or (), request_id=request_id)
         decision = router.route(request)
     except InvalidRequest as exc:
         raise _fail(f"request: {exc}") from None

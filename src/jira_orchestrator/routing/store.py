@@ -147,6 +147,18 @@ class DecisionStore:
             rid, text, tuple(json.loads(files)), primary, json.loads(decision), created
         )
 
+    def recent_decisions(self, limit: int = 20) -> list[StoredDecision]:
+        """The ``limit`` latest decisions, newest first."""
+        rows = self._execute(
+            "SELECT request_id, text, files, primary_plugin, decision, created_at"
+            " FROM decisions ORDER BY created_at DESC, request_id LIMIT ?",
+            (max(0, limit),),
+        )
+        return [
+            StoredDecision(rid, text, tuple(json.loads(files)), primary, json.loads(body), created)
+            for rid, text, files, primary, body, created in rows
+        ]
+
     def count_decisions(self) -> int:
         """How many decisions are stored."""
         return int(self._execute("SELECT COUNT(*) FROM decisions")[0][0])
@@ -164,6 +176,27 @@ class DecisionStore:
             "SELECT request_id, plugin, success, created_at FROM outcomes ORDER BY id"
         )
         return [Outcome(r, p, bool(s), c) for r, p, s, c in rows]
+
+    def outcomes_of(self, request_id: str) -> list[Outcome]:
+        """The outcomes of one request, oldest first."""
+        rows = self._execute(
+            "SELECT request_id, plugin, success, created_at FROM outcomes"
+            " WHERE request_id = ? ORDER BY id",
+            (request_id,),
+        )
+        return [Outcome(r, p, bool(s), c) for r, p, s, c in rows]
+
+    def correction_of(self, request_id: str) -> Correction | None:
+        """The correction of one request, or None."""
+        rows = self._execute(
+            "SELECT request_id, plugin, text, files, created_at FROM corrections"
+            " WHERE request_id = ?",
+            (request_id,),
+        )
+        if not rows:
+            return None
+        rid, plugin, text, files, created = rows[0]
+        return Correction(rid, plugin, text, tuple(json.loads(files)), created)
 
     def record_correction(
         self, request_id: str, plugin: str, text: str, files: tuple[str, ...]

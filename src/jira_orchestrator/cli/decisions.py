@@ -1,0 +1,262 @@
+"""``jira-orchestrator decisions ...``: read the routing decisions a ``--db`` keeps, and
+say which were wrong.
+
+    jira-orchestrator decisions list [--limit N] [--json]
+    jira-orchestrator decisions show ID [--json]
+    jira-orchestrator decisions correct ID PLUGIN
+    jira-orchestrator decisions outcome ID PLUGIN --success | --failure
+    jira-orchestrator decisions stats [--json]
+
+The database is the one ``route --db`` (or ``$JIRA_ORCHESTRATOR_ROUTING_DB``) writes.
+A correction or an outcome recorded here sways every later ``route`` with the same
+database, as `Router.record_correction` and `Router.record_outcome` do. Exit status: 0
+done; 2 bad input (no database, an unknown request id or plugin).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from jira_orchestrator.cli.route import DB_ENV, PLUGINS_ENV
+from jira_orchestrator.plugins import discover_plugins
+from jira_orchestrator.routing import RoutingError
+from jira_orchestrator.routing.store import DecisionStore, StoredDecision
+
+__all__ = ["decisions_app"]
+
+decisions_app = typer.Typer(
+    help="Read the routing decisions a --db keeps, and record which were wrong.",
+    no_args_is_help=True,
+)
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        envvar=DB_ENV,
+        help=f"The SQLite file `route --db` writes (or ${DB_ENV}).",
+        show_default=False,
+    ),
+]
+PluginsOption = Annotated[
+    Path,
+    typer.Option(
+        "--plugins",
+        envvar=PLUGINS_ENV,
+        help=f"The folder of plugins, to check the plugin's name (default ${PLUGINS_ENV}).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def _fail(message: str) -> typer.Exit:
+    Console(stderr=True, soft_wrap=True).print(
+        f"[red]error:[/red] {escape(message)}", highlight=False
+    )
+    return typer.Exit(2)
+
+
+def _open(db: Path | None) -> DecisionStore:
+    if db is None:
+        raise _fail(f"give --db FILE (or set ${DB_ENV}): the file `route --db` writes")
+    if not db.is_file():
+        raise _fail(f"no routing database at {db}")
+    try:
+        return DecisionStore(db)
+    except RoutingError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _decision(store: DecisionStore, request_id: str) -> StoredDecision:
+    found = store.get_decision(request_id)
+    if found is None:
+        raise _fail(f"no decision for request {request_id!r} in {store.path}")
+    return found
+
+
+def _check_plugin(plugins: Path, plugin: str) -> None:
+    try:
+        catalog = discover_plugins(plugins)
+    except NotADirectoryError as exc:
+        raise _fail(f"{exc} (set --plugins or ${PLUGINS_ENV})") from None
+    names = sorted(info.name for info in catalog.plugins)
+    if plugin not in names:
+        known = ", ".join(names) or "none"
+        raise _fail(f"unknown plugin {plugin!r} in {plugins} (known: {known})")
+
+
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _entry(store: DecisionStore, stored: StoredDecision) -> dict[str, Any]:
+    correction = store.correction_of(stored.request_id)
+    return {
+        "id": stored.request_id,
+        "createdAt": _when(stored.created_at),
+        "text": stored.text,
+        "files": list(stored.files),
+        "primaryPlugin": stored.primary_plugin,
+        "correctedTo": correction.plugin if correction else None,
+        "outcomes": [
+            {"plugin": o.plugin, "success": o.success, "at": _when(o.created_at)}
+            for o in store.outcomes_of(stored.request_id)
+        ],
+    }
+
+
+@decisions_app.command("list")
+def list_decisions(
+    db: DbOption = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many, newest first.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """The latest decisions, newest first, with their corrections and outcomes."""
+    with _open(db) as store:
+        entries = [_entry(store, stored) for stored in store.recent_decisions(limit)]
+    if as_json:
+        for entry in entries:
+            typer.echo(json.dumps(entry, ensure_ascii=False))
+        return
+    if not entries:
+        typer.echo("no decisions")
+        return
+    table = Table("id", "when", "primary", "corrected to", "outcomes", "request", box=None)
+    for entry in entries:
+        outcomes = " ".join(
+            f"{o['plugin']}:{'ok' if o['success'] else 'failed'}" for o in entry["outcomes"]
+        )
+        text = entry["text"] if len(entry["text"]) <= 60 else entry["text"][:59] + "…"
+        table.add_row(
+            escape(entry["id"]),
+            entry["createdAt"],
+            escape(entry["primaryPlugin"] or "-"),
+            escape(entry["correctedTo"] or ""),
+            escape(outcomes),
+            escape(text),
+        )
+    Console(width=160, highlight=False).print(table)
+
+
+@decisions_app.command("show")
+def show(
+    request_id: Annotated[str, typer.Argument(metavar="ID", help="The request's id.")],
+    db: DbOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One decision as it was made (scores, fallbacks, plan), with what came after."""
+    with _open(db) as store:
+        stored = _decision(store, request_id)
+        entry = _entry(store, stored)
+    entry["decision"] = stored.decision
+    if as_json:
+        typer.echo(json.dumps(entry, ensure_ascii=False))
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(
+        f"[bold]{escape(entry['id'])}[/bold] ({entry['createdAt']}): {escape(stored.text)}"
+    )
+    if stored.files:
+        console.print("files: " + escape(", ".join(stored.files)))
+    console.print(f"primary: {escape(entry['primaryPlugin'] or '-')}")
+    fallbacks = stored.decision.get("fallbackPlugins") or []
+    if fallbacks:
+        console.print("fallbacks: " + escape(", ".join(map(str, fallbacks))))
+    for score in (stored.decision.get("scores") or [])[:5]:
+        console.print(f"  {escape(str(score.get('plugin')))}: {score.get('score', 0):.1f}")
+    if entry["correctedTo"]:
+        console.print(f"corrected to: {escape(entry['correctedTo'])}")
+    for outcome in entry["outcomes"]:
+        verdict = "succeeded" if outcome["success"] else "failed"
+        console.print(f"{escape(outcome['plugin'])} {verdict} ({outcome['at']})")
+
+
+@decisions_app.command("correct")
+def correct(
+    request_id: Annotated[str, typer.Argument(metavar="ID", help="The misrouted request.")],
+    plugin: Annotated[str, typer.Argument(metavar="PLUGIN", help="The plugin it should go to.")],
+    db: DbOption = None,
+    plugins: PluginsOption = Path("plugins"),
+) -> None:
+    """Record the plugin a request should have gone to; later similar requests lean to it."""
+    _check_plugin(plugins, plugin)
+    with _open(db) as store:
+        stored = _decision(store, request_id)
+        store.record_correction(request_id, plugin, stored.text, stored.files)
+    was = stored.primary_plugin or "no plugin"
+    typer.echo(f"{request_id}: {was} -> {plugin}")
+
+
+@decisions_app.command("outcome")
+def outcome(
+    request_id: Annotated[str, typer.Argument(metavar="ID", help="The request.")],
+    plugin: Annotated[str, typer.Argument(metavar="PLUGIN", help="The plugin that handled it.")],
+    success: Annotated[
+        bool | None,
+        typer.Option(
+            "--success/--failure", help="Whether it handled the request well.", show_default=False
+        ),
+    ] = None,
+    db: DbOption = None,
+    plugins: PluginsOption = Path("plugins"),
+) -> None:
+    """Record whether a plugin handled a request well; later similar requests lean towards
+    (success) or away from (failure) it."""
+    if success is None:
+        raise _fail("say --success or --failure")
+    _check_plugin(plugins, plugin)
+    with _open(db) as store:
+        _decision(store, request_id)
+        store.record_outcome(request_id, plugin, success)
+    typer.echo(f"{request_id}: {plugin} {'succeeded' if success else 'failed'}")
+
+
+@decisions_app.command("stats")
+def stats(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """How often decisions were corrected (and to what), and each plugin's outcomes."""
+    with _open(db) as store:
+        total = store.count_decisions()
+        confusions: Counter[tuple[str, str]] = Counter()
+        for correction in store.corrections():
+            stored = store.get_decision(correction.request_id)
+            chosen = (stored.primary_plugin if stored else None) or "-"
+            if chosen != correction.plugin:
+                confusions[(chosen, correction.plugin)] += 1
+        results: dict[str, list[int]] = {}
+        for found in store.outcomes():
+            counts = results.setdefault(found.plugin, [0, 0])
+            counts[0 if found.success else 1] += 1
+    wrong = sum(confusions.values())
+    share = wrong / total if total else 0.0
+    confused = [
+        {"routedTo": chosen, "shouldBe": right, "count": count}
+        for (chosen, right), count in sorted(confusions.items(), key=lambda i: (-i[1], i[0]))
+    ]
+    handled = [
+        {"plugin": name, "succeeded": ok, "failed": failed}
+        for name, (ok, failed) in sorted(results.items())
+    ]
+    if as_json:
+        report = {
+            "decisions": total,
+            "corrected": wrong,
+            "correctedShare": round(share, 4),
+            "confusions": confused,
+            "outcomes": handled,
+        }
+        typer.echo(json.dumps(report))
+        return
+    typer.echo(f"{total} decisions, {wrong} corrected ({share:.1%})")
+    for item in confused:
+        typer.echo(f"  {item['routedTo']} -> {item['shouldBe']}: {item['count']}")
+    for item in handled:
+        typer.echo(f"{item['plugin']}: {item['succeeded']} succeeded, {item['failed']} failed")
