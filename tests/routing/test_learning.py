@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from jira_orchestrator.routing import DecisionStore, InvalidRequest, Router, UnknownRequest
+from jira_orchestrator.routing import (
+    DecisionStore,
+    InvalidRequest,
+    Router,
+    RoutingRequest,
+    UnknownRequest,
+)
 
 from .conftest import WritePlugin, agent
 
@@ -110,3 +117,84 @@ def test_a_store_path_that_cannot_be_opened(tmp_path: Path) -> None:
     (tmp_path / "dir.db").mkdir()
     with pytest.raises(Exception, match=r"dir\.db"):
         DecisionStore(tmp_path / "dir.db")
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["same router", "after a restart"])
+def test_a_correction_remembers_the_labels_components_and_type_of_the_request(
+    lookalikes: Path, tmp_path: Path, restart: bool
+) -> None:
+    # A Jira issue often says the most in its labels and components; the corrected
+    # example must be the request as routed, not its text alone.
+    db = tmp_path / "routing.db"
+    router = Router.from_directory(lookalikes, store=db)
+    issue = RoutingRequest.from_text(
+        "Please have a look",
+        labels=["invoices", "billing-run"],
+        components=["Accounting ledger"],
+        request_id="FIN-1",
+    )
+    first = router.route(issue)
+    right = _other(first.primary_plugin)
+    router.record_correction("FIN-1", right)
+    if restart:
+        router.close()
+        router = Router.from_directory(lookalikes, store=db)
+    # Another issue that shares nothing with the first but its labels and components.
+    later = router.route(
+        RoutingRequest.from_text(
+            "Something is off here",
+            labels=["invoices", "billing-run"],
+            components=["Accounting ledger"],
+        )
+    )
+    score = later.score_of(right)
+    assert score is not None
+    assert score.learned > 0
+    assert later.primary_plugin == right
+    router.close()
+    with DecisionStore(db) as store:
+        stored = store.get_decision("FIN-1")
+        assert stored is not None
+        assert stored.request() == issue
+        (correction,) = store.corrections()
+        assert correction.request() == issue
+
+
+OLD_SCHEMA = """
+CREATE TABLE decisions (request_id TEXT PRIMARY KEY, created_at REAL NOT NULL,
+    text TEXT NOT NULL, files TEXT NOT NULL, primary_plugin TEXT, decision TEXT NOT NULL);
+CREATE TABLE outcomes (id INTEGER PRIMARY KEY AUTOINCREMENT, request_id TEXT NOT NULL,
+    plugin TEXT NOT NULL, success INTEGER NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE corrections (request_id TEXT PRIMARY KEY, plugin TEXT NOT NULL,
+    text TEXT NOT NULL, files TEXT NOT NULL, created_at REAL NOT NULL);
+"""
+
+
+def test_a_database_of_the_first_format_is_read_and_learned_from(
+    lookalikes: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as old:
+        old.executescript(OLD_SCHEMA)
+        old.execute(
+            "INSERT INTO decisions VALUES ('OLD-1', 1.0, ?, '[]', 'billing-core', '{}')",
+            (REQUEST,),
+        )
+        old.execute(
+            "INSERT INTO corrections VALUES ('OLD-1', 'ledger-sync', ?, '[]', 2.0)", (REQUEST,)
+        )
+        # A row written by hand with nothing to learn from: skipped, not fatal.
+        old.execute("INSERT INTO corrections VALUES ('OLD-2', 'ledger-sync', '', '[]', 3.0)")
+    old.close()
+    router = Router.from_directory(lookalikes, store=db)
+    assert "skipping a stored example" in caplog.text
+    assert router.route(SIMILAR).primary_plugin == "ledger-sync"
+    first = router.store.get_decision("OLD-1")  # type: ignore[union-attr]
+    assert first is not None
+    assert first.request() == RoutingRequest.from_text(REQUEST, request_id="OLD-1")
+    # New rows carry the whole request in the added column.
+    router.route(RoutingRequest.from_text("x", labels=["ledger"], request_id="NEW-1"))
+    router.record_correction("NEW-1", "billing-core")
+    router.close()
+    with DecisionStore(db) as store:
+        assert store.correction_of("NEW-1").request().labels == ("ledger",)  # type: ignore[union-attr]

@@ -191,7 +191,7 @@ def correct(
     _check_plugin(plugins, plugin)
     with _open(db) as store:
         stored = _decision(store, request_id)
-        store.record_correction(request_id, plugin, stored.text, stored.files)
+        store.record_correction(stored.request(), plugin)
     was = stored.primary_plugin or "no plugin"
     typer.echo(f"{request_id}: {was} -> {plugin}")
 

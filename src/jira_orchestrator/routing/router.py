@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -176,7 +176,7 @@ class Router:
         )
         self.learner = Learner()
         # Recent requests by id, for corrections and outcomes without a store.
-        self._recent: OrderedDict[str, tuple[str, tuple[str, ...]]] = OrderedDict()
+        self._recent: OrderedDict[str, RoutingRequest] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         if self.store is not None:
             self._load_examples(self.store)
@@ -288,7 +288,7 @@ class Router:
         Later similar requests lean towards (success) or away from (failure) it. Raises
         `UnknownRequest` for an unknown id and `InvalidRequest` for an unknown plugin.
         """
-        _text, _files, terms = self._request_of(request_id)
+        _request, terms = self._request_of(request_id)
         self._check_plugin(plugin)
         self.learner.add(request_id, plugin, "success" if success else "failure", terms)
         if self.store is not None:
@@ -301,11 +301,11 @@ class Router:
         The request becomes a labelled example: similar requests later lean towards
         ``plugin``. Raises `UnknownRequest` or `InvalidRequest` as `record_outcome`.
         """
-        text, files, terms = self._request_of(request_id)
+        request, terms = self._request_of(request_id)
         self._check_plugin(plugin)
         self.learner.add(request_id, plugin, "correction", terms)
         if self.store is not None:
-            self.store.record_correction(request_id, plugin, text, files)
+            self.store.record_correction(request, plugin)
         self.stats.corrections += 1
 
     async def wait_published(self) -> None:
@@ -664,45 +664,47 @@ class Router:
         ]
 
     def _remember(self, request: RoutingRequest, decision: RoutingDecision) -> None:
-        self._recent[request.request_id] = (request.text, request.files)
+        self._recent[request.request_id] = request
         self._recent.move_to_end(request.request_id)
         while len(self._recent) > _RECENT:
             self._recent.popitem(last=False)
         if self.store is not None:
-            self.store.save_decision(
-                request.request_id, request.text, request.files, decision.to_dict()
-            )
+            self.store.save_decision(request, decision.to_dict())
 
-    def _request_of(self, request_id: str) -> tuple[str, tuple[str, ...], Mapping[str, float]]:
+    def _request_of(self, request_id: str) -> tuple[RoutingRequest, Mapping[str, float]]:
+        """The request routed as ``request_id`` (labels and all) and its terms."""
         found = self._recent.get(request_id)
         if found is None and self.store is not None:
             stored = self.store.get_decision(request_id)
             if stored is not None:
-                found = (stored.text, stored.files)
+                found = stored.request()
         if found is None:
             raise UnknownRequest(request_id)
-        text, files = found
-        request = RoutingRequest(text=text, files=files, request_id=request_id)
-        return text, files, classify(request, self.index.known).terms
+        return found, classify(found, self.index.known).terms
 
     def _check_plugin(self, plugin: str) -> None:
         if plugin not in self._plugins:
             raise InvalidRequest("plugin", f"unknown plugin {plugin!r}")
 
     def _load_examples(self, store: DecisionStore) -> None:
-        for correction in store.corrections():
-            if correction.plugin in self._plugins and (correction.text or correction.files):
-                request = RoutingRequest(
-                    text=correction.text, files=correction.files, request_id=correction.request_id
-                )
-                terms = classify(request, self.index.known).terms
-                self.learner.add(correction.request_id, correction.plugin, "correction", terms)
-        for outcome, text, files in store.outcome_requests():
-            if outcome.plugin in self._plugins and (text or files):
-                request = RoutingRequest(text=text, files=files, request_id=outcome.request_id)
-                terms = classify(request, self.index.known).terms
-                kind = "success" if outcome.success else "failure"
-                self.learner.add(outcome.request_id, outcome.plugin, kind, terms)
+        examples: list[tuple[Callable[[], RoutingRequest], str, str]] = [
+            (correction.request, correction.plugin, "correction")
+            for correction in store.corrections()
+        ]
+        examples += [
+            (stored.request, outcome.plugin, "success" if outcome.success else "failure")
+            for outcome, stored in store.outcome_requests()
+        ]
+        for request_of, plugin, kind in examples:
+            if plugin not in self._plugins:
+                continue  # a plugin no longer installed
+            try:
+                request = request_of()
+            except InvalidRequest as exc:  # an empty row written by hand: not an example
+                _log.warning("routing store %s: skipping a stored example: %s", store.path, exc)
+                continue
+            terms = classify(request, self.index.known).terms
+            self.learner.add(request.request_id, plugin, kind, terms)
 
     def _publish_later(self, decision: RoutingDecision) -> None:
         bus = self.bus

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jira_orchestrator.routing.errors import RoutingError
+from jira_orchestrator.routing.request import RoutingRequest
 
 __all__ = ["Correction", "DecisionStore", "Outcome", "StoredDecision"]
 
@@ -29,7 +30,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     text TEXT NOT NULL,
     files TEXT NOT NULL,
     primary_plugin TEXT,
-    decision TEXT NOT NULL
+    decision TEXT NOT NULL,
+    extra TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS outcomes (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -43,10 +45,39 @@ CREATE TABLE IF NOT EXISTS corrections (
     plugin TEXT NOT NULL,
     text TEXT NOT NULL,
     files TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    extra TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS outcomes_request ON outcomes (request_id);
 """
+# The rest of a request besides its text and files (``extra``: labels, components, issue
+# type and key, requester), added after the first release: older files gain the column.
+_EXTRA_TABLES = ("decisions", "corrections")
+
+
+def _extra(request: RoutingRequest) -> str:
+    fields = {
+        "labels": list(request.labels),
+        "components": list(request.components),
+        "issueType": request.issue_type,
+        "issueKey": request.issue_key,
+        "requester": request.requester,
+    }
+    return json.dumps({k: v for k, v in fields.items() if v}, separators=(",", ":"))
+
+
+def _request(request_id: str, text: str, files: tuple[str, ...], extra: str) -> RoutingRequest:
+    found = json.loads(extra or "{}")
+    return RoutingRequest(
+        text=text,
+        files=files,
+        labels=tuple(found.get("labels", ())),
+        components=tuple(found.get("components", ())),
+        issue_type=found.get("issueType"),
+        issue_key=found.get("issueKey"),
+        requester=found.get("requester"),
+        request_id=request_id,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +90,12 @@ class StoredDecision:
     primary_plugin: str | None
     decision: dict[str, Any]
     created_at: float
+    extra: str = "{}"
+    """The request's labels, components, issue type and key, requester (JSON)."""
+
+    def request(self) -> RoutingRequest:
+        """The request as it was routed."""
+        return _request(self.request_id, self.text, self.files, self.extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +117,12 @@ class Correction:
     text: str
     files: tuple[str, ...]
     created_at: float
+    extra: str = "{}"
+    """The request's labels, components, issue type and key, requester (JSON)."""
+
+    def request(self) -> RoutingRequest:
+        """The request as it was routed."""
+        return _request(self.request_id, self.text, self.files, self.extra)
 
 
 class DecisionStore:
@@ -95,6 +138,12 @@ class DecisionStore:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            for table in _EXTRA_TABLES:
+                columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                if "extra" not in columns:
+                    self._db.execute(
+                        f"ALTER TABLE {table} ADD COLUMN extra TEXT NOT NULL DEFAULT '{{}}'"
+                    )
         except (sqlite3.Error, OSError) as exc:
             raise RoutingError(f"routing store {self.path}: cannot open: {exc}") from None
         self._lock = threading.Lock()
@@ -117,46 +166,49 @@ class DecisionStore:
             except sqlite3.Error as exc:
                 raise RoutingError(f"routing store {self.path}: {exc}") from None
 
-    def save_decision(
-        self, request_id: str, text: str, files: tuple[str, ...], decision: dict[str, Any]
-    ) -> None:
-        """Store (or replace) the decision for ``request_id``."""
+    def save_decision(self, request: RoutingRequest, decision: dict[str, Any]) -> None:
+        """Store (or replace) the decision made for ``request``."""
         self._execute(
-            "INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO decisions"
+            " (request_id, created_at, text, files, primary_plugin, decision, extra)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                request_id,
+                request.request_id,
                 time.time(),
-                text,
-                json.dumps(list(files)),
+                request.text,
+                json.dumps(list(request.files)),
                 decision.get("primaryPlugin"),
                 json.dumps(decision, separators=(",", ":")),
+                _extra(request),
             ),
         )
 
     def get_decision(self, request_id: str) -> StoredDecision | None:
         """The stored decision for ``request_id``, or None."""
         rows = self._execute(
-            "SELECT request_id, text, files, primary_plugin, decision, created_at"
+            "SELECT request_id, text, files, primary_plugin, decision, created_at, extra"
             " FROM decisions WHERE request_id = ?",
             (request_id,),
         )
         if not rows:
             return None
-        rid, text, files, primary, decision, created = rows[0]
+        rid, text, files, primary, decision, created, extra = rows[0]
         return StoredDecision(
-            rid, text, tuple(json.loads(files)), primary, json.loads(decision), created
+            rid, text, tuple(json.loads(files)), primary, json.loads(decision), created, extra
         )
 
     def recent_decisions(self, limit: int = 20) -> list[StoredDecision]:
         """The ``limit`` latest decisions, newest first."""
         rows = self._execute(
-            "SELECT request_id, text, files, primary_plugin, decision, created_at"
+            "SELECT request_id, text, files, primary_plugin, decision, created_at, extra"
             " FROM decisions ORDER BY created_at DESC, request_id LIMIT ?",
             (max(0, limit),),
         )
         return [
-            StoredDecision(rid, text, tuple(json.loads(files)), primary, json.loads(body), created)
-            for rid, text, files, primary, body, created in rows
+            StoredDecision(
+                rid, text, tuple(json.loads(files)), primary, json.loads(body), created, extra
+            )
+            for rid, text, files, primary, body, created, extra in rows
         ]
 
     def count_decisions(self) -> int:
@@ -189,39 +241,52 @@ class DecisionStore:
     def correction_of(self, request_id: str) -> Correction | None:
         """The correction of one request, or None."""
         rows = self._execute(
-            "SELECT request_id, plugin, text, files, created_at FROM corrections"
+            "SELECT request_id, plugin, text, files, created_at, extra FROM corrections"
             " WHERE request_id = ?",
             (request_id,),
         )
         if not rows:
             return None
-        rid, plugin, text, files, created = rows[0]
-        return Correction(rid, plugin, text, tuple(json.loads(files)), created)
+        rid, plugin, text, files, created, extra = rows[0]
+        return Correction(rid, plugin, text, tuple(json.loads(files)), created, extra)
 
-    def record_correction(
-        self, request_id: str, plugin: str, text: str, files: tuple[str, ...]
-    ) -> None:
-        """Store (or replace) the right plugin for ``request_id``."""
+    def record_correction(self, request: RoutingRequest, plugin: str) -> None:
+        """Store (or replace) the right plugin for ``request``."""
         self._execute(
-            "INSERT OR REPLACE INTO corrections VALUES (?, ?, ?, ?, ?)",
-            (request_id, plugin, text, json.dumps(list(files)), time.time()),
+            "INSERT OR REPLACE INTO corrections"
+            " (request_id, plugin, text, files, created_at, extra) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                request.request_id,
+                plugin,
+                request.text,
+                json.dumps(list(request.files)),
+                time.time(),
+                _extra(request),
+            ),
         )
 
     def corrections(self) -> list[Correction]:
         """Every correction, oldest first."""
         rows = self._execute(
-            "SELECT request_id, plugin, text, files, created_at FROM corrections"
+            "SELECT request_id, plugin, text, files, created_at, extra FROM corrections"
             " ORDER BY created_at, request_id"
         )
-        return [Correction(r, p, t, tuple(json.loads(f)), c) for r, p, t, f, c in rows]
+        return [Correction(r, p, t, tuple(json.loads(f)), c, e) for r, p, t, f, c, e in rows]
 
-    def outcome_requests(self) -> list[tuple[Outcome, str, tuple[str, ...]]]:
-        """Every outcome with its request's text and files (for learning)."""
+    def outcome_requests(self) -> list[tuple[Outcome, StoredDecision]]:
+        """Every outcome with the decision it is about (for learning:
+        ``stored.request()`` is the request as routed)."""
         rows = self._execute(
-            "SELECT o.request_id, o.plugin, o.success, o.created_at, d.text, d.files"
+            "SELECT o.request_id, o.plugin, o.success, o.created_at,"
+            " d.text, d.files, d.primary_plugin, d.decision, d.created_at, d.extra"
             " FROM outcomes o JOIN decisions d ON d.request_id = o.request_id ORDER BY o.id"
         )
         return [
-            (Outcome(r, p, bool(s), c), text, tuple(json.loads(files)))
-            for r, p, s, c, text, files in rows
+            (
+                Outcome(r, p, bool(s), c),
+                StoredDecision(
+                    r, text, tuple(json.loads(files)), primary, json.loads(body), at, extra
+                ),
+            )
+            for r, p, s, c, text, files, primary, body, at, extra in rows
         ]
