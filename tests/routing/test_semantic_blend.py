@@ -138,3 +138,18 @@ def test_labels_and_components_are_read_with_the_text(ecosystem: Path) -> None:
     seen.clear()
     router.route(RoutingRequest.from_text("", files=["charts/api/Chart.yaml"]))
     assert seen == ["charts/api/Chart.yaml"]
+
+
+def test_reranking_a_decision_gives_the_scores_the_router_blends(ecosystem: Path) -> None:
+    # `rerank` is documented as the router's blend applied afterwards: the same scores in
+    # the same order, a half-open plugin's availability and priorities included.
+    availability = {"doc-scribe": "half_open"}
+    plain = Router.from_directory(ecosystem, availability=availability)
+    reranker = SemanticReranker.from_router(plain, manuals)
+    blended = Router.from_directory(ecosystem, availability=availability)
+    blended.semantic = reranker
+    request = RoutingRequest.from_text(TEXT)
+    expected = [(s.plugin, s.score) for s in blended.route(request).scores]
+    found = reranker.rerank(plain.route(request))
+    assert [name for name, _ in found] == [name for name, _ in expected]
+    assert [score for _, score in found] == pytest.approx([score for _, score in expected])

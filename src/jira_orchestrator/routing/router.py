@@ -45,6 +45,7 @@ from jira_orchestrator.routing.scoring import (
     Scorer,
     ScoringWeights,
     availability_of,
+    blend,
     evidence,
 )
 from jira_orchestrator.routing.store import DecisionStore
@@ -529,12 +530,8 @@ class Router:
     def _blend(
         request: RoutingRequest, scores: list[_Scored], semantic: Semantic
     ) -> tuple[list[_Scored], dict[str, tuple[float, str]]]:
-        """Blend embedding similarity into the best lexical scores (already sorted).
-
-        ``total' = (1 - w) x total + w x best x similarity x priority x availability``: the
-        similarity is put on the scale of the best lexical score, and a plugin's priority
-        and availability weigh on it as on its words.
-        """
+        """Blend embedding similarity into the best lexical scores (already sorted), by
+        `scoring.blend` (as `SemanticReranker.rerank` does after the fact)."""
         weight = semantic.weight
         best = scores[0][0]
         # What a reader of the issue sees: its text, then its labels and components.
@@ -546,7 +543,7 @@ class Router:
         for total, name, position, parts, learned_points, priority, available in scores:
             value, nearest = found.get(name, (0.0, ""))
             value = max(0.0, value)
-            mixed = (1 - weight) * total + weight * best * value * priority * available
+            mixed = blend(total, best, value, weight, priority * available)
             blended.append((mixed, name, position, parts, learned_points, priority, available))
             closest = f", closest: {nearest}" if nearest else ""
             notes[name] = (value, f"semantic similarity {value:.2f}{closest} (weight {weight:g})")

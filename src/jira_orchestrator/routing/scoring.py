@@ -127,6 +127,14 @@ def availability_of(source: Availability | None, plugin: str, weights: ScoringWe
     return min(1.0, max(0.0, float(value)))
 
 
+def blend(total: float, best: float, similarity: float, weight: float, factor: float) -> float:
+    """A plugin's score with embedding similarity blended in:
+    ``(1 - weight) x total + weight x best x similarity x factor``, where ``best`` is the
+    best lexical score (the similarity is put on its scale), and ``factor`` the plugin's
+    priority times availability (which weigh on the similarity as on the words)."""
+    return (1 - weight) * total + weight * best * max(0.0, similarity) * factor
+
+
 @dataclass(frozen=True, slots=True)
 class Parts:
     """The points of one plugin before priority and availability, with their evidence."""

@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from jira_orchestrator.routing.scoring import blend
+
 if TYPE_CHECKING:
     from jira_orchestrator.routing.decision import RoutingDecision
     from jira_orchestrator.routing.router import Router
@@ -146,17 +148,20 @@ class SemanticReranker:
     def rerank(
         self, decision: RoutingDecision, weight: float | None = None
     ) -> list[tuple[str, float]]:
-        """(plugin, blended score) best first for an existing decision:
-        ``(1 - weight) x lexical share + weight x similarity``, where the lexical share is
-        the score over the best score."""
+        """(plugin, blended score) best first for a decision made without the blend: the
+        scores the router gives with ``router.semantic = self`` (`scoring.blend`, each
+        plugin's priority and availability weighing on its similarity)."""
         if not decision.scores:
             return []
         weight = self.weight if weight is None else weight
         text = decision.text or " ".join(decision.files)
         found = self.similarities(text, [s.plugin for s in decision.scores])
-        best = decision.scores[0].score or 1.0
+        best = decision.scores[0].score
         blended = [
-            (s.plugin, (1 - weight) * s.score / best + weight * max(0.0, found[s.plugin][0]))
+            (
+                s.plugin,
+                blend(s.score, best, found[s.plugin][0], weight, s.priority * s.availability),
+            )
             for s in decision.scores
         ]
         blended.sort(key=lambda item: (-item[1], item[0]))
