@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jira_orchestrator.routing.text as text_module
 from jira_orchestrator.routing import RoutingRequest, classify, technologies_of
 from jira_orchestrator.routing.text import compounds, stem, words
 
@@ -80,3 +85,63 @@ def test_files_named_in_the_text_count_too() -> None:
     assert "helm" in found.technologies
     assert "helm" in found.terms
     assert classify(RoutingRequest.from_text("see https://example.io/x.py")).technologies == ()
+
+
+def _spelled_one_by_one(text: str) -> str:
+    """The spellings applied one after the other, as the table reads."""
+    for pattern, replacement in text_module._SPELLINGS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                ".net",
+                "asp.net",
+                "c#",
+                "f#",
+                "c++",
+                "draw.io",
+                "diagrams.net",
+                "node.js",
+                "react.js",
+                "d3.js",
+                "ci/cd",
+                "ci / cd",
+                "e&o",
+                "e & o",
+                "m365",
+                "o365",
+                "x",
+                "a",
+                "net",
+                ".",
+                "/",
+                "#",
+                "+",
+                " ",
+                "-",
+                "3",
+                "node",
+                "js",
+                "asp",
+                "ci",
+                "cd",
+            ]
+        ),
+        max_size=12,
+    ).map("".join)
+)
+@settings(max_examples=400, deadline=None)
+def test_the_spellings_in_one_scan_read_as_one_after_the_other(text: str) -> None:
+    assert text_module._ONE_SPELLING.sub(text_module._spelled, text) == _spelled_one_by_one(text)
+
+
+def test_the_spellings_in_one_scan_on_the_corpus_files(corpus: Path) -> None:
+    for path in sorted(corpus.rglob("*.md"))[::7]:
+        text = path.read_text(encoding="utf-8", errors="replace").lower()
+        assert text_module._ONE_SPELLING.sub(text_module._spelled, text) == (
+            _spelled_one_by_one(text)
+        ), path

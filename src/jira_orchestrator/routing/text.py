@@ -296,11 +296,30 @@ STOPWORDS = frozenset(
 _TRIGGER = re.compile(r"[.#+/&]|[mo]365")
 
 
+# The spellings as one pattern, scanned once: alternatives in the table's order, each a
+# named group, the replacement looked up by the group that matched.
+_ONE_SPELLING = re.compile(
+    "|".join(f"(?P<s{i}>{pattern.pattern})" for i, (pattern, _) in enumerate(_SPELLINGS))
+)
+_GROUP_OFFSETS = tuple(
+    1 + i + sum(pattern.groups for pattern, _ in _SPELLINGS[:i]) for i in range(len(_SPELLINGS))
+)
+
+
+def _spelled(match: re.Match[str]) -> str:
+    index = int(match.lastgroup[1:]) if match.lastgroup else 0
+    pattern, replacement = _SPELLINGS[index]
+    inner = pattern.fullmatch(match.group(_GROUP_OFFSETS[index]))
+    return inner.expand(replacement) if inner else replacement
+
+
+@lru_cache(maxsize=256)
 def _normalise(text: str) -> str:
+    """Lower case, camelCase split, spellings unified. Cached: a plugin file is read as
+    words, then as compounds, from the same text."""
     text = _CAMEL.sub(" ", text).lower()
-    if _TRIGGER.search(text):  # most text has none of these: skip a dozen scans
-        for pattern, replacement in _SPELLINGS:
-            text = pattern.sub(replacement, text)
+    if _TRIGGER.search(text):  # most text has none of these: skip the scan
+        text = _ONE_SPELLING.sub(_spelled, text)
     return text
 
 
