@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 from collections.abc import AsyncIterator
 
 import looptime
@@ -27,6 +28,9 @@ async def fake_time() -> AsyncIterator[asyncio.AbstractEventLoop]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The CLI keeps built routing indexes in the user's cache: tests (and the processes
+    # they start) keep theirs in a directory of their own.
+    os.environ.setdefault("JIRA_ORCHESTRATOR_CACHE", tempfile.mkdtemp(prefix="jo-cache-"))
     config.addinivalue_line("markers", "looptime: run the test with fake, compacted loop time")
 
 

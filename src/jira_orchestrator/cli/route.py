@@ -4,6 +4,10 @@
         [--id ID] [--db FILE]
     jira-orchestrator route --plugins DIR --batch FILE [--json]
 
+The index is built once per run, or read from the cache (``--cache DIR``, default
+``$JIRA_ORCHESTRATOR_CACHE`` or ``~/.cache/jira-orchestrator``; ``--no-cache``) when the
+plugins have not changed since it was built.
+
 A batch FILE is JSON Lines (``id``, ``text``, optional ``files``, ``labels``,
 ``components``) or a Jira CSV export (Issue key, Summary, Description, Labels,
 Component/s). The output is JSON Lines, one decision a line (``id``, ``primaryPlugin``,
@@ -36,6 +40,7 @@ from jira_orchestrator.routing import (
     RoutingRequest,
     read_batch,
 )
+from jira_orchestrator.routing.cache import CACHE_ENV, default_cache_dir
 
 __all__ = ["PLUGINS_ENV", "route"]
 
@@ -51,9 +56,11 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _build(plugins: Path, db: Path | None, semantic: bool = False) -> Router:
+def _build(
+    plugins: Path, db: Path | None, semantic: bool = False, cache: Path | None = None
+) -> Router:
     try:
-        router = Router.from_directory(plugins, store=db)
+        router = Router.from_directory(plugins, store=db, cache=cache)
     except NoPlugins as exc:
         raise _fail(f"{exc} (set --plugins or ${PLUGINS_ENV})") from None
     except RoutingError as exc:
@@ -118,6 +125,19 @@ def route(
             help="Blend in sentence-embedding similarity (needs the 'semantic' extra).",
         ),
     ] = False,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache",
+            envvar=CACHE_ENV,
+            help=f"Keep the built index here for the next run (default ${CACHE_ENV}, "
+            "else ~/.cache/jira-orchestrator).",
+            show_default=False,
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Build the index without reading or writing a cache.")
+    ] = False,
     request_id: Annotated[
         str | None,
         typer.Option(
@@ -129,14 +149,15 @@ def route(
     ] = None,
 ) -> None:
     """Decide which plugin should handle a request (or each request of a batch), and why."""
+    cache = None if no_cache else (cache or default_cache_dir())
     if batch is not None:
         if text is not None or file or request_id is not None:
             raise _fail("give either TEXT (with --file, --id) or --batch FILE, not both")
-        _route_batch(_build(plugins, db, semantic), batch)
+        _route_batch(_build(plugins, db, semantic, cache), batch)
         return
     if text is None:
         raise _fail("give the request TEXT, or --batch FILE")
-    router = _build(plugins, db, semantic)
+    router = _build(plugins, db, semantic, cache)
     try:
         request = RoutingRequest.from_text(text, files=file or (), request_id=request_id)
         decision = router.route(request)

@@ -11,6 +11,7 @@ print(decision.explain())
 
 from jira_orchestrator.routing.baseline import BM25Baseline
 from jira_orchestrator.routing.batch import BatchItem, BatchProblem, read_batch
+from jira_orchestrator.routing.cache import IndexCache
 from jira_orchestrator.routing.classifier import (
     Classification,
     Complexity,
@@ -58,6 +59,7 @@ __all__ = [
     "Evaluation",
     "ExecutionStrategy",
     "FieldWeights",
+    "IndexCache",
     "InvalidRequest",
     "LabelledExample",
     "Learner",

@@ -10,8 +10,12 @@ one collection (idf over plugins), components another (idf over components).
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import msgspec
 
 from jira_orchestrator.routing.profiles import FieldWeights, PluginProfile
 
@@ -33,6 +37,32 @@ class _Collection:
 class _ComplexCollection:
     postings: dict[str, tuple[tuple[int, complex], ...]]
     size: int
+
+
+_FORMAT = 1
+
+
+def _pack(code: str, values: list[int] | list[float]) -> bytes:
+    return array(code, values).tobytes()
+
+
+def _unpack(code: str, data: bytes) -> array[Any]:
+    values = array(code)
+    values.frombytes(data)
+    return values
+
+
+class _Saved(msgspec.Struct, frozen=True):
+    """A built index as stored: the profiles and both collections' postings, each term's
+    as packed columns (positions as ``array('l')``, values as ``array('d')``; a complex
+    value as its real and imaginary parts)."""
+
+    format: int
+    profiles: list[PluginProfile]
+    meta: dict[str, tuple[bytes, bytes]]
+    meta_size: int
+    components: dict[str, tuple[bytes, bytes, bytes]]
+    component_size: int
 
 
 def _build(
@@ -130,6 +160,71 @@ class ProfileIndex:
 
     def __len__(self) -> int:
         return len(self.profiles)
+
+    def dumps(self) -> bytes:
+        """The built index as bytes (MessagePack), for `loads` to read back without
+        building it again."""
+        saved = _Saved(
+            format=_FORMAT,
+            profiles=list(self.profiles),
+            meta={
+                term: (_pack("l", [p for p, _ in entries]), _pack("d", [v for _, v in entries]))
+                for term, entries in self._meta.postings.items()
+            },
+            meta_size=self._meta.size,
+            components={
+                term: (
+                    _pack("l", [p for p, _ in entries]),
+                    _pack("d", [v.real for _, v in entries]),
+                    _pack("d", [v.imag for _, v in entries]),
+                )
+                for term, entries in self._components.postings.items()
+            },
+            component_size=self._components.size,
+        )
+        return msgspec.msgpack.encode(saved)
+
+    @classmethod
+    def loads(cls, data: bytes) -> ProfileIndex:
+        """An index `dumps` wrote. Raises ``ValueError`` for anything else (only data is
+        read: no code runs, whoever wrote the bytes)."""
+        try:
+            saved = msgspec.msgpack.decode(data, type=_Saved)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"not a saved routing index: {exc}") from None
+        if saved.format != _FORMAT:
+            raise ValueError(f"saved routing index format {saved.format}, expected {_FORMAT}")
+        index = cls.__new__(cls)
+        index.profiles = tuple(saved.profiles)
+        owner: list[int] = []
+        docs = []
+        for position, profile in enumerate(index.profiles):
+            for component in profile.components:
+                owner.append(position)
+                docs.append(component)
+        index.component_owner = tuple(owner)
+        index.components = tuple(docs)
+        index._meta = _Collection(
+            postings={
+                term: tuple(zip(_unpack("l", positions), _unpack("d", values), strict=True))
+                for term, (positions, values) in saved.meta.items()
+            },
+            size=saved.meta_size,
+        )
+        index._components = _ComplexCollection(
+            postings={
+                term: tuple(
+                    zip(
+                        _unpack("l", positions),
+                        map(complex, _unpack("d", reals), _unpack("d", imags)),
+                        strict=True,
+                    )
+                )
+                for term, (positions, reals, imags) in saved.components.items()
+            },
+            size=saved.component_size,
+        )
+        return index
 
     def meta_scores(
         self, terms: Mapping[str, float], plugins: Container[int] | None = None

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from jira_orchestrator.plugins import AgentRegistry, PluginInfo, discover_plugins
+from jira_orchestrator.routing.cache import IndexCache
 from jira_orchestrator.routing.classifier import Classification, classify, domains_of
 from jira_orchestrator.routing.decision import (
     AgentRecommendation,
@@ -115,6 +116,8 @@ class Router:
     ``plugins`` is a `PluginCatalog` or any iterable of `PluginInfo`. ``requester`` is
     who asks when a request does not say (checked against ``acceptsRoutingFrom``).
     ``availability`` is a callable ``plugin_id -> 0..1`` or a mapping of breaker states.
+    ``cache`` is an `IndexCache` or a directory: the built index is kept there and read
+    back by the next router over the same plugins and settings (see `routing.cache`).
     ``store`` is a `DecisionStore` or a SQLite path. A decision lists the best
     ``score_limit`` plugins' scores. Raises `NoPlugins` when there is no plugin.
 
@@ -135,6 +138,7 @@ class Router:
         registry: AgentRegistry | None = None,
         score_limit: int = 10,
         semantic: Semantic | None = None,
+        cache: IndexCache | str | os.PathLike[str] | None = None,
     ) -> None:
         loaded = list(plugins)
         if not loaded:
@@ -151,7 +155,15 @@ class Router:
         self.stats = RouterStats()
         self._plugins = {plugin.name: plugin for plugin in loaded}
         started = time.perf_counter()
-        self.index = ProfileIndex((build_profile(p, self.fields) for p in loaded), self.fields)
+        index_cache = cache if isinstance(cache, IndexCache) or cache is None else IndexCache(cache)
+        key = index_cache.key(loaded, self.fields, self.weights) if index_cache else ""
+        cached = index_cache.load(key) if index_cache else None
+        self.index_from_cache = cached is not None
+        """Whether the index (and specificity) came from the cache, not built here."""
+        if cached is not None:
+            self.index = cached[0]
+        else:
+            self.index = ProfileIndex((build_profile(p, self.fields) for p in loaded), self.fields)
         self._scorer = Scorer(self.index, self.weights)
         self._positions = {profile.name: i for i, profile in enumerate(self.index.profiles)}
         self._with_capabilities = tuple(
@@ -164,11 +176,15 @@ class Router:
             for term in {t for bag in profile.meta.values() for t in bag}:
                 self._declaring.setdefault(term, []).append(i)
         self._specificity: tuple[float, ...] = (1.0,) * len(self.index.profiles)
-        if (
+        if cached is not None:
+            self._specificity = cached[1]
+        elif (
             self.weights.specificity > 0
             and len(self.index.profiles) >= self.weights.specificity_min_plugins
         ):
             self._specificity = self._measure_specificity()
+        if index_cache is not None and cached is None:
+            index_cache.save(key, self.index, self._specificity)
         self.registry = registry if registry is not None else AgentRegistry(loaded)
         self.build_seconds = time.perf_counter() - started
         self._owns_store = store is not None and not isinstance(store, DecisionStore)
@@ -194,6 +210,7 @@ class Router:
         bus: MessageBus | None = None,
         requester: str | None = "jira-orchestrator",
         score_limit: int = 10,
+        cache: IndexCache | str | os.PathLike[str] | None = None,
     ) -> Router:
         """Discover the plugins under ``root`` and build a router over them (options as
         for the constructor).
@@ -220,6 +237,7 @@ class Router:
             bus=bus,
             requester=requester,
             score_limit=score_limit,
+            cache=cache,
         )
 
     @property
