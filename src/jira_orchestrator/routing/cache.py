@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
+from jira_orchestrator import __version__
 from jira_orchestrator.plugins import PluginInfo
 from jira_orchestrator.routing.index import ProfileIndex
 from jira_orchestrator.routing.profiles import FieldWeights
@@ -50,8 +51,9 @@ def default_cache_dir() -> Path:
 
 @cache
 def _code_digest() -> bytes:
-    """The routing package's source: a change to how plugins are read changes the key."""
-    digest = hashlib.sha256()
+    """The package version and the routing package's source: a change to how plugins are
+    read changes the key, released or not."""
+    digest = hashlib.sha256(__version__.encode())
     for path in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
