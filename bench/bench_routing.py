@@ -297,14 +297,15 @@ def corpus_rows() -> tuple[list[dict[str, Any]], list[str]]:
         row("corpus: plain BM25 rank p50", ms(bm25_samples, 50), "ms"),
         row("corpus: plain BM25 rank p99", ms(bm25_samples, 99), "ms"),
         row("corpus: router build (discovery + profiles + index + agents)", round(build, 3), "s"),
-        *cache_rows(),
+        *cache_rows(build),
         row("corpus: plain BM25 build", round(baseline_build, 3), "s"),
     ]
     return rows, misses
 
 
-def cache_rows() -> list[dict[str, Any]]:
-    """Building the corpus router, writing the index cache, then reading it back."""
+def cache_rows(build: float) -> list[dict[str, Any]]:
+    """Building the corpus router, writing the index cache, then reading it back; compared
+    with ``build``, the same router built without a cache."""
     with tempfile.TemporaryDirectory() as directory:
         timings = []
         for _ in range(2):
@@ -318,7 +319,7 @@ def cache_rows() -> list[dict[str, Any]]:
             "corpus: router from the index cache (discovery + reading it + agents)",
             round(timings[1], 3),
             "s",
-            note=f"{timings[0] / timings[1]:.1f}x faster than building",
+            note=f"{build / timings[1]:.1f}x faster than building it",
         ),
     ]
 
