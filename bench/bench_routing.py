@@ -69,7 +69,8 @@ INDEPENDENT = ROOT / "tests" / "data" / "routing_independent.jsonl"
 FRESH = ROOT / "tests" / "data" / "routing_fresh.jsonl"
 VALIDATION = ROOT / "tests" / "data" / "routing_validation.jsonl"
 CHECK = ROOT / "tests" / "data" / "routing_check.jsonl"
-# A second annotator's labels of five unseen sets, made from the corpus alone
+CONFIRM = ROOT / "tests" / "data" / "routing_confirm.jsonl"
+# A second annotator's labels of six unseen sets, made from the corpus alone
 # without seeing the first labels or any routing output: how far a careful reader agrees.
 SECOND = ROOT / "tests" / "data" / "routing_second_annotator.jsonl"
 SETS = (
@@ -80,6 +81,7 @@ SETS = (
     ("fresh", FRESH, ("", "")),
     ("validation", VALIDATION, ("", "")),
     ("check", CHECK, ("", "")),
+    ("confirm", CONFIRM, ("", "")),
 )
 ROUNDS = 10
 SYNTHETIC = 1_000
@@ -334,7 +336,9 @@ def agreement_rows(router: Router) -> list[dict[str, Any]]:
             entry = json.loads(line)
             second[entry["id"]] = entry["plugin"]
     examples = [
-        e for path in (HOLDOUT, BLIND, INDEPENDENT, VALIDATION, CHECK) for e in load_labelled(path)
+        e
+        for path in (HOLDOUT, BLIND, INDEPENDENT, VALIDATION, CHECK, CONFIRM)
+        for e in load_labelled(path)
     ]
     both = [e for e in examples if e.request.request_id in second]
     agree = sum(second[e.request.request_id] == e.expected for e in both)

@@ -27,6 +27,7 @@ INDEPENDENT = Path(__file__).resolve().parents[1] / "data" / "routing_independen
 FRESH = Path(__file__).resolve().parents[1] / "data" / "routing_fresh.jsonl"
 VALIDATION = Path(__file__).resolve().parents[1] / "data" / "routing_validation.jsonl"
 CHECK = Path(__file__).resolve().parents[1] / "data" / "routing_check.jsonl"
+CONFIRM = Path(__file__).resolve().parents[1] / "data" / "routing_confirm.jsonl"
 
 WritePlugin = Callable[..., Path]
 
