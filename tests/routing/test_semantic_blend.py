@@ -153,3 +153,38 @@ def test_reranking_a_decision_gives_the_scores_the_router_blends(ecosystem: Path
     found = reranker.rerank(plain.route(request))
     assert [name for name, _ in found] == [name for name, _ in expected]
     assert [score for _, score in found] == pytest.approx([score for _, score in expected])
+
+
+def test_plugin_vectors_are_read_back_from_the_cache(ecosystem: Path, tmp_path: Path) -> None:
+    router = Router.from_directory(ecosystem)
+    seen, record = recording()
+    first = SemanticReranker.from_router(router, record, cache=tmp_path, model_id="toy")
+    encoded = len(seen)
+    assert encoded > 0
+    (entry,) = tmp_path.glob("*.vectors")
+    second = SemanticReranker.from_router(router, record, cache=tmp_path, model_id="toy")
+    assert len(seen) == encoded  # nothing encoded again
+    assert {k: [label for label, _ in v] for k, v in second.items.items()} == {
+        k: [label for label, _ in v] for k, v in first.items.items()
+    }
+    for plugin, found in first.items.items():
+        for (_, a), (_, b) in zip(found, second.items[plugin], strict=True):
+            assert a == pytest.approx(b, abs=1e-6)
+    # Another model, or damaged bytes: encoded again (and the entry replaced).
+    SemanticReranker.from_router(router, record, cache=tmp_path, model_id="toy-2")
+    assert len(seen) == 2 * encoded
+    entry.write_bytes(entry.read_bytes()[:-4])
+    SemanticReranker.from_router(router, record, cache=tmp_path, model_id="toy")
+    assert len(seen) == 3 * encoded
+    SemanticReranker.from_router(router, record, cache=tmp_path, model_id="toy")
+    assert len(seen) == 3 * encoded
+
+
+def test_an_encoder_without_a_model_id_is_not_cached(ecosystem: Path, tmp_path: Path) -> None:
+    router = Router.from_directory(ecosystem)
+    seen, record = recording()
+    SemanticReranker.from_router(router, record, cache=tmp_path)
+    encoded = len(seen)
+    SemanticReranker.from_router(router, record, cache=tmp_path)
+    assert not list(tmp_path.glob("*.vectors"))
+    assert len(seen) == 2 * encoded > 0

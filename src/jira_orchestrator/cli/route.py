@@ -69,7 +69,7 @@ def _build(
         try:
             from jira_orchestrator.routing.semantic import SemanticReranker
 
-            router.semantic = SemanticReranker.from_router(router)
+            router.semantic = SemanticReranker.from_router(router, cache=cache)
         except ImportError as exc:
             router.close()
             raise _fail(str(exc)) from None

