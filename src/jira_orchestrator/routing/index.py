@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from jira_orchestrator.routing.profiles import FieldWeights, PluginProfile
+from jira_orchestrator.routing.profiles import ComponentDoc, FieldWeights, PluginProfile
 
 __all__ = ["ProfileIndex"]
 
@@ -128,17 +128,10 @@ class ProfileIndex:
             },
             cap=_META_CAP,
         )
-        owner: list[int] = []
-        docs = []
-        for position, profile in enumerate(self.profiles):
-            for component in profile.components:
-                owner.append(position)
-                docs.append(component)
-        self.component_owner: tuple[int, ...] = tuple(owner)
-        self.components = tuple(docs)
+        self._set_components()
         built = _build(
-            [c.fields for c in docs],
-            [c.lengths for c in docs],
+            [c.fields for c in self.components],
+            [c.lengths for c in self.components],
             {
                 "name": weights.component_name,
                 "keywords": weights.component_keywords,
@@ -156,6 +149,15 @@ class ProfileIndex:
                 for term, entries in built.postings.items()
             },
             size=built.size,
+        )
+
+    def _set_components(self) -> None:
+        """Every plugin's components in one sequence, with the position of their plugin."""
+        self.component_owner: tuple[int, ...] = tuple(
+            position for position, profile in enumerate(self.profiles) for _ in profile.components
+        )
+        self.components: tuple[ComponentDoc, ...] = tuple(
+            component for profile in self.profiles for component in profile.components
         )
 
     def __len__(self) -> int:
@@ -196,14 +198,7 @@ class ProfileIndex:
             raise ValueError(f"saved routing index format {saved.format}, expected {_FORMAT}")
         index = cls.__new__(cls)
         index.profiles = tuple(saved.profiles)
-        owner: list[int] = []
-        docs = []
-        for position, profile in enumerate(index.profiles):
-            for component in profile.components:
-                owner.append(position)
-                docs.append(component)
-        index.component_owner = tuple(owner)
-        index.components = tuple(docs)
+        index._set_components()
         index._meta = _Collection(
             postings={
                 term: tuple(zip(_unpack("l", positions), _unpack("d", values), strict=True))
@@ -234,9 +229,10 @@ class ProfileIndex:
         postings = self._meta.postings
         for term, weight in terms.items():
             for position, value in postings.get(term, ()):
-                if plugins is None or position in plugins:
-                    scores[position] = scores.get(position, 0.0) + weight * value
-        return scores
+                scores[position] = scores.get(position, 0.0) + weight * value
+        if plugins is None:
+            return scores
+        return {position: value for position, value in scores.items() if position in plugins}
 
     def component_scores(
         self,
