@@ -80,6 +80,31 @@ def _request(request_id: str, text: str, files: tuple[str, ...], extra: str) -> 
     )
 
 
+# Each record's columns, in the order its reader below takes them.
+_DECISION_COLUMNS = (
+    "d.request_id, d.text, d.files, d.primary_plugin, d.decision, d.created_at, d.extra"
+)
+_OUTCOME_COLUMNS = "o.request_id, o.plugin, o.success, o.created_at"
+_CORRECTION_COLUMNS = "request_id, plugin, text, files, created_at, extra"
+
+
+def _stored(row: tuple[Any, ...]) -> StoredDecision:
+    rid, text, files, primary, decision, created, extra = row
+    return StoredDecision(
+        rid, text, tuple(json.loads(files)), primary, json.loads(decision), created, extra
+    )
+
+
+def _outcome(row: tuple[Any, ...]) -> Outcome:
+    rid, plugin, success, created = row
+    return Outcome(rid, plugin, bool(success), created)
+
+
+def _correction(row: tuple[Any, ...]) -> Correction:
+    rid, plugin, text, files, created, extra = row
+    return Correction(rid, plugin, text, tuple(json.loads(files)), created, extra)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredDecision:
     """A decision as stored: its request and the decision's wire form."""
@@ -186,30 +211,18 @@ class DecisionStore:
     def get_decision(self, request_id: str) -> StoredDecision | None:
         """The stored decision for ``request_id``, or None."""
         rows = self._execute(
-            "SELECT request_id, text, files, primary_plugin, decision, created_at, extra"
-            " FROM decisions WHERE request_id = ?",
-            (request_id,),
+            f"SELECT {_DECISION_COLUMNS} FROM decisions d WHERE request_id = ?", (request_id,)
         )
-        if not rows:
-            return None
-        rid, text, files, primary, decision, created, extra = rows[0]
-        return StoredDecision(
-            rid, text, tuple(json.loads(files)), primary, json.loads(decision), created, extra
-        )
+        return _stored(rows[0]) if rows else None
 
     def recent_decisions(self, limit: int = 20) -> list[StoredDecision]:
         """The ``limit`` latest decisions, newest first."""
         rows = self._execute(
-            "SELECT request_id, text, files, primary_plugin, decision, created_at, extra"
-            " FROM decisions ORDER BY created_at DESC, request_id LIMIT ?",
+            f"SELECT {_DECISION_COLUMNS} FROM decisions d"
+            " ORDER BY d.created_at DESC, d.request_id LIMIT ?",
             (max(0, limit),),
         )
-        return [
-            StoredDecision(
-                rid, text, tuple(json.loads(files)), primary, json.loads(body), created, extra
-            )
-            for rid, text, files, primary, body, created, extra in rows
-        ]
+        return [_stored(row) for row in rows]
 
     def count_decisions(self) -> int:
         """How many decisions are stored."""
@@ -224,31 +237,23 @@ class DecisionStore:
 
     def outcomes(self) -> list[Outcome]:
         """Every outcome, oldest first."""
-        rows = self._execute(
-            "SELECT request_id, plugin, success, created_at FROM outcomes ORDER BY id"
-        )
-        return [Outcome(r, p, bool(s), c) for r, p, s, c in rows]
+        rows = self._execute(f"SELECT {_OUTCOME_COLUMNS} FROM outcomes o ORDER BY o.id")
+        return [_outcome(row) for row in rows]
 
     def outcomes_of(self, request_id: str) -> list[Outcome]:
         """The outcomes of one request, oldest first."""
         rows = self._execute(
-            "SELECT request_id, plugin, success, created_at FROM outcomes"
-            " WHERE request_id = ? ORDER BY id",
+            f"SELECT {_OUTCOME_COLUMNS} FROM outcomes o WHERE o.request_id = ? ORDER BY o.id",
             (request_id,),
         )
-        return [Outcome(r, p, bool(s), c) for r, p, s, c in rows]
+        return [_outcome(row) for row in rows]
 
     def correction_of(self, request_id: str) -> Correction | None:
         """The correction of one request, or None."""
         rows = self._execute(
-            "SELECT request_id, plugin, text, files, created_at, extra FROM corrections"
-            " WHERE request_id = ?",
-            (request_id,),
+            f"SELECT {_CORRECTION_COLUMNS} FROM corrections WHERE request_id = ?", (request_id,)
         )
-        if not rows:
-            return None
-        rid, plugin, text, files, created, extra = rows[0]
-        return Correction(rid, plugin, text, tuple(json.loads(files)), created, extra)
+        return _correction(rows[0]) if rows else None
 
     def record_correction(self, request: RoutingRequest, plugin: str) -> None:
         """Store (or replace) the right plugin for ``request``."""
@@ -268,25 +273,15 @@ class DecisionStore:
     def corrections(self) -> list[Correction]:
         """Every correction, oldest first."""
         rows = self._execute(
-            "SELECT request_id, plugin, text, files, created_at, extra FROM corrections"
-            " ORDER BY created_at, request_id"
+            f"SELECT {_CORRECTION_COLUMNS} FROM corrections ORDER BY created_at, request_id"
         )
-        return [Correction(r, p, t, tuple(json.loads(f)), c, e) for r, p, t, f, c, e in rows]
+        return [_correction(row) for row in rows]
 
     def outcome_requests(self) -> list[tuple[Outcome, StoredDecision]]:
         """Every outcome with the decision it is about (for learning:
         ``stored.request()`` is the request as routed)."""
         rows = self._execute(
-            "SELECT o.request_id, o.plugin, o.success, o.created_at,"
-            " d.text, d.files, d.primary_plugin, d.decision, d.created_at, d.extra"
+            f"SELECT {_OUTCOME_COLUMNS}, {_DECISION_COLUMNS}"
             " FROM outcomes o JOIN decisions d ON d.request_id = o.request_id ORDER BY o.id"
         )
-        return [
-            (
-                Outcome(r, p, bool(s), c),
-                StoredDecision(
-                    r, text, tuple(json.loads(files)), primary, json.loads(body), at, extra
-                ),
-            )
-            for r, p, s, c, text, files, primary, body, at, extra in rows
-        ]
+        return [(_outcome(row[:4]), _stored(row[4:])) for row in rows]
