@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from jira_orchestrator.cli.route import DB_ENV, PLUGINS_ENV
+from jira_orchestrator.cli.route import DB_ENV, PLUGINS_ENV, _fail
 from jira_orchestrator.plugins import discover_plugins
 from jira_orchestrator.routing import RoutingError
 from jira_orchestrator.routing.store import DecisionStore, StoredDecision
@@ -56,13 +56,6 @@ PluginsOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-
-
-def _fail(message: str) -> typer.Exit:
-    Console(stderr=True, soft_wrap=True).print(
-        f"[red]error:[/red] {escape(message)}", highlight=False
-    )
-    return typer.Exit(2)
 
 
 def _open(db: Path | None) -> DecisionStore:
