@@ -177,14 +177,15 @@ class SemanticReranker:
                 labels.append((profile.name, f"{component.kind} {component.name}"))
                 name = component.name.replace("-", " ").replace(":", " ")
                 texts.append(f"{name}: {component.description}")
-        vectors: Sequence[Sequence[float]] = []
-        if texts:
-            store = cache if isinstance(cache, IndexCache) or cache is None else IndexCache(cache)
-            name = _vectors_name(model_id, texts) if store is not None and model_id else ""
-            found = _read_vectors(store.read(name), len(texts)) if store and name else None
-            vectors = found if found is not None else encode(texts)
-            if store is not None and name and found is None:
-                store.write(name, _pack_vectors(vectors))
+        store = cache if isinstance(cache, IndexCache) or cache is None else IndexCache(cache)
+        entry = _vectors_name(model_id, texts) if store is not None and model_id else None
+        vectors: Sequence[Sequence[float]] | None = None
+        if store is not None and entry is not None:
+            vectors = _read_vectors(store.read(entry), len(texts))
+        if vectors is None:
+            vectors = encode(texts) if texts else []
+            if store is not None and entry is not None and vectors:
+                store.write(entry, _pack_vectors(vectors))
         grouped: dict[str, list[tuple[str, tuple[float, ...]]]] = {
             name: [] for name in router.plugins
         }
