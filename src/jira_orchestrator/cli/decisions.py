@@ -26,7 +26,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from jira_orchestrator.cli.route import DB_ENV, PLUGINS_ENV, _fail
+from jira_orchestrator.cli._errors import fail
+from jira_orchestrator.cli.route import DB_ENV, PLUGINS_ENV
 from jira_orchestrator.plugins import discover_plugins
 from jira_orchestrator.routing import RoutingError
 from jira_orchestrator.routing.store import DecisionStore, StoredDecision
@@ -60,19 +61,19 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 def _open(db: Path | None) -> DecisionStore:
     if db is None:
-        raise _fail(f"give --db FILE (or set ${DB_ENV}): the file `route --db` writes")
+        raise fail(f"give --db FILE (or set ${DB_ENV}): the file `route --db` writes")
     if not db.is_file():
-        raise _fail(f"no routing database at {db}")
+        raise fail(f"no routing database at {db}")
     try:
         return DecisionStore(db)
     except RoutingError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def _decision(store: DecisionStore, request_id: str) -> StoredDecision:
     found = store.get_decision(request_id)
     if found is None:
-        raise _fail(f"no decision for request {request_id!r} in {store.path}")
+        raise fail(f"no decision for request {request_id!r} in {store.path}")
     return found
 
 
@@ -80,11 +81,11 @@ def _check_plugin(plugins: Path, plugin: str) -> None:
     try:
         catalog = discover_plugins(plugins)
     except NotADirectoryError as exc:
-        raise _fail(f"{exc} (set --plugins or ${PLUGINS_ENV})") from None
+        raise fail(f"{exc} (set --plugins or ${PLUGINS_ENV})") from None
     names = sorted(info.name for info in catalog.plugins)
     if plugin not in names:
         known = ", ".join(names) or "none"
-        raise _fail(f"unknown plugin {plugin!r} in {plugins} (known: {known})")
+        raise fail(f"unknown plugin {plugin!r} in {plugins} (known: {known})")
 
 
 def _when(timestamp: float) -> str:
@@ -205,7 +206,7 @@ def outcome(
     """Record whether a plugin handled a request well; later similar requests lean towards
     (success) or away from (failure) it."""
     if success is None:
-        raise _fail("say --success or --failure")
+        raise fail("say --success or --failure")
     _check_plugin(plugins, plugin)
     with _open(db) as store:
         _decision(store, request_id)

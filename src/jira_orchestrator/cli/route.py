@@ -29,6 +29,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from jira_orchestrator.cli._errors import fail
 from jira_orchestrator.routing import (
     BatchItem,
     BatchProblem,
@@ -49,22 +50,15 @@ DB_ENV = "JIRA_ORCHESTRATOR_ROUTING_DB"
 _SHOWN = 5
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    Console(stderr=True, soft_wrap=True).print(
-        f"[red]error:[/red] {escape(message)}", highlight=False
-    )
-    return typer.Exit(code)
-
-
 def _build(
     plugins: Path, db: Path | None, semantic: bool = False, cache: Path | None = None
 ) -> Router:
     try:
         router = Router.from_directory(plugins, store=db, cache=cache)
     except NoPlugins as exc:
-        raise _fail(f"{exc} (set --plugins or ${PLUGINS_ENV})") from None
+        raise fail(f"{exc} (set --plugins or ${PLUGINS_ENV})") from None
     except RoutingError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if semantic:
         try:
             from jira_orchestrator.routing.semantic import SemanticReranker
@@ -72,7 +66,7 @@ def _build(
             router.semantic = SemanticReranker.from_router(router, cache=cache)
         except ImportError as exc:
             router.close()
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
     return router
 
 
@@ -152,17 +146,17 @@ def route(
     cache = None if no_cache else (cache or default_cache_dir())
     if batch is not None:
         if text is not None or file or request_id is not None:
-            raise _fail("give either TEXT (with --file, --id) or --batch FILE, not both")
+            raise fail("give either TEXT (with --file, --id) or --batch FILE, not both")
         _route_batch(_build(plugins, db, semantic, cache), batch)
         return
     if text is None:
-        raise _fail("give the request TEXT, or --batch FILE")
+        raise fail("give the request TEXT, or --batch FILE")
     router = _build(plugins, db, semantic, cache)
     try:
         request = RoutingRequest.from_text(text, files=file or (), request_id=request_id)
         decision = router.route(request)
     except InvalidRequest as exc:
-        raise _fail(f"request: {exc}") from None
+        raise fail(f"request: {exc}") from None
     finally:
         router.close()
     if json_output:
@@ -206,7 +200,7 @@ def _route_batch(router: Router, path: Path) -> None:
         entries = list(read_batch(path))
     except InvalidRequest as exc:
         router.close()
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     problems = 0
     routed = 0
     progress = Progress(
