@@ -19,7 +19,6 @@ import logging
 import os
 from collections import deque
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -40,6 +39,7 @@ from jira_orchestrator.orchestrator.errors import (
     DeadLetterStoreCorrupt,
     ReplayError,
 )
+from jira_orchestrator.orchestrator.files import OrchestratorFiles
 
 __all__ = [
     "DEFAULT_DLQ_PATH",
@@ -58,7 +58,8 @@ __all__ = [
 log = logging.getLogger("jira_orchestrator.orchestrator.deadletters")
 
 DLQ_ENV = "JIRA_ORCHESTRATOR_DLQ"
-DEFAULT_DLQ_PATH = Path(".jira-orchestrator") / "dead-letters.db"
+DEFAULT_DLQ_PATH = OrchestratorFiles().dead_letters
+"""Where ``demo`` and ``up`` (with their default ``--output``) store dead letters."""
 REASONS = (
     "handler-error",
     "filter-error",
