@@ -68,7 +68,15 @@ from jira_orchestrator.orchestrator.sagastore import (
     SagaStepStatus,
     SagaStore,
 )
-from jira_orchestrator.orchestrator.tasks import TaskRecord, TaskStatus, TaskStore, TaskStoreError
+from jira_orchestrator.orchestrator.tasks import (
+    DEFAULT_TASK_RETENTION,
+    TASK_RETENTION_ENV,
+    TASKS_ENV,
+    TaskRecord,
+    TaskStatus,
+    TaskStore,
+    TaskStoreError,
+)
 from jira_orchestrator.orchestrator.workflows import (
     STEP_KINDS,
     StepRegistry,
@@ -82,12 +90,15 @@ __all__ = [
     "DEFAULT_MAX_BACKLOG",
     "DEFAULT_MAX_BACKLOG_BYTES",
     "DEFAULT_OUTPUT",
+    "DEFAULT_TASK_RETENTION",
     "DLQ_ENV",
     "INVALID_LETTER",
     "ORCHESTRATOR_ID",
     "REASONS",
     "STEP_KINDS",
     "STORES_DIR",
+    "TASKS_ENV",
+    "TASK_RETENTION_ENV",
     "Attempt",
     "ChainError",
     "CollectorStats",
