@@ -265,7 +265,7 @@ async def _run(
         for plugin in plugins:
             try:
                 await plugin.start()
-            except JiraOrchestratorError as error:
+            except (JiraOrchestratorError, OSError) as error:
                 _error(f"plugin {plugin.id} did not start: {error}")
                 return EXIT_FAILURE
             started.append(plugin)
