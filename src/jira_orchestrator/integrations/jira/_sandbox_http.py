@@ -139,7 +139,10 @@ def build_app(sandbox: JiraSandbox) -> Starlette:
         if wanted is not None:
             available = [t for t in available if t.id == wanted]
         return json_response(
-            {"expand": "transitions", "transitions": [sandbox.transition_json(t) for t in available]}
+            {
+                "expand": "transitions",
+                "transitions": [sandbox.transition_json(t) for t in available],
+            }
         )
 
     @endpoint
@@ -221,7 +224,7 @@ def build_app(sandbox: JiraSandbox) -> Starlette:
             try:
                 data = json.loads(await request.body())
                 if not isinstance(data, dict) or not isinstance(data.get("url"), str):
-                    raise ValueError("expected {\"url\": ..., \"secret\": ...}")
+                    raise ValueError('expected {"url": ..., "secret": ...}')
                 secret = data.get("secret", DEFAULT_SECRET)
                 if secret is not None and not isinstance(secret, str):
                     raise ValueError("'secret' must be a string or null")

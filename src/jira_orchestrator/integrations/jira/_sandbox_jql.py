@@ -11,6 +11,8 @@ quoted strings, ``currentUser()``, ``now()``, and dates as Jira takes them
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,6 +57,14 @@ _TOKEN = re.compile(
 )
 _RELATIVE = re.compile(r"^([+-]?)(\d+)([wdhm])$")
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60}
+_COMPARE: dict[str, Callable[[float, float], bool]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
 
 
 class JqlError(ValueError):
@@ -82,7 +92,7 @@ class JqlQuery:
         """``records`` in the query's order (``created DESC`` when it names none)."""
         ordered = list(records)
         for name, descending in reversed(self.order or (("created", True),)):
-            ordered.sort(key=lambda record, name=name: _sort_key(record, name), reverse=descending)
+            ordered.sort(key=functools.partial(_sort_key, name=name), reverse=descending)
         return ordered
 
 
@@ -217,21 +227,17 @@ class _Parser:
                 raise JqlError(f"The operator '{symbol}' is not supported by the '{field}' field.")
             needle = self.value(field).lower()
             words = needle.split()
-            hit = lambda record: all(word in str(record.get(field, "")).lower() for word in words)  # noqa: E731
+
+            def hit(record: Record) -> bool:
+                return all(word in str(record.get(field, "")).lower() for word in words)
+
             return hit if symbol == "~" else (lambda record: not hit(record))
         if symbol in ("~", "!~"):
             raise JqlError(f"The operator '{symbol}' is not supported by the '{field}' field.")
         if field in _DATES:
             moment = self.date(field)
-            compare = {
-                "=": lambda value: value == moment,
-                "!=": lambda value: value != moment,
-                ">": lambda value: value > moment,
-                ">=": lambda value: value >= moment,
-                "<": lambda value: value < moment,
-                "<=": lambda value: value <= moment,
-            }[symbol]
-            return lambda record: compare(float(record[field]))
+            compare: Callable[[float, float], bool] = _COMPARE[symbol]
+            return lambda record: compare(float(record[field]), moment)
         if symbol not in ("=", "!="):
             raise JqlError(f"The operator '{symbol}' is not supported by the '{field}' field.")
         wanted = self.value(field)
@@ -320,7 +326,7 @@ def _normal(field: str, value: str) -> str:
     return value if field in ("labels", "assignee") else value.lower()
 
 
-def _sort_key(record: Record, name: str) -> Any:
+def _sort_key(record: Record, *, name: str) -> Any:
     if name == "key":
         project, _, number = str(record.get("key", "")).partition("-")
         return (project, int(number) if number.isdigit() else 0)

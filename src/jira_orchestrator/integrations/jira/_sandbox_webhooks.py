@@ -77,7 +77,7 @@ class WebhookRetry:
 
 @dataclass(frozen=True)
 class DeliveryAttempt:
-    """One POST of a delivery: ``retry`` 0 is the first; ``status`` or ``error`` says how it went."""
+    """One POST of a delivery (``retry`` 0 is the first) and its ``status`` or ``error``."""
 
     retry: int
     status: int | None = None

@@ -215,16 +215,17 @@ def wiki_from_adf(document: Any) -> str:
 
 
 def _inlines(content: Iterable[Inline]) -> list[Node]:
-    return [{"type": "text", "text": item} if isinstance(item, str) else item for item in content if item != ""]
+    return [
+        {"type": "text", "text": item} if isinstance(item, str) else item
+        for item in content
+        if item != ""
+    ]
 
 
 def _list(kind: str, items: Iterable[Inline | Iterable[Node]]) -> Node:
     entries: list[Node] = []
     for item in items:
-        if isinstance(item, str | dict):
-            blocks = [paragraph(item)]
-        else:
-            blocks = list(item)
+        blocks = [paragraph(item)] if isinstance(item, str | dict) else list(item)
         entries.append({"type": "listItem", "content": blocks})
     if not entries:
         raise ValueError("an ADF list needs at least one item")
@@ -275,8 +276,18 @@ _NODES: dict[str, tuple[str, str | None]] = {
     "placeholder": ("inline", None),
 }
 _MARKS = frozenset(
-    ["strong", "em", "code", "link", "strike", "underline", "subsup", "textColor",
-     "backgroundColor", "annotation"]  # fmt: skip
+    [
+        "strong",
+        "em",
+        "code",
+        "link",
+        "strike",
+        "underline",
+        "subsup",
+        "textColor",
+        "backgroundColor",
+        "annotation",
+    ]
 )
 _REQUIRED_ATTRS = {"heading": ("level",), "mention": ("id",), "emoji": ("shortName",)}
 _MAX_DEPTH = 100
@@ -305,8 +316,10 @@ def _check(node: Any, path: str, role: str, problems: list[str], depth: int) -> 
     for key in _REQUIRED_ATTRS.get(kind, ()):
         if not attrs or key not in attrs:
             problems.append(f"{path}.attrs.{key}: required for a {kind!r} node")
-    if kind == "heading" and attrs and not (
-        isinstance(attrs.get("level"), int) and 1 <= attrs["level"] <= 6
+    if (
+        kind == "heading"
+        and attrs
+        and not (isinstance(attrs.get("level"), int) and 1 <= attrs["level"] <= 6)
     ):
         problems.append(f"{path}.attrs.level: a heading level is 1 to 6")
     if kind == "text":

@@ -96,13 +96,21 @@ __all__ = [
 DEFAULT_EMAIL = "sandbox@example.com"
 DEFAULT_TOKEN = "sandbox-token"
 DEFAULT_SECRET = "sandbox-secret"
-ISSUE_TYPES = {"Epic": "10000", "Task": "10001", "Story": "10002", "Bug": "10003", "Subtask": "10004"}
+ISSUE_TYPES = {
+    "Epic": "10000",
+    "Task": "10001",
+    "Story": "10002",
+    "Bug": "10003",
+    "Subtask": "10004",
+}
 MAX_COMMENT_CHARS = 32767
 MAX_PAGE = 5000
 _KEY = re.compile(r"^([A-Z][A-Z0-9_]{0,9})-([1-9][0-9]{0,8})$")
 _PROJECT = re.compile(r"^[A-Z][A-Z0-9_]{0,9}$")
 _NOT_FOUND = "Issue does not exist or you do not have permission to see it."
-_DESCRIPTION_NOT_ADF = "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+_DESCRIPTION_NOT_ADF = (
+    "Operation value must be an Atlassian Document (see the Atlassian Document Format)"
+)
 
 # The base URL of the request being served (for ``self`` links) when none is configured.
 _request_base: ContextVar[str | None] = ContextVar("jira_sandbox_base", default=None)
@@ -245,7 +253,9 @@ class JiraSandbox:
         self._keys: dict[str, str] = {}  # key -> id (old keys too)
         self._next_id = 10000
         self._app: Starlette | None = None
-        self.account_id = self.add_user(display_name, account_id="712020:sandbox-api-user", email=email)
+        self.account_id = self.add_user(
+            display_name, account_id="712020:sandbox-api-user", email=email
+        )
         if webhook_url:
             self.register_webhook(webhook_url, webhook_secret)
 
@@ -263,7 +273,9 @@ class JiraSandbox:
             self._app = build_app(self)
         return self._app
 
-    def client(self, base_url: str = "http://jira-sandbox.test", **kwargs: Any) -> httpx.AsyncClient:
+    def client(
+        self, base_url: str = "http://jira-sandbox.test", **kwargs: Any
+    ) -> httpx.AsyncClient:
         """An ``httpx.AsyncClient`` talking to the sandbox in process, already authenticated."""
         import httpx
 
@@ -370,7 +382,9 @@ class JiraSandbox:
             data = data["issues"]
         if not isinstance(data, list):
             raise SandboxDataError(f"{where}: expected a list of issues, not {_kind(data)}")
-        planned = [self._parse_entry(entry, f"{where}[{index}]") for index, entry in enumerate(data)]
+        planned = [
+            self._parse_entry(entry, f"{where}[{index}]") for index, entry in enumerate(data)
+        ]
         seen: set[str] = set()
         for index, (key, *_rest) in enumerate(planned):
             if key in seen or key in self._keys:
@@ -400,7 +414,9 @@ class JiraSandbox:
             raise SandboxDataError(f"{where}: an issue is an object, not {_kind(entry)}")
         key = entry.get("key")
         if not isinstance(key, str) or not _KEY.match(key):
-            raise SandboxDataError(f"{where}.key: expected an issue key like 'PROJ-12', not {key!r}")
+            raise SandboxDataError(
+                f"{where}.key: expected an issue key like 'PROJ-12', not {key!r}"
+            )
         fields = entry.get("fields")
         if not isinstance(fields, Mapping):
             raise SandboxDataError(f"{where}.fields: expected an object, not {_kind(fields)}")
@@ -595,7 +611,9 @@ class JiraSandbox:
             errors[name] = _not_settable(name)
         if errors:
             raise JiraSandboxError(400, [], errors)
-        assert project_key is not None and issue_type is not None and isinstance(summary, str)
+        assert project_key is not None
+        assert issue_type is not None
+        assert isinstance(summary, str)
         issue = self._new_issue(
             project_key,
             summary=summary,
@@ -607,7 +625,11 @@ class JiraSandbox:
             actor=actor,
         )
         self._announce_created(issue, actor)
-        return {"id": issue.id, "key": issue.key, "self": self._url(f"/rest/api/3/issue/{issue.id}")}
+        return {
+            "id": issue.id,
+            "key": issue.key,
+            "self": self._url(f"/rest/api/3/issue/{issue.id}"),
+        }
 
     def edit(self, key: str, body: Any, *, actor: str) -> None:
         """``PUT /rest/api/3/issue/{key}``: set ``fields``, apply ``update`` operations."""
@@ -619,7 +641,7 @@ class JiraSandbox:
         errors: dict[str, str] = {}
         for name in sorted(set(fields) & set(update)):
             errors[name] = f"Field '{name}' cannot be set and updated in the same request."
-        new = {
+        new: dict[str, Any] = {
             "summary": issue.summary,
             "description": issue.description,
             "labels": list(issue.labels),
@@ -818,7 +840,9 @@ class JiraSandbox:
         size = min(max_results, MAX_PAGE if selected == set() else 100)
         page = ordered[offset : offset + size]
         result: dict[str, Any] = {
-            "issues": [self.issue_json(issue, fields=selected, expand=set(expand)) for issue in page]
+            "issues": [
+                self.issue_json(issue, fields=selected, expand=set(expand)) for issue in page
+            ]
         }
         if offset + size < len(ordered):
             result["nextPageToken"] = _make_token(offset + size, digest)
@@ -849,9 +873,7 @@ class JiraSandbox:
                 "self": self._url(f"/rest/api/3/issue/{issue.id}"),
                 "key": issue.key,
                 "fields": {
-                    name: value
-                    for name, value in every.items()
-                    if fields is None or name in fields
+                    name: value for name, value in every.items() if fields is None or name in fields
                 },
             }
         if "changelog" in expand:
@@ -1027,7 +1049,9 @@ class JiraSandbox:
             items.append(_item("labels", None, None, None, " ".join(issue.labels)))
         if issue.assignee:
             items.append(self._assignee_item(None, issue.assignee))
-        self._webhook_event(issue, actor, "jira:issue_created", "issue_created", self._new_id(), items)
+        self._webhook_event(
+            issue, actor, "jira:issue_created", "issue_created", self._new_id(), items
+        )
 
     def _changed(self, issue: _Issue, actor: str, items: list[dict[str, Any]], kind: str) -> None:
         now = self.clock()
@@ -1095,7 +1119,7 @@ class JiraSandbox:
 
     def _component_names(self, value: Any, errors: dict[str, str]) -> list[str]:
         if not isinstance(value, list):
-            errors["components"] = "Components must be a list of {\"name\": ...} objects."
+            errors["components"] = 'Components must be a list of {"name": ...} objects.'
             return []
         names = []
         for item in value:
@@ -1122,7 +1146,9 @@ class JiraSandbox:
             self.add_user(account, account_id=account)
         return account
 
-    def _set_field(self, new: dict[str, Any], name: str, value: Any, errors: dict[str, str]) -> None:
+    def _set_field(
+        self, new: dict[str, Any], name: str, value: Any, errors: dict[str, str]
+    ) -> None:
         if name == "summary":
             if not isinstance(value, str) or not value.strip():
                 errors[name] = "You must specify a summary of the issue."
@@ -1396,12 +1422,27 @@ def field_selection(requested: Sequence[str]) -> set[str] | None:
     excluded = {name[1:] for name in names if name.startswith("-")}
     included = {name for name in names if not name.startswith(("-", "*")) and name != "id"}
     if everything or (excluded and not included):
-        return None if not excluded else _ALL_FIELDS - excluded
+        return None if not excluded else set(_ALL_FIELDS - excluded)
     return included - excluded
 
 
 _ALL_FIELDS = frozenset(
-    ["summary", "description", "issuetype", "project", "status", "resolution", "priority",
-     "labels", "components", "assignee", "reporter", "creator", "created", "updated",
-     "resolutiondate", "comment"]  # fmt: skip
+    [
+        "summary",
+        "description",
+        "issuetype",
+        "project",
+        "status",
+        "resolution",
+        "priority",
+        "labels",
+        "components",
+        "assignee",
+        "reporter",
+        "creator",
+        "created",
+        "updated",
+        "resolutiondate",
+        "comment",
+    ]
 )
