@@ -110,9 +110,7 @@ def _sandbox(clock: FakeClock, receiver: Receiver, sleeps: Sleeps) -> JiraSandbo
 
 
 @pytest.fixture
-async def jira(
-    contract: JiraContract, clock: FakeClock, receiver: Receiver
-) -> AsyncIterator[Jira]:
+async def jira(contract: JiraContract, clock: FakeClock, receiver: Receiver) -> AsyncIterator[Jira]:
     """The sandbox in process, with a contract-checked, authenticated client."""
     sleeps = Sleeps()
     sandbox = _sandbox(clock, receiver, sleeps)

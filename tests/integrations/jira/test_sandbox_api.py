@@ -251,9 +251,7 @@ async def test_search_jql_subset(jira: Jira) -> None:
     ops_key = ops.json()["key"]
 
     async def keys(jql: str) -> list[str]:
-        response = await jira.client.post(
-            f"{API}/search/jql", json={"jql": jql, "fields": ["key"]}
-        )
+        response = await jira.client.post(f"{API}/search/jql", json={"jql": jql, "fields": ["key"]})
         assert response.status_code == 200, response.text
         return [issue["key"] for issue in response.json()["issues"]]
 
