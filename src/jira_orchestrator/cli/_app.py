@@ -10,6 +10,7 @@ from jira_orchestrator.cli.demo import demo
 from jira_orchestrator.cli.dlq import dlq_app
 from jira_orchestrator.cli.plugins import plugins_app
 from jira_orchestrator.cli.route import route
+from jira_orchestrator.cli.sandbox import sandbox
 from jira_orchestrator.cli.tasks import tasks_app
 from jira_orchestrator.cli.up import nats_config, up
 
@@ -30,6 +31,7 @@ app.command()(route)
 app.command()(demo)
 app.command()(up)
 app.command("nats-config")(nats_config)
+app.command()(sandbox)
 
 
 @app.callback()
