@@ -440,11 +440,15 @@ class JiraClient:
         fields: Sequence[str] = ("*navigable",),
         page_size: int = 100,
         expand: str | None = None,
+        limit: int | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
-        """Every issue matching ``jql``, all pages (``POST /search/jql``, ``nextPageToken``)."""
+        """Every issue matching ``jql`` (at most ``limit``), all pages (``POST /search/jql``,
+        ``nextPageToken``)."""
         token: str | None = None
+        left = limit
         while True:
-            body: dict[str, Any] = {"jql": jql, "fields": list(fields), "maxResults": page_size}
+            size = page_size if left is None else min(page_size, left)
+            body: dict[str, Any] = {"jql": jql, "fields": list(fields), "maxResults": size}
             if expand:
                 body["expand"] = expand
             if token is not None:
@@ -453,6 +457,10 @@ class JiraClient:
             page = (await self._call_idempotent_post("/search/jql", body)).json()
             for issue in page.get("issues") or []:
                 yield issue
+                if left is not None:
+                    left -= 1
+                    if left <= 0:
+                        return
             token = page.get("nextPageToken")
             if not token or page.get("isLast") is True:
                 return

@@ -8,6 +8,7 @@ configuration is used. ``jira-orchestrator jira init`` prints a commented file,
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -59,18 +60,25 @@ class AuthConfig(_Model):
     token_env: EnvName | None = Field(
         default=None, description="The environment variable holding the API token (with email)."
     )
+    token: str | None = Field(
+        default=None,
+        description="The API token itself: accepted only for a site on a loopback address"
+        " (the local sandbox); a real site's token comes from tokenEnv.",
+    )
     bearer_token_env: EnvName | None = Field(
         default=None, description="The environment variable holding a bearer token (instead)."
     )
 
     @model_validator(mode="after")
     def _one_way(self) -> AuthConfig:
-        basic = self.email is not None or self.token_env is not None
+        if self.token is not None and self.token_env is not None:
+            raise ValueError("give tokenEnv or token, not both")
+        basic = self.email is not None or self.token_env is not None or self.token is not None
         if basic and self.bearer_token_env is not None:
             raise ValueError("give either email + tokenEnv, or bearerTokenEnv, not both")
         if not basic and self.bearer_token_env is None:
             raise ValueError("give email + tokenEnv (an API token), or bearerTokenEnv")
-        if basic and (self.email is None or self.token_env is None):
+        if basic and (self.email is None or (self.token_env is None and self.token is None)):
             raise ValueError("email and tokenEnv go together")
         if self.email is not None and "@" not in self.email:
             raise ValueError(f"email: not an email address: {self.email!r}")
@@ -82,8 +90,7 @@ class AuthConfig(_Model):
 
         env = os.environ if environ is None else environ
         name = self.bearer_token_env or self.token_env
-        assert name is not None  # the validator guarantees one way to sign in
-        secret = env.get(name, "")
+        secret = self.token if name is None else env.get(name, "")
         if not secret:
             raise JiraConfigError([f"auth: the environment variable {name} is not set or empty"])
         if self.bearer_token_env is not None:
@@ -100,9 +107,23 @@ class WebhookConfig(_Model):
         description="The environment variable holding the webhook's secret; without it,"
         " signatures are not checked (only for a receiver that nobody else can reach).",
     )
+    secret: str | None = Field(
+        default=None,
+        description="The secret itself: accepted only for a site on a loopback address"
+        " (the local sandbox).",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
 
-    def secret(self, environ: Mapping[str, str] | None = None) -> bytes | None:
+    @model_validator(mode="after")
+    def _one_secret(self) -> WebhookConfig:
+        if self.secret is not None and self.secret_env is not None:
+            raise ValueError("give secretEnv or secret, not both")
+        return self
+
+    def secret_bytes(self, environ: Mapping[str, str] | None = None) -> bytes | None:
+        """The webhook secret, or None when signatures are not checked."""
+        if self.secret is not None:
+            return self.secret.encode()
         if self.secret_env is None:
             return None
         value = (os.environ if environ is None else environ).get(self.secret_env, "")
@@ -180,6 +201,18 @@ class JiraSettings(_Model):
             raise ValueError(f"the site URL takes no query or fragment: {value!r}")
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _secrets_in_file_only_for_a_sandbox(self) -> JiraSettings:
+        if self.auth.token is None and self.webhook.secret is None:
+            return self
+        host = urlsplit(self.site).hostname or ""
+        if host != "localhost" and not _is_loopback(host):
+            raise ValueError(
+                "a token or secret written in the file is accepted only for a site on a"
+                " loopback address (the local sandbox); use tokenEnv / secretEnv"
+            )
+        return self
+
     @field_validator("projects")
     @classmethod
     def _projects(cls, value: list[str]) -> list[str]:
@@ -194,6 +227,13 @@ class JiraConfig(_Model):
 
     jira: JiraSettings
     routing: RoutingConfig = Field(default_factory=lambda: RoutingConfig.model_validate({}))
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_config(path: str | os.PathLike[str]) -> JiraConfig:
