@@ -26,6 +26,8 @@ import typer
 from rich.console import Console
 
 from jira_orchestrator._core.errors import TransportError
+from jira_orchestrator.cli._errors import EXIT_USAGE, fail
+from jira_orchestrator.cli._files import write_text
 from jira_orchestrator.cli.demo import dispatch_all, read_issues
 from jira_orchestrator.orchestrator.dispatcher import ORCHESTRATOR_ID, Orchestrator
 from jira_orchestrator.orchestrator.natsconfig import nats_authorization
@@ -38,8 +40,7 @@ READY_TIMEOUT = 60.0
 
 def _plugins_or_exit(plugins: Path) -> Any:
     if not plugins.is_dir():
-        typer.echo(f"error: {plugins}: no such folder of plugins", err=True)
-        raise typer.Exit(1)
+        raise fail(f"{plugins}: no such folder of plugins", EXIT_USAGE)
     catalog = discover_plugins(plugins)
     for problem in catalog.problems:
         typer.echo(f"warning: {problem}", err=True)
@@ -65,12 +66,11 @@ def nats_config(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text)
-        output.chmod(0o600)
+        write_text(output, text, private=True)
         typer.echo(f"wrote {output} ({len(users)} users)", err=True)
     if credentials is not None:
-        credentials.write_text(json.dumps({u.name: u.password for u in users}, indent=2))
-        credentials.chmod(0o600)
+        passwords = json.dumps({u.name: u.password for u in users}, indent=2)
+        write_text(credentials, passwords, private=True)
 
 
 def _pump(name: str, stream: IO[str], width: int) -> None:

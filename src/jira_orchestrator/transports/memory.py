@@ -136,6 +136,10 @@ class MemoryTransport(Transport):
         except TimeoutError:
             raise RequestTimeout(message.topic, timeout) from None
 
+    def confirms(self, topic: str) -> bool:
+        """Whether a subscription of this process matches ``topic`` (canonical)."""
+        return bool(self._index.match(topic))
+
     async def close(self) -> None:
         self._closed = True
         for _, subscription in list(self._index.entries()):
