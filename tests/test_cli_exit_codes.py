@@ -46,6 +46,10 @@ CASES: list[tuple[list[str], int]] = [
     (["demo", "--plugins", PLUGINS, "--issues", "GARBAGE"], 2),
     (["up", "--plugins", "MISSING"], 2),
     (["up", "--plugins", PLUGINS, "--issues", "GARBAGE"], 2),
+    (["jira", "init", "--sandbox", "ftp://nowhere"], 2),
+    (["jira", "check", "--config", "MISSING"], 2),
+    (["jira", "check", "--config", "GARBAGE"], 2),
+    (["jira", "schema", "--output", "FOLDER"], 2),
     (["nats-config", "MISSING"], 2),
     (["nats-config", PLUGINS, "--output", "FOLDER"], 2),
     (["nats-config", PLUGINS, "--credentials", "AFILE/users.json"], 2),
@@ -63,7 +67,7 @@ def _commands(group: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
 
 
 def _command_of(args: list[str]) -> tuple[str, ...]:
-    return tuple(args[:2]) if args[0] in ("plugins", "dlq", "decisions", "tasks") else (args[0],)
+    return tuple(args[:2]) if args[0] in ("plugins", "dlq", "decisions", "tasks", "jira") else (args[0],)
 
 
 def test_every_command_has_a_case() -> None:

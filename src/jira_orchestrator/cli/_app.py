@@ -8,6 +8,7 @@ from jira_orchestrator import __version__
 from jira_orchestrator.cli.decisions import decisions_app
 from jira_orchestrator.cli.demo import demo
 from jira_orchestrator.cli.dlq import dlq_app
+from jira_orchestrator.cli.jira import jira_app
 from jira_orchestrator.cli.plugins import plugins_app
 from jira_orchestrator.cli.route import route
 from jira_orchestrator.cli.sandbox import sandbox
@@ -25,6 +26,7 @@ app = typer.Typer(
 
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(jira_app, name="jira")
 app.add_typer(decisions_app, name="decisions")
 app.add_typer(tasks_app, name="tasks")
 app.command()(route)
