@@ -50,6 +50,9 @@ CASES: list[tuple[list[str], int]] = [
     (["jira", "check", "--config", "MISSING"], 2),
     (["jira", "check", "--config", "GARBAGE"], 2),
     (["jira", "schema", "--output", "FOLDER"], 2),
+    (["sandbox", "--issues", "MISSING"], 2),
+    (["sandbox", "--issues", "GARBAGE"], 2),
+    (["sandbox", "--webhook", "not a url"], 2),
     (["nats-config", "MISSING"], 2),
     (["nats-config", PLUGINS, "--output", "FOLDER"], 2),
     (["nats-config", PLUGINS, "--credentials", "AFILE/users.json"], 2),
@@ -67,7 +70,11 @@ def _commands(group: Any, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
 
 
 def _command_of(args: list[str]) -> tuple[str, ...]:
-    return tuple(args[:2]) if args[0] in ("plugins", "dlq", "decisions", "tasks", "jira") else (args[0],)
+    return (
+        tuple(args[:2])
+        if args[0] in ("plugins", "dlq", "decisions", "tasks", "jira")
+        else (args[0],)
+    )
 
 
 def test_every_command_has_a_case() -> None:
