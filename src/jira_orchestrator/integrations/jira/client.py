@@ -19,8 +19,9 @@ messages; the credentials never appear in an error, a ``repr`` or a log line.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -141,6 +142,7 @@ class JiraClient:
         breaker: CircuitBreaker | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: MonotonicClock = monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.site = site.rstrip("/")
         self.max_wait = max_wait
@@ -160,6 +162,7 @@ class JiraClient:
             give_up_on=(),
             retry_after=self._wait_hint,
             clock=clock,
+            sleep=sleep,
         )
         self._breaker = breaker or CircuitBreaker(
             "jira",
