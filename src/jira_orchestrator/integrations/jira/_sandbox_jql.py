@@ -78,6 +78,8 @@ class JqlQuery:
     text: str
     predicate: Callable[[Record], bool] | None
     order: tuple[tuple[str, bool], ...]  # (field, descending)
+    projects: frozenset[str] = frozenset()
+    """The project keys the query names (Jira refuses a query naming one that does not exist)."""
 
     @property
     def bounded(self) -> bool:
@@ -103,7 +105,7 @@ def parse_jql(text: str, *, now: float, current_user: str) -> JqlQuery:
     order = parser.order_by()
     if not parser.done():
         raise JqlError(f"Error in the JQL Query: unexpected {parser.peek()!r}.")
-    return JqlQuery(text, predicate, tuple(order))
+    return JqlQuery(text, predicate, tuple(order), frozenset(parser.projects))
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -135,6 +137,7 @@ class _Parser:
         self.position = 0
         self.now = now
         self.current_user = current_user
+        self.projects: set[str] = set()
 
     def peek(self) -> str | None:
         return self.tokens[self.position][1] if self.position < len(self.tokens) else None
@@ -259,6 +262,8 @@ class _Parser:
             if value.lower() == "currentuser":
                 return self.current_user
             return _format_minute(self.now)
+        if field == "project":
+            self.projects.add(value.upper())
         return value
 
     def value_list(self, field: str) -> set[str]:

@@ -53,7 +53,7 @@ def init_text(sandbox: str | None = None) -> str:
             f'token = "{SANDBOX_TOKEN}"\n'
         )
         webhook = f'secret = "{SANDBOX_SECRET}"\n'
-        projects = '["SHOP", "PLAT", "UI", "OPS", "AUTO"]'
+        projects = '["SHOP", "PLAT", "UI", "OPS"]'
     else:
         site = "https://your-team.atlassian.net"
         auth = (

@@ -249,7 +249,7 @@ class JiraClient:
         if response.is_success:
             return response
         error = _error_for(method, path, response)
-        log.warning("%s", error)
+        log.debug("%s", error)  # raised to the caller, who knows which issue it was for
         raise error
 
     async def _call(

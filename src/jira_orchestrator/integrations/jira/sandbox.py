@@ -826,6 +826,14 @@ class JiraSandbox:
                     "restriction to your query."
                 ],
             )
+        unknown = sorted(
+            key for key in query.projects if key not in self._projects and not key.isdigit()
+        )
+        if unknown:
+            raise JiraSandboxError(
+                400,
+                [f"The value '{key}' does not exist for the field 'project'." for key in unknown],
+            )
         if max_results < 0:
             raise JiraSandboxError(400, ["maxResults must be zero or positive."])
         digest = hashlib.sha256(jql.encode()).hexdigest()[:12]
