@@ -74,7 +74,9 @@ _SHOWN = 5
 
 def open_store(db: Path, retention: float | None = None) -> DecisionStore:
     """The routing database at ``db``, or exit 1 with the reason (locked, disk full,
-    damaged, another program's file)."""
+    damaged, another program's file); exit 2 if it is a directory."""
+    if db.is_dir():
+        raise fail(f"{db} is a directory, not a routing database")
     try:
         return DecisionStore(db, timeout=STORE_TIMEOUT, retention=retention)
     except RoutingStoreError as exc:
