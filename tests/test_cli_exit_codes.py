@@ -26,6 +26,7 @@ CASES: list[tuple[list[str], int]] = [
     (["decisions", "correct", "x"], 2),
     (["decisions", "outcome", "x"], 2),
     (["decisions", "stats", "--no-such-option"], 2),
+    (["decisions", "prune", "--older-than", "soon", "--db", "MISSING"], 2),
     (["plugins", "validate"], 2),
     (["plugins", "validate", "MISSING"], 1),  # a problem found: validate's answer
     (["plugins", "list", "MISSING"], 2),

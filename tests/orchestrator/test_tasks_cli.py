@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from jira_orchestrator.cli import app
-from jira_orchestrator.cli.tasks import parse_age
+from jira_orchestrator.cli._duration import parse_duration
 from jira_orchestrator.orchestrator import TaskStore
 
 DAY = 86400.0
@@ -81,8 +81,8 @@ def test_prune_before_a_time(db: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--older-than", "soon"], "--older-than: not an age such as 30d"),
-        (["--older-than", "9" * 400 + "d"], "--older-than: not an age"),
+        (["--older-than", "soon"], "--older-than: not a duration: 'soon'"),
+        (["--older-than", "9" * 400 + "d"], "--older-than: not a duration"),
         (["--before", "yesterday"], "--before: not an ISO 8601 time"),
         (["--older-than", "1d", "--before", "2000-01-01T00:00:00Z"], "not both"),
     ],
@@ -109,14 +109,20 @@ def test_missing_damaged_or_folder_database(tmp_path: Path) -> None:
     assert run("--db", str(tmp_path), "--yes").exit_code == 2
 
 
-def test_parse_age() -> None:
-    assert [parse_age(x) for x in ("45s", "90m", "12h", "30d", "2w", "1.5h")] == [
+def test_durations_on_the_command_line() -> None:
+    assert [parse_duration(x) for x in ("45s", "90m", "12h", "30d", "2w", "1.5h", "1d12h")] == [
         45,
         5400,
         43200,
         30 * DAY,
         14 * DAY,
         5400,
+        36 * 3600,
     ]
-    with pytest.raises(ValueError, match="not an age"):
-        parse_age("-1d")
+    for bad in ("-1d", "1x", "", "d"):
+        with pytest.raises(ValueError, match="not a duration"):
+            parse_duration(bad)
+    with pytest.raises(ValueError, match="more than zero"):
+        parse_duration("0s")
+    with pytest.raises(ValueError, match="100 years"):
+        parse_duration("999999999999w")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 from pathlib import Path
 from typing import Annotated
@@ -11,6 +10,7 @@ from typing import Annotated
 import typer
 
 from jira_orchestrator._core.clock import format_timestamp, parse_timestamp
+from jira_orchestrator.cli._duration import parse_duration
 from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_USAGE, fail
 from jira_orchestrator.orchestrator import (
     DEFAULT_TASK_RETENTION,
@@ -22,21 +22,9 @@ from jira_orchestrator.orchestrator import (
     TaskStoreError,
 )
 
-__all__ = ["parse_age", "tasks_app"]
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_AGE = re.compile(r"\s*(\d{1,9}(?:\.\d{1,6})?)\s*([smhdw])\s*", re.IGNORECASE)
+__all__ = ["tasks_app"]
 
 tasks_app = typer.Typer(help="Look after the orchestrator's task database.", no_args_is_help=True)
-
-
-def parse_age(text: str) -> float:
-    """Seconds in an age such as ``30d``, ``12h``, ``90m``, ``45s`` or ``2w``; raises
-    ``ValueError``."""
-    match = _AGE.fullmatch(text)
-    if match is None:
-        raise ValueError(f"not an age such as 30d, 12h, 90m, 45s or 2w: {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
 def _cutoff(older_than: str | None, before: str | None, now: float) -> float:
@@ -53,7 +41,7 @@ def _cutoff(older_than: str | None, before: str | None, now: float) -> float:
         where = f"${TASK_RETENTION_ENV}"
         age = os.environ.get(TASK_RETENTION_ENV) or DEFAULT_TASK_RETENTION
     try:
-        return now - parse_age(age)
+        return now - parse_duration(age)
     except ValueError as exc:
         raise fail(f"{where}: {exc}", EXIT_USAGE) from None
 
