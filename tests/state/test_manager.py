@@ -603,3 +603,12 @@ def test_managers_converge_despite_loss_duplicates_and_reordering(
         finally:
             for m in managers:
                 m.close()
+
+
+def test_an_empty_state_file_is_damaged_not_new(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with DistributedStateManager("p", path=path) as sm:
+        sm.increment_counter("c")
+    path.write_bytes(b"")
+    with pytest.raises(StateCorrupt, match=str(path)):
+        DistributedStateManager("p", path=path)

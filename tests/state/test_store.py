@@ -238,3 +238,36 @@ def test_a_write_failing_halfway_leaves_nothing(tmp_path: Path) -> None:
     store.put({"after": ROW})  # the store is still usable
     store.close()
     assert StateStore(path, plugin_id="p").load() == {"kept": ROW, "after": ROW}
+
+
+def test_an_empty_file_is_refused_as_damaged_not_taken_as_new(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    StateStore(path, plugin_id="p").close()
+    path.write_bytes(b"")  # truncated to 0 bytes
+    with pytest.raises(StateCorrupt, match=rf"{path}.* empty"):
+        StateStore(path, plugin_id="p")
+    assert path.stat().st_size == 0  # left as found, for whoever investigates
+
+
+def test_a_missing_file_is_created_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A crash while the file is being made must never leave an empty file at the path:
+    # it is built beside it and moved into place complete.
+    path = tmp_path / "state.db"
+    seen: list[Path] = []
+    real_connect = sqlite3.connect
+
+    def spying_connect(target: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        seen.append(Path(target))
+        return real_connect(target, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", spying_connect)
+    store = StateStore(path, plugin_id="p")
+    replica = store.replica_id
+    store.close()
+    assert seen[0] != path  # the file is made elsewhere...
+    assert seen[0].parent == path.parent  # ...on the same file system, then moved
+    assert path.stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db"]  # nothing left over
+    assert StateStore(path, plugin_id="p").replica_id == replica

@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -59,6 +60,20 @@ def validate_key(key: object, max_bytes: int = DEFAULT_MAX_KEY_BYTES) -> str:
     return key
 
 
+def _fsync_directory(folder: Path) -> None:
+    """Make a new entry in ``folder`` durable (where the platform allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # Windows cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 class StateStore:
     """One SQLite file of ``key -> CRDT dict form``; every write is one durable transaction.
 
@@ -91,9 +106,19 @@ class StateStore:
         self.plugin_id = plugin_id
         self.max_key_bytes = max_key_bytes
         self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db: sqlite3.Connection | None = sqlite3.connect(
+            if not self.path.exists():
+                self._create()
+            elif self.path.is_file() and self.path.stat().st_size == 0:
+                # Files are created whole (see _create), so an empty one was truncated.
+                raise StateCorrupt(
+                    f"state database {self.path} is empty (0 bytes): it was truncated or "
+                    "emptied, as a state file is never empty; restore it from a backup, or "
+                    "delete it to start this replica afresh"
+                )
+            self._db = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
         except (OSError, sqlite3.Error) as exc:
@@ -101,9 +126,54 @@ class StateStore:
         try:
             self.replica_id = self._open()
         except BaseException:
-            self._db.close()
-            self._db = None
+            self.close()
             raise
+
+    def _create(self) -> None:
+        """Make a new state file whole: built and fsynced beside the path, then linked there.
+
+        A crash at any point leaves either no file at the path or a complete one, so an
+        empty file at the path can only be damage. Losing a race with another creator is
+        not an error: the other's file is opened (and it holds the lock, if still open).
+        """
+        fd, name = tempfile.mkstemp(
+            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".creating"
+        )
+        os.close(fd)
+        temp = Path(name)
+        try:
+            db = sqlite3.connect(temp, isolation_level=None)
+            try:
+                mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StateError(f"state database {self.path}: cannot use WAL (got {mode!r})")
+                db.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA:
+                    db.execute(statement)
+                meta = {
+                    "format": _FORMAT,
+                    "plugin_id": self.plugin_id,
+                    "replica_id": secrets.token_hex(8),
+                }
+                db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+                db.execute("COMMIT")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                db.close()  # the last connection: checkpoints and removes the WAL
+            with open(temp, "rb+") as made:
+                os.fsync(made.fileno())
+            try:
+                os.link(temp, self.path)  # never replaces a file another creator linked
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links: rename, unless beaten to it
+                if not self.path.exists():
+                    os.replace(temp, self.path)
+            _fsync_directory(self.path.parent)
+        finally:
+            for leftover in (temp, Path(f"{temp}-wal"), Path(f"{temp}-shm")):
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
 
     def _open(self) -> str:
         db = self._conn()
@@ -115,19 +185,9 @@ class StateStore:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("BEGIN IMMEDIATE")
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-            if not tables:
-                for statement in _SCHEMA:
-                    db.execute(statement)
-                meta = {
-                    "format": _FORMAT,
-                    "plugin_id": self.plugin_id,
-                    "replica_id": secrets.token_hex(8),
-                }
-                db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-            elif not {"meta", "state"} <= tables:
+            if not {"meta", "state"} <= tables:
                 raise StateCorrupt(f"{self.path} is an SQLite file but not a state database")
-            else:
-                meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
+            meta: dict[str, str] = dict(db.execute("SELECT name, value FROM meta").fetchall())
             if meta.get("format") != _FORMAT or not meta.get("replica_id"):
                 raise StateCorrupt(f"{self.path}: unknown state format {meta.get('format')!r}")
             if meta.get("plugin_id") != self.plugin_id:
