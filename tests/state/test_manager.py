@@ -612,3 +612,42 @@ def test_an_empty_state_file_is_damaged_not_new(tmp_path: Path) -> None:
     path.write_bytes(b"")
     with pytest.raises(StateCorrupt, match=str(path)):
         DistributedStateManager("p", path=path)
+
+
+@pytest.mark.parametrize(
+    ("crdt", "match"),
+    [
+        ({"type": "lww", "ts": "1000:0:peer", "value": "x" * 101}, "value is 103 bytes"),
+        (
+            {
+                "type": "orset",
+                "entries": [["x" * 101, [["peer", 1]]]],
+                "context": {"vv": {"peer": 1}, "dots": []},
+            },
+            "element is 103 bytes",
+        ),
+        ({"type": "pncounter", "p": {"peer": 10**5000}, "n": {}}, "too large"),
+        ({"type": "pncounter", "p": {}, "n": {"peer": 10**120}}, "121 digits, over the limit"),
+    ],
+)
+def test_remote_deltas_get_the_limits_local_writes_get(
+    make: Factory, crdt: dict[str, Any], match: str
+) -> None:
+    sm = make(max_value_bytes=100)
+    sm.set_register("kept", "as it was")
+    before = sm.snapshot()
+    fine = {"fine": {"type": "pncounter", "p": {"peer": 1}, "n": {}}}
+    with pytest.raises(InvalidDelta, match=rf"'big'.*{match}"):
+        sm.apply_remote({**fine, "big": crdt})
+    assert sm.snapshot() == before  # all or nothing
+    sm.close()
+    assert make().snapshot() == before  # and nothing on disk
+
+
+def test_a_register_holding_an_int_json_cannot_write_is_an_invalid_value(make: Factory) -> None:
+    sm = make()
+    with pytest.raises(InvalidStateValue, match="value at \\$ is an int too large"):
+        sm.set_register("r", 10**5000)
+    with pytest.raises(InvalidStateValue, match="element at \\$\\[0\\] is an int too large"):
+        sm.add_to_set("s", [10**5000])
+    assert sm.snapshot() == {}

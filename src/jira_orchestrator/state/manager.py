@@ -41,6 +41,7 @@ from jira_orchestrator.state.crdt import (
 from jira_orchestrator.state.errors import (
     InvalidDelta,
     InvalidStateKey,
+    InvalidStateValue,
     StateClockDrift,
     StateClosed,
     StateCorrupt,
@@ -234,6 +235,7 @@ class DistributedStateManager:
             delta = op(updated)
             if delta == kind():  # nothing changed (a remove of an absent element, + 0)
                 return updated
+            delta.check_size(self.max_value_bytes)  # a counter's total, as a remote gets
             self._store.put({key: updated.to_dict()})
             self._state[key] = updated
             self._notify(key, current, updated, remote=False)
@@ -330,9 +332,10 @@ class DistributedStateManager:
     def apply_remote(self, delta: Mapping[str, Mapping[str, Any]]) -> list[str]:
         """Merge a delta or snapshot from another replica, durably; returns the changed keys.
 
-        All or nothing: raises `InvalidDelta` (malformed, a bad key, or `StateClockDrift`: a
-        register timestamp more than ``max_drift`` ahead) or `StateTypeMismatch` (a key of
-        another kind here) before writing anything.
+        All or nothing: raises `InvalidDelta` (malformed, a bad key, a value over
+        ``max_value_bytes`` as local writes get, or `StateClockDrift`: a register timestamp
+        more than ``max_drift`` ahead) or `StateTypeMismatch` (a key of another kind here)
+        before writing anything.
         """
         if not isinstance(delta, Mapping):
             raise InvalidDelta(f"a delta must be a dict of key -> CRDT, got {type(delta).__name__}")
@@ -342,7 +345,11 @@ class DistributedStateManager:
                 validate_key(key, self.max_key_bytes)
             except InvalidStateKey as exc:
                 raise InvalidDelta(f"delta key: {exc}") from None
-            remote[key] = crdt_from_dict(data)
+            try:
+                crdt = remote[key] = crdt_from_dict(data)
+                crdt.check_size(self.max_value_bytes)
+            except (InvalidDelta, InvalidStateValue) as exc:
+                raise InvalidDelta(f"delta key {key!r}: {exc}") from None
         stamps = [c.timestamp for c in remote.values() if isinstance(c, LWWRegister)]
         latest = max((ts for ts in stamps if ts is not None), default=None)
         with self._lock:
