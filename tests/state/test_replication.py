@@ -117,3 +117,88 @@ async def test_a_counter_total_over_the_limit_is_refused_not_a_crash(
     assert receiver.get_counter("huge") == 0
     assert receiver.replicator is not None
     assert receiver.replicator.stats.failed_keys == 1
+
+
+# -- start order: no waiting for anti-entropy ------------------------------------------------
+
+
+@pytest.mark.looptime
+async def test_an_importer_started_first_has_the_exports_as_the_exporter_starts(
+    open_replica: Open,
+) -> None:
+    loop = asyncio.get_running_loop()
+    backend = await open_replica("fastapi-backend", "main", imports=["jira-orchestrator"])
+    await settle(backend)
+    started = loop.time()
+    jira = await open_replica("jira-orchestrator", "main", replicate=False)
+    jira.set_register("jira_issues", ["SHOP-1"])
+    await jira.replicate(get_message_bus("jira-orchestrator", URL), exports=["jira_issues"])
+    value = await backend.import_state("jira-orchestrator", "jira_issues", timeout=1.0)
+    assert value == ["SHOP-1"]
+    assert loop.time() - started < 1.0  # well before the 30 s anti-entropy round
+
+
+@pytest.mark.looptime
+async def test_an_import_waiting_for_a_plugin_answers_within_a_second_of_its_start(
+    open_replica: Open,
+) -> None:
+    loop = asyncio.get_running_loop()
+    backend = await open_replica("fastapi-backend", "main")
+    waiting = asyncio.create_task(backend.import_state("jira-orchestrator", "sprint", timeout=60))
+    await asyncio.sleep(5)  # fake time: the exporter starts 5 s after the import began
+    assert not waiting.done()
+    started = loop.time()
+    jira = await open_replica("jira-orchestrator", "main")
+    await jira.export_state("sprint", "S1")
+    assert await waiting == "S1"
+    assert loop.time() - started < 1.0
+
+
+@pytest.mark.looptime
+async def test_a_restarted_exporter_reaches_a_running_importer_at_once(
+    open_replica: Open,
+) -> None:
+    loop = asyncio.get_running_loop()
+    backend = await open_replica("fastapi-backend", "main", imports=["jira-orchestrator"])
+    jira = await open_replica("jira-orchestrator", "main")
+    await jira.export_state("sprint", "S1")
+    await settle(jira, backend)
+    assert await backend.import_state("jira-orchestrator", "sprint") == "S1"
+    assert jira.replicator is not None
+    await jira.replicator.stop()
+    jira.close()
+    mirror = backend.replicator._mirror  # type: ignore[union-attr]
+    assert mirror is not None
+    changes = mirror.watch("jira-orchestrator/sprint")
+    started = loop.time()
+    again = await open_replica("jira-orchestrator", "main", replicate=False)
+    again.set_register("sprint", "S2")  # changed while not replicating
+    await again.replicate(get_message_bus("jira-orchestrator", URL))
+    async with asyncio.timeout(1.0):
+        assert (await anext(changes)).value == "S2"
+    assert loop.time() - started < 1.0
+    await changes.aclose()
+
+
+@pytest.mark.looptime
+async def test_two_exporter_replicas_after_the_importer_answer_at_once(
+    open_replica: Open,
+) -> None:
+    loop = asyncio.get_running_loop()
+    earlier = await open_replica("jira-orchestrator", "one")
+    await earlier.export_state("tenants", ["acme"])
+    assert earlier.replicator is not None
+    await earlier.replicator.stop()
+    earlier.close()
+    backend = await open_replica("fastapi-backend", "main", imports=["jira-orchestrator"])
+    started = loop.time()
+    one = await open_replica("jira-orchestrator", "one")
+    assert await backend.import_state("jira-orchestrator", "tenants", timeout=1.0) == ["acme"]
+    two = await open_replica("jira-orchestrator", "two")  # new and empty
+    await two.export_state("plan", "enterprise")
+    await settle(one, two, backend)
+    assert await backend.import_state("jira-orchestrator", "plan", timeout=1.0) == "enterprise"
+    assert await backend.import_state("jira-orchestrator", "tenants", timeout=0) == ["acme"]
+    assert one.get_register("plan") == "enterprise"
+    assert two.get_register("tenants") == ["acme"]
+    assert loop.time() - started < 1.0
