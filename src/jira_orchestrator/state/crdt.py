@@ -472,6 +472,12 @@ class ORSet(CRDT):
 
     def add(self, element: JSON, replica: str) -> ORSet:
         """Add ``element`` as ``replica``; returns the delta. Raises `InvalidStateValue`."""
+        delta = self.add_delta(element, replica)
+        self.merge(delta)
+        return delta
+
+    def add_delta(self, element: JSON, replica: str) -> ORSet:
+        """The delta `add` would make, leaving this set as it is (cost: the delta's)."""
         _check_replica(replica)
         text = canonical_json(element, what="element")
         dot = self._context.next_dot(replica)
@@ -479,15 +485,19 @@ class ORSet(CRDT):
         delta._entries[text] = {dot}
         delta._owner[dot] = text
         delta._context = _Context(cloud={*self._entries.get(text, ()), dot})
-        self.merge(delta)
         return delta
 
     def remove(self, element: JSON) -> ORSet:
         """Remove the adds of ``element`` seen so far; returns the delta (empty if absent)."""
+        delta = self.remove_delta(element)
+        self.merge(delta)
+        return delta
+
+    def remove_delta(self, element: JSON) -> ORSet:
+        """The delta `remove` would make, leaving this set as it is."""
         text = canonical_json(element, what="element")
         delta = ORSet()
         delta._context = _Context(cloud=self._entries.get(text, ()))
-        self.merge(delta)
         return delta
 
     def merge(self, other: ORSet) -> bool:
