@@ -9,15 +9,17 @@ webhook receiver whose answers a test scripts.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
 import uvicorn
 
+from jira_orchestrator.integrations.jira.client import JiraClient
 from jira_orchestrator.integrations.jira.sandbox import JiraSandbox, WebhookRetry
 from tests.integrations.jira.contract import ContractCheckingTransport, JiraContract
 
@@ -168,4 +170,45 @@ async def sandbox(
         try:
             yield Jira(stand_in, client, contract, clock, receiver, sleeps, base_url)
         finally:
+            await client.aclose()
+
+
+def _headers(jira: Jira, token: str | None = None) -> dict[str, str]:
+    raw = f"{jira.sandbox.email}:{token or jira.sandbox.token}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+ClientFactory = Callable[..., Awaitable[JiraClient]]
+"""Makes a `JiraClient` for the in-process sandbox (``token=``, ``wrap=`` a transport)."""
+
+
+@pytest.fixture
+async def make_client(jira: Jira) -> AsyncIterator[ClientFactory]:
+    made: list[JiraClient] = []
+
+    async def make(
+        *,
+        token: str | None = None,
+        wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
+        **options: object,
+    ) -> JiraClient:
+        transport: httpx.AsyncBaseTransport = ContractCheckingTransport(
+            httpx.ASGITransport(app=jira.sandbox.app), jira.contract
+        )
+        if wrap is not None:
+            transport = wrap(transport)
+        options.setdefault("sleep", jira.sleeps)
+        client = JiraClient(
+            jira.base_url,
+            _headers(jira, token),
+            transport=transport,
+            **options,  # type: ignore[arg-type]
+        )
+        made.append(client)
+        return client
+
+    try:
+        yield make
+    finally:
+        for client in made:
             await client.aclose()

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from jira_orchestrator import CircuitOpenError
 from jira_orchestrator.integrations.jira.adf import doc, paragraph, text
-from jira_orchestrator.integrations.jira.client import JiraClient
 from jira_orchestrator.integrations.jira.errors import (
     JiraAuthError,
     JiraConflict,
@@ -19,8 +17,7 @@ from jira_orchestrator.integrations.jira.errors import (
     JiraRequestError,
     JiraUnavailable,
 )
-from tests.integrations.jira.conftest import Jira
-from tests.integrations.jira.contract import ContractCheckingTransport
+from tests.integrations.jira.conftest import ClientFactory, Jira
 
 
 class LoseAnswers(httpx.AsyncBaseTransport):
@@ -43,47 +40,7 @@ class LoseAnswers(httpx.AsyncBaseTransport):
         return response
 
 
-def _headers(jira: Jira, token: str | None = None) -> dict[str, str]:
-    raw = f"{jira.sandbox.email}:{token or jira.sandbox.token}".encode()
-    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
-
-
-Factory = Callable[..., Awaitable[JiraClient]]
-
-
-@pytest.fixture
-async def make_client(jira: Jira) -> AsyncIterator[Factory]:
-    made: list[JiraClient] = []
-
-    async def make(
-        *,
-        token: str | None = None,
-        wrap: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None,
-        **options: object,
-    ) -> JiraClient:
-        transport: httpx.AsyncBaseTransport = ContractCheckingTransport(
-            httpx.ASGITransport(app=jira.sandbox.app), jira.contract
-        )
-        if wrap is not None:
-            transport = wrap(transport)
-        options.setdefault("sleep", jira.sleeps)
-        client = JiraClient(
-            jira.base_url,
-            _headers(jira, token),
-            transport=transport,
-            **options,  # type: ignore[arg-type]
-        )
-        made.append(client)
-        return client
-
-    try:
-        yield make
-    finally:
-        for client in made:
-            await client.aclose()
-
-
-async def test_reads_an_issue_with_its_changelog(jira: Jira, make_client: Factory) -> None:
+async def test_reads_an_issue_with_its_changelog(jira: Jira, make_client: ClientFactory) -> None:
     key = jira.sandbox.create_issue("OPS", "Deploy billing", labels=["infra"])
     jira.sandbox.edit_issue(key, update={"labels": [{"add": "urgent"}]})
     client = await make_client()
@@ -95,7 +52,7 @@ async def test_reads_an_issue_with_its_changelog(jira: Jira, make_client: Factor
     assert (await client.myself())["emailAddress"] == jira.sandbox.email
 
 
-async def test_search_reads_every_page(jira: Jira, make_client: Factory) -> None:
+async def test_search_reads_every_page(jira: Jira, make_client: ClientFactory) -> None:
     keys = [jira.sandbox.create_issue("OPS", f"issue {n}") for n in range(7)]
     jira.sandbox.create_issue("SHOP", "another project")
     client = await make_client()
@@ -104,7 +61,9 @@ async def test_search_reads_every_page(jira: Jira, make_client: Factory) -> None
     assert [i async for i in client.search("project = OPS", page_size=3, limit=4)].__len__() == 4
 
 
-async def test_labels_components_assignee_and_transitions(jira: Jira, make_client: Factory) -> None:
+async def test_labels_components_assignee_and_transitions(
+    jira: Jira, make_client: ClientFactory
+) -> None:
     key = jira.sandbox.create_issue("OPS", "Deploy billing", labels=["keep", "old"])
     client = await make_client()
     await client.update_labels(key, add=["routed:k8s"], remove=["old"])
@@ -120,7 +79,9 @@ async def test_labels_components_assignee_and_transitions(jira: Jira, make_clien
         await client.transition(key, "Shipped")
 
 
-async def test_a_comment_with_a_marker_is_written_once(jira: Jira, make_client: Factory) -> None:
+async def test_a_comment_with_a_marker_is_written_once(
+    jira: Jira, make_client: ClientFactory
+) -> None:
     key = jira.sandbox.create_issue("OPS", "Deploy billing")
     client = await make_client()
     body = doc(paragraph(text("Routed to k8s-helm-deployer. ")), paragraph(text("ref jo-1")))
@@ -133,7 +94,7 @@ async def test_a_comment_with_a_marker_is_written_once(jira: Jira, make_client: 
 
 
 async def test_a_comment_whose_answer_was_lost_is_not_written_twice(
-    jira: Jira, make_client: Factory
+    jira: Jira, make_client: ClientFactory
 ) -> None:
     key = jira.sandbox.create_issue("OPS", "Deploy billing")
     lose_once = {"left": 1}
@@ -158,7 +119,7 @@ async def test_a_comment_whose_answer_was_lost_is_not_written_twice(
 
 
 async def test_a_change_that_may_have_landed_is_not_sent_again_blindly(
-    jira: Jira, make_client: Factory
+    jira: Jira, make_client: ClientFactory
 ) -> None:
     key = jira.sandbox.create_issue("OPS", "Deploy billing")
 
@@ -171,7 +132,9 @@ async def test_a_change_that_may_have_landed_is_not_sent_again_blindly(
     assert jira.sleeps.delays == []  # not retried
 
 
-async def test_rate_limits_wait_at_least_retry_after(jira: Jira, make_client: Factory) -> None:
+async def test_rate_limits_wait_at_least_retry_after(
+    jira: Jira, make_client: ClientFactory
+) -> None:
     key = jira.sandbox.create_issue("OPS", "Deploy billing")
     jira.sandbox.faults.add(429, times=2, retry_after=3)
     client = await make_client()
@@ -181,7 +144,7 @@ async def test_rate_limits_wait_at_least_retry_after(jira: Jira, make_client: Fa
 
 
 async def test_a_retry_after_beyond_the_cap_gives_up_at_once(
-    jira: Jira, make_client: Factory
+    jira: Jira, make_client: ClientFactory
 ) -> None:
     key = jira.sandbox.create_issue("OPS", "Deploy billing")
     jira.sandbox.faults.add(429, retry_after=600)
@@ -193,7 +156,7 @@ async def test_a_retry_after_beyond_the_cap_gives_up_at_once(
 
 
 async def test_unavailable_jira_is_retried_and_a_rate_limited_post_is_sent_again(
-    jira: Jira, make_client: Factory
+    jira: Jira, make_client: ClientFactory
 ) -> None:
     key = jira.sandbox.create_issue("OPS", "Deploy billing")
     jira.sandbox.faults.add(503, times=2, method="GET")
@@ -205,7 +168,9 @@ async def test_unavailable_jira_is_retried_and_a_rate_limited_post_is_sent_again
     assert len(jira.sleeps.delays) == 3
 
 
-async def test_errors_are_typed_and_never_hold_the_token(jira: Jira, make_client: Factory) -> None:
+async def test_errors_are_typed_and_never_hold_the_token(
+    jira: Jira, make_client: ClientFactory
+) -> None:
     client = await make_client(token="wrong-token")
     with jira.contract.allow_invalid_requests(), pytest.raises(JiraAuthError) as caught:
         await client.myself()
@@ -223,7 +188,7 @@ async def test_errors_are_typed_and_never_hold_the_token(jira: Jira, make_client
 
 
 async def test_a_key_from_outside_cannot_reach_another_resource(
-    jira: Jira, make_client: Factory
+    jira: Jira, make_client: ClientFactory
 ) -> None:
     client = await make_client()
     with jira.contract.allow_invalid_requests(), pytest.raises(JiraNotFound):
@@ -232,7 +197,9 @@ async def test_a_key_from_outside_cannot_reach_another_resource(
         await client.get_issue("")
 
 
-async def test_the_breaker_stops_calling_a_failing_jira(jira: Jira, make_client: Factory) -> None:
+async def test_the_breaker_stops_calling_a_failing_jira(
+    jira: Jira, make_client: ClientFactory
+) -> None:
     key = jira.sandbox.create_issue("OPS", "Deploy billing")
     jira.sandbox.faults.add(503, times=100)
     client = await make_client(max_retries=0)
