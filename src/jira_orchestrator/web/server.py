@@ -155,6 +155,7 @@ class HTTPServer:
         self._server: _Uvicorn | None = None
         self._task: asyncio.Task[None] | None = None
         self._port: int | None = None
+        self._address: tuple[str, int] | None = None
         self._stopping = False
         self.app: Starlette | None = None
 
@@ -180,6 +181,13 @@ class HTTPServer:
         if self._port is None:
             raise HTTPServerError("the server is not started: no port is bound yet")
         return self._port
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` the listening socket is bound to (after `start`)."""
+        if self._address is None:
+            raise HTTPServerError("the server is not started: no address is bound yet")
+        return self._address
 
     @property
     def url(self) -> str:
@@ -253,7 +261,9 @@ class HTTPServer:
         self._not_started("start")
         self.app = self._build()
         sock = self._bind()
-        self._port = sock.getsockname()[1]
+        bound = sock.getsockname()
+        self._address = (str(bound[0]), int(bound[1]))
+        self._port = self._address[1]
         config = uvicorn.Config(
             self.app,
             log_config=None,  # never reconfigure the program's logging
