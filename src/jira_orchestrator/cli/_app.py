@@ -12,6 +12,7 @@ from jira_orchestrator.cli.jira import jira_app
 from jira_orchestrator.cli.plugins import plugins_app
 from jira_orchestrator.cli.route import route
 from jira_orchestrator.cli.sandbox import sandbox
+from jira_orchestrator.cli.serve import serve
 from jira_orchestrator.cli.tasks import tasks_app
 from jira_orchestrator.cli.up import nats_config, up
 
@@ -31,6 +32,7 @@ app.add_typer(decisions_app, name="decisions")
 app.add_typer(tasks_app, name="tasks")
 app.command()(route)
 app.command()(demo)
+app.command()(serve)
 app.command()(up)
 app.command("nats-config")(nats_config)
 app.command()(sandbox)

@@ -317,6 +317,14 @@ def demo(
         list[str] | None, typer.Option("--fail", help="make this plugin fail (repeatable)")
     ] = None,
     bus: Annotated[str, typer.Option(help="bus URL")] = "memory://",
+    jira: Annotated[
+        bool,
+        typer.Option(
+            "--jira",
+            help="the whole Jira loop: a local Jira sandbox holds the issues, its webhooks"
+            " reach the receiver, decisions and outcomes are written back to it",
+        ),
+    ] = False,
 ) -> None:
     """Route and dispatch sample Jira issues to the example plugins, in this process."""
     if not plugins.is_dir():
@@ -336,5 +344,36 @@ def demo(
     logging.basicConfig(level=logging.CRITICAL)
     entries = sorted(plugins.glob("*/plugin.py"))
     console = Console(width=max(Console().width, 100))  # plugin names fit on one line
+    if jira:
+        console = Console(width=max(Console().width, 132))
+        raise typer.Exit(_jira_demo(entries, plugins, loaded, problems, output, console))
     code = asyncio.run(_run(entries, plugins, loaded, output, bus, console))
     raise typer.Exit(code)
+
+
+def _jira_demo(
+    entries: list[Path],
+    plugins: Path,
+    loaded: IssueFile,
+    problems: list[str | None],
+    output: Path,
+    console: Console,
+) -> int:
+    from jira_orchestrator.cli._demo_jira import run_jira_demo
+
+    good = []
+    for index, (issue, problem) in enumerate(zip(loaded, problems, strict=True)):
+        if problem is None:
+            good.append(issue)
+        else:
+            _error(f"{loaded.path}: {_label(index, issue)}: {problem}; skipped")
+    try:
+        rows = asyncio.run(run_jira_demo(entries, plugins, good, output, console))
+    except PluginLoadError as error:
+        _error(f"cannot load a plugin: {error}")
+        return EXIT_USAGE
+    except (JiraOrchestratorError, OSError) as error:
+        _error(f"the Jira loop failed: {error}")
+        return EXIT_FAILURE
+    completed = all(row.get("outcome") == "completed" for row in rows)
+    return EXIT_OK if completed and len(good) == len(loaded) else EXIT_FAILURE

@@ -27,7 +27,7 @@ import hmac
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
@@ -36,7 +36,7 @@ from starlette.routing import Route
 
 from jira_orchestrator._core.errors import JiraOrchestratorError
 from jira_orchestrator.integrations.jira.events import InvalidWebhookEvent, parse_event
-from jira_orchestrator.integrations.jira.inbox import InboxError, InboxWriter, WebhookInbox
+from jira_orchestrator.integrations.jira.inbox import InboxError, InboxWriter, Stored, WebhookInbox
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -147,7 +147,10 @@ class WebhookReceiver:
         projects: Iterable[str] | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         path: str = WEBHOOK_PATH,
+        on_stored: Callable[[Stored], object] | None = None,
     ) -> None:
+        """``on_stored`` is called with each newly stored event (after it is on disk), so a
+        processor can wake up instead of polling."""
         if secret is not None and not isinstance(secret, Secret):
             raise TypeError("secret must be a Secret (see secret_from_env), not a plain string")
         if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
@@ -160,6 +163,7 @@ class WebhookReceiver:
         self.projects = None if projects is None else frozenset(projects)
         self.max_body_bytes = max_body_bytes
         self.path = path
+        self.on_stored = on_stored
         self._counts: Counter[str] = Counter()
         self._rejected: Counter[str] = Counter()
         if secret is None:
@@ -288,6 +292,8 @@ class WebhookReceiver:
         self._counts["accepted"] += 1
         if stored.state == "superseded":
             self._counts["superseded"] += 1
+        elif self.on_stored is not None:
+            self.on_stored(stored)
         return JSONResponse(
             {"status": "accepted", "seq": stored.seq, "state": stored.state}, status_code=202
         )

@@ -85,16 +85,25 @@ class JiraWriteBack:
         self.client = client
         self.config = config
 
-    async def decision(self, key: str, decision: RoutingDecision, *, ref: str) -> Written:
-        """The decision on issue ``key``: comment, label, component, assignee."""
+    async def decision(
+        self,
+        key: str,
+        decision: RoutingDecision,
+        *,
+        ref: str,
+        candidates: Sequence[str] = (),
+    ) -> Written:
+        """The decision on issue ``key``: comment, label, component, assignee.
+
+        ``candidates`` are the plugins the orchestrator will try, in order; the comment
+        names them when the plugin that fits best is down (no primary plugin)."""
         plugin = decision.primary_plugin
-        if plugin is None:
-            return await self.triage(key, decision, ref=ref)
         written = Written(key, "decision")
         try:
-            await self._mark(key, plugin, written)
+            if plugin is not None:
+                await self._mark(key, plugin, written)
             if self.config.jira.write_back.comment:
-                body = self.decision_comment(decision, ref)
+                body = self.decision_comment(decision, ref, candidates)
                 comment = await self.client.add_comment(key, body, marker=marker(ref, "decision"))
                 written.comment_id = str(comment.get("id"))
         except JiraNotFound:
@@ -132,17 +141,26 @@ class JiraWriteBack:
             return self._gone(written)
         return written
 
-    def decision_comment(self, decision: RoutingDecision, ref: str) -> Node:
+    def decision_comment(
+        self, decision: RoutingDecision, ref: str, candidates: Sequence[str] = ()
+    ) -> Node:
         """The ADF comment for a decision."""
-        plugin = decision.primary_plugin or "nobody"
-        blocks: list[Node] = [
-            paragraph(
+        plugin = decision.primary_plugin
+        if plugin is None:
+            tried = ", ".join(candidates) or "none"
+            first = paragraph(
+                "The plugins that fit this issue are not available; the orchestrator tries: ",
+                text(tried, strong=True),
+                ".",
+            )
+        else:
+            first = paragraph(
                 "Routed to ",
                 text(plugin, strong=True),
                 f" (confidence {_percent(decision.confidence)}).",
             )
-        ]
-        score = decision.score_of(plugin) if decision.primary_plugin else None
+        blocks: list[Node] = [first]
+        score = decision.score_of(plugin) if plugin is not None else None
         evidence = list(score.evidence[:_EVIDENCE]) if score is not None else []
         if evidence:
             blocks.append(paragraph("Why:"))
