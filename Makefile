@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/jira-orchestrator demo --fail frontend-design-system
+	$(BIN)/jira-orchestrator demo --jira --fail frontend-design-system
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
