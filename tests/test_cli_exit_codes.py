@@ -51,6 +51,8 @@ CASES: list[tuple[list[str], int]] = [
     (["jira", "check", "--config", "MISSING"], 2),
     (["jira", "check", "--config", "GARBAGE"], 2),
     (["jira", "schema", "--output", "FOLDER"], 2),
+    (["serve", "--config", "MISSING"], 2),
+    (["serve", "--config", "GARBAGE"], 2),
     (["sandbox", "--issues", "MISSING"], 2),
     (["sandbox", "--issues", "GARBAGE"], 2),
     (["sandbox", "--webhook", "not a url"], 2),

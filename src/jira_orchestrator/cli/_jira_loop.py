@@ -4,7 +4,7 @@ webhook receiver, the inbox, the orchestrator and the service that connects them
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from jira_orchestrator.integrations.jira import (
     WebhookInbox,
     WebhookReceiver,
 )
-from jira_orchestrator.integrations.jira.service import JiraService
+from jira_orchestrator.integrations.jira.service import JiraService, Processed
 from jira_orchestrator.orchestrator import Orchestrator
 from jira_orchestrator.orchestrator.files import OrchestratorFiles
 from jira_orchestrator.orchestrator.tasks import TaskStore
@@ -49,6 +49,7 @@ async def jira_loop(
     bus_url: str,
     environ: Mapping[str, str] | None = None,
     extra_routes: Iterable[BaseRoute] = (),
+    on_processed: Callable[[Processed], object] | None = None,
 ) -> AsyncIterator[JiraLoop]:
     """Start everything, yield it, stop everything (in reverse) whatever happened."""
     files = OrchestratorFiles.of(output)
@@ -71,7 +72,7 @@ async def jira_loop(
         stack.callback(orchestrator.close)
         await orchestrator.start()
         stack.push_async_callback(orchestrator.stop)
-        service = JiraService(config, client, orchestrator, inbox)
+        service = JiraService(config, client, orchestrator, inbox, on_processed=on_processed)
         receiver = WebhookReceiver(
             inbox,
             secret=secret,

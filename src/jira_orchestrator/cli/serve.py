@@ -23,6 +23,7 @@ import typer
 from jira_orchestrator._core.errors import JiraOrchestratorError
 from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
 from jira_orchestrator.cli._jira_loop import jira_loop
+from jira_orchestrator.cli._text import escape_control
 from jira_orchestrator.cli.demo import PluginLoadError, load_entry_point
 from jira_orchestrator.integrations.jira import JiraConfig, JiraConfigError, load_config
 from jira_orchestrator.orchestrator.files import DEFAULT_OUTPUT
@@ -75,7 +76,15 @@ async def _serve(
         if bus.startswith("memory:"):
             await stack.enter_async_context(in_process_plugins(entries))
         running = await stack.enter_async_context(
-            jira_loop(config, plugins, output, host=host, port=port, bus_url=bus)
+            jira_loop(
+                config,
+                plugins,
+                output,
+                host=host,
+                port=port,
+                bus_url=bus,
+                on_processed=lambda done: typer.echo(escape_control(done.line())),
+            )
         )
         typer.echo(f"jira-orchestrator serve: webhooks at {running.server.url}/webhooks/jira")
         typer.echo(f"Jira site {config.jira.site}, projects {', '.join(config.jira.projects)}")

@@ -27,7 +27,7 @@ import contextlib
 import logging
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -59,6 +59,17 @@ class Processed(dict[str, Any]):
     """What processing one event did (JSON-friendly): ``key``, ``action``, the decision's
     plugin, the outcome and what was written to Jira."""
 
+    def line(self) -> str:
+        """One line for an operator: ``OPS-1: routed to k8s, completed by k8s (fallback)``."""
+        said = f"{self.get('key')}: {self.get('action')}"
+        if self.get("routedTo"):
+            said += f" to {self['routedTo']}"
+        if self.get("outcome"):
+            said += f", {self['outcome']}"
+            if self.get("doneBy"):
+                said += f" by {self['doneBy']}" + (" (fallback)" if self.get("fallback") else "")
+        return said
+
 
 class JiraService:
     """Processes accepted Jira events; ``start`` runs it in the background."""
@@ -73,6 +84,7 @@ class JiraService:
         writeback: JiraWriteBack | None = None,
         concurrency: int = 4,
         idle_wait: float = 5.0,
+        on_processed: Callable[[Processed], object] | None = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -81,6 +93,7 @@ class JiraService:
         self.writeback = writeback or JiraWriteBack(client, config)
         self.concurrency = concurrency
         self.idle_wait = idle_wait
+        self.on_processed = on_processed
         self.account_id: str | None = None
         self.stats: Counter[str] = Counter()
         self.processed: list[Processed] = []
@@ -146,6 +159,8 @@ class JiraService:
         self.stats["processed"] += 1
         if done is not None:
             self.processed.append(done)
+            if self.on_processed is not None:
+                self.on_processed(done)
         return done
 
     async def _handle(self, item: InboxEvent) -> Processed | None:
