@@ -3,6 +3,7 @@ webhook receiver, the inbox, the orchestrator and the service that connects them
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from jira_orchestrator.integrations.jira import (
     WebhookInbox,
     WebhookReceiver,
 )
+from jira_orchestrator.integrations.jira.poller import JqlPoller
 from jira_orchestrator.integrations.jira.service import JiraService, Processed
 from jira_orchestrator.orchestrator import Orchestrator
 from jira_orchestrator.orchestrator.files import OrchestratorFiles
@@ -36,6 +38,7 @@ class JiraLoop:
     client: JiraClient
     orchestrator: Orchestrator
     service: JiraService
+    poller: JqlPoller | None = None
 
 
 @contextlib.asynccontextmanager
@@ -50,6 +53,7 @@ async def jira_loop(
     environ: Mapping[str, str] | None = None,
     extra_routes: Iterable[BaseRoute] = (),
     on_processed: Callable[[Processed], object] | None = None,
+    poll: bool = False,
 ) -> AsyncIterator[JiraLoop]:
     """Start everything, yield it, stop everything (in reverse) whatever happened."""
     files = OrchestratorFiles.of(output)
@@ -91,4 +95,17 @@ async def jira_loop(
         stack.push_async_callback(server.stop)
         await service.start()
         stack.push_async_callback(service.stop)
-        yield JiraLoop(server, receiver, inbox, client, orchestrator, service)
+        poller: JqlPoller | None = None
+        if poll:
+            poller = JqlPoller(
+                config, client, inbox, files.folder / "jira-poll.json", on_stored=service.notify
+            )
+            polling = asyncio.create_task(poller.run(), name="jira-poller")
+            stack.push_async_callback(_cancel, polling)
+        yield JiraLoop(server, receiver, inbox, client, orchestrator, service, poller)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

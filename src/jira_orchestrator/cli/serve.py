@@ -67,6 +67,7 @@ async def _serve(
     host: str,
     port: int,
     bus: str,
+    poll: bool,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -84,10 +85,14 @@ async def _serve(
                 port=port,
                 bus_url=bus,
                 on_processed=lambda done: typer.echo(escape_control(done.line())),
+                poll=poll,
             )
         )
         typer.echo(f"jira-orchestrator serve: webhooks at {running.server.url}/webhooks/jira")
-        typer.echo(f"Jira site {config.jira.site}, projects {', '.join(config.jira.projects)}")
+        polling = f", polled every {config.jira.poll.interval_seconds:g} s" if poll else ""
+        typer.echo(
+            f"Jira site {config.jira.site}, projects {', '.join(config.jira.projects)}{polling}"
+        )
         await stop.wait()
         typer.echo("stopping: finishing the work in hand")
     return EXIT_OK
@@ -107,6 +112,12 @@ def serve(
     output: Annotated[
         Path, typer.Option(help="where plugins write and the databases live")
     ] = DEFAULT_OUTPUT,
+    poll: Annotated[
+        bool,
+        typer.Option(
+            "--poll", help="also search Jira with JQL every poll.intervalSeconds (no webhooks)"
+        ),
+    ] = False,
 ) -> None:
     """Receive Jira's webhooks, route and dispatch the issues, write back to Jira."""
     try:
@@ -135,7 +146,7 @@ def serve(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         entries = sorted(plugins.glob("*/plugin.py"))
-        code = asyncio.run(_serve(loaded, plugins, entries, output, host, port, bus))
+        code = asyncio.run(_serve(loaded, plugins, entries, output, host, port, bus, poll))
     except PluginLoadError as error:
         raise fail(f"cannot load a plugin: {error}", EXIT_USAGE) from None
     except (HTTPServerError, JiraConfigError, JiraOrchestratorError, OSError) as error:

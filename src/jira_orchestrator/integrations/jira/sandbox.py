@@ -482,6 +482,10 @@ class JiraSandbox:
         issue = self._find(key)
         return [self.comment_json(issue, comment) for comment in issue.comments]
 
+    def add_project(self, key: str) -> None:
+        """Add an empty project (one also appears when its first issue is created)."""
+        self._project(key)
+
     def create_issue(
         self,
         project: str,
