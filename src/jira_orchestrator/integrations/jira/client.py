@@ -341,18 +341,24 @@ class JiraClient:
         return None
 
     async def add_comment(
-        self, key: str, body: Mapping[str, Any], *, marker: str | None = None
+        self,
+        key: str,
+        body: Mapping[str, Any],
+        *,
+        marker: str | None = None,
+        new: bool = False,
     ) -> dict[str, Any]:
         """Add a comment (``body`` an ADF document) and return it as Jira stored it.
 
         With ``marker`` (a text that the body contains and no other comment does), a
         comment already carrying it is returned instead of writing a second one: before
-        the first attempt and after any failure that may have landed.
+        the first attempt (unless ``new`` says no earlier attempt can have written it) and
+        after any failure that may have landed.
         """
         path = f"/issue/{_segment(key)}/comment"
-        if marker is not None:
-            if not _contains_text(body, marker):
-                raise ValueError(f"the comment body does not contain its marker {marker!r}")
+        if marker is not None and not _contains_text(body, marker):
+            raise ValueError(f"the comment body does not contain its marker {marker!r}")
+        if marker is not None and not new:
             existing = await self.find_comment(key, marker)
             if existing is not None:
                 return existing

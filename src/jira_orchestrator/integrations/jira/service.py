@@ -217,20 +217,29 @@ class JiraService:
         elif only_if_changed and decision.primary_plugin == previous:
             return Processed(key=key, action="unchanged", routedTo=previous)
         done = Processed(key=key, action="routed", taskId=task_id)
+        # The first claim of the event: no comment can carry this task's reference yet.
+        first = item.attempts <= 1
         floor = self.config.routing.min_confidence
         unsure = decision.primary_plugin is not None and decision.confidence < floor
         candidates = self.orchestrator.candidates(decision)
         if plugin is None and (unsure or not candidates):
             self.stats["triaged"] += 1
-            written = await self.writeback.triage(key, decision, ref=task_id)
+            written = await self.writeback.triage(
+                key, decision, ref=task_id, first=first, fields=issue.get("fields")
+            )
             done.update(action="triaged", jira=[written.to_dict()])
             return done
         self.stats["routed"] += 1
         written_decision = await self.writeback.decision(
-            key, decision, ref=task_id, candidates=candidates
+            key,
+            decision,
+            ref=task_id,
+            candidates=candidates,
+            first=first,
+            fields=issue.get("fields"),
         )
         result = await self._dispatch(issue, decision, task_id)
-        written_outcome = await self.writeback.outcome(key, result, ref=task_id)
+        written_outcome = await self.writeback.outcome(key, result, ref=task_id, first=first)
         done.update(
             routedTo=decision.primary_plugin,
             doneBy=result.plugin,

@@ -15,7 +15,7 @@ are set with add/remove operations; a transition already applied is not applied 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -92,45 +92,67 @@ class JiraWriteBack:
         *,
         ref: str,
         candidates: Sequence[str] = (),
+        first: bool = False,
+        fields: Mapping[str, Any] | None = None,
     ) -> Written:
         """The decision on issue ``key``: comment, label, component, assignee.
 
         ``candidates`` are the plugins the orchestrator will try, in order; the comment
-        names them when the plugin that fits best is down (no primary plugin)."""
+        names them when the plugin that fits best is down (no primary plugin). ``first``
+        says no earlier attempt wrote for ``ref`` (nothing to look for first); ``fields``
+        are the issue's current fields when the caller has just read them."""
         plugin = decision.primary_plugin
         written = Written(key, "decision")
         try:
             if plugin is not None:
-                await self._mark(key, plugin, written)
+                await self._mark(key, plugin, written, fields)
             if self.config.jira.write_back.comment:
                 body = self.decision_comment(decision, ref, candidates)
-                comment = await self.client.add_comment(key, body, marker=marker(ref, "decision"))
-                written.comment_id = str(comment.get("id"))
-        except JiraNotFound:
-            return self._gone(written)
-        return written
-
-    async def triage(self, key: str, decision: RoutingDecision, *, ref: str) -> Written:
-        """The router is unsure: the triage label and a comment with the best candidates."""
-        written = Written(key, "triage")
-        try:
-            await self._mark(key, None, written)
-            if self.config.jira.write_back.comment:
                 comment = await self.client.add_comment(
-                    key, self.triage_comment(decision, ref), marker=marker(ref, "triage")
+                    key, body, marker=marker(ref, "decision"), new=first
                 )
                 written.comment_id = str(comment.get("id"))
         except JiraNotFound:
             return self._gone(written)
         return written
 
-    async def outcome(self, key: str, result: DispatchResult, *, ref: str) -> Written:
+    async def triage(
+        self,
+        key: str,
+        decision: RoutingDecision,
+        *,
+        ref: str,
+        first: bool = False,
+        fields: Mapping[str, Any] | None = None,
+    ) -> Written:
+        """The router is unsure: the triage label and a comment with the best candidates."""
+        written = Written(key, "triage")
+        try:
+            await self._mark(key, None, written, fields)
+            if self.config.jira.write_back.comment:
+                comment = await self.client.add_comment(
+                    key,
+                    self.triage_comment(decision, ref),
+                    marker=marker(ref, "triage"),
+                    new=first,
+                )
+                written.comment_id = str(comment.get("id"))
+        except JiraNotFound:
+            return self._gone(written)
+        return written
+
+    async def outcome(
+        self, key: str, result: DispatchResult, *, ref: str, first: bool = False
+    ) -> Written:
         """The outcome of the work on issue ``key``: comment and transition."""
         written = Written(key, "outcome")
         try:
             if self.config.jira.write_back.comment:
                 comment = await self.client.add_comment(
-                    key, self.outcome_comment(result, ref), marker=marker(ref, "outcome")
+                    key,
+                    self.outcome_comment(result, ref),
+                    marker=marker(ref, "outcome"),
+                    new=first,
                 )
                 written.comment_id = str(comment.get("id"))
             transitions = self.config.jira.transitions
@@ -215,12 +237,22 @@ class JiraWriteBack:
         blocks.append(_footer(ref, "outcome"))
         return doc(*blocks)
 
-    async def _mark(self, key: str, plugin: str | None, written: Written) -> None:
+    async def _mark(
+        self,
+        key: str,
+        plugin: str | None,
+        written: Written,
+        fields: Mapping[str, Any] | None = None,
+    ) -> None:
         """Label, component and assignee for ``plugin`` (``None``: triage)."""
         settings = self.config.jira.write_back
         prefix = settings.label_prefix
         triage = self.config.routing.triage_label
-        current = (await self.client.get_issue(key, fields=("labels", "components")))["fields"]
+        current = (
+            fields
+            if fields is not None
+            else (await self.client.get_issue(key, fields=("labels", "components")))["fields"]
+        )
         labels: Sequence[str] = current.get("labels") or []
         wanted = triage if plugin is None else (f"{prefix}{plugin}" if settings.label else None)
         stale = [
