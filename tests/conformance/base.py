@@ -536,6 +536,56 @@ class BusConformance:
         await sender.publish(topic="system/health", payload="small")
         await inbox.wait(1)
 
+    @pytest.mark.parametrize(
+        "topic", ["_jo/durable/x", "_jo.presence.x", "_INBOX/abc", "_INBOX.abc.1", "_jo"]
+    )
+    async def test_topics_in_the_reserved_namespaces_are_refused(
+        self, buses: Any, topic: str
+    ) -> None:
+        sender, receiver = buses("sender"), buses("receiver")
+        with pytest.raises(InvalidTopic, match="reserved") as caught:
+            await sender.publish(topic=topic, payload=None)
+        assert caught.value.topic == topic
+        assert caught.value.position == 0
+        with pytest.raises(InvalidTopic, match="reserved"):
+            await sender.request(topic=topic, payload=None, timeout=WAIT)
+        with pytest.raises(InvalidTopic, match="reserved"):
+            receiver.subscribe(topic, lambda message: None)
+        with pytest.raises(InvalidTopic, match="reserved"):
+            receiver.subscribe(topic.replace(".", "/").split("/")[0] + "/**", lambda m: None)
+
+    async def test_reserved_words_elsewhere_in_a_topic_are_ordinary(self, buses: Any) -> None:
+        receiver, sender = buses("receiver"), buses("sender")
+        inbox = Inbox()
+        receiver.subscribe("plugin/_jo/_INBOX", inbox)
+        receiver.subscribe("_job/x", inbox)
+        await sender.publish(topic="plugin/_jo/_INBOX", payload=1)
+        await sender.publish(topic="_job/x", payload=2)
+        await inbox.wait(2)
+        assert sorted(inbox.payloads) == [1, 2]
+
+    async def test_every_refusal_is_counted(self, buses: Any) -> None:
+        sender = buses("sender")
+        server = buses("server")
+        server.subscribe("plugin/server/request", lambda message: None)
+        limit = sender.config.max_message_size
+        refusals: list[Callable[[], Any]] = [
+            lambda: sender.publish(topic="plugin//request"),
+            lambda: sender.publish(topic="plugin/x", priority=11),
+            lambda: sender.publish(topic="plugin/x", payload={"tags": {"a", "b"}}),
+            lambda: sender.publish(topic="plugin/x", payload="x" * limit),
+            lambda: sender.publish(topic="_jo/x"),
+            lambda: sender.publish(topic="plugin/x", payload={"n": 10**5000}),
+            lambda: sender.publish(topic="plugin/x", headers={"userId": "\udc80"}),
+            lambda: sender.request(topic="plugin/server/request", payload={"a": {1}}, timeout=WAIT),
+            lambda: sender.request(topic="plugin/a b", timeout=WAIT),
+            lambda: sender.respond("some-request", {"bad": float("inf")}),
+        ]
+        for refuse in refusals:
+            with pytest.raises(InvalidMessage):
+                await refuse()
+        assert sender.stats()["rejected"] == len(refusals)
+
     def test_handler_must_be_callable(self, buses: Any) -> None:
         with pytest.raises(TypeError, match="callable"):
             buses("receiver").subscribe("system/health", "not a function")
