@@ -164,6 +164,25 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=Fals
             if type(value) is not str or type(key) is not str:
                 raise InvalidMessage(f"headers.{key}: header names and values must be strings")
 
+    def deadline(self) -> float | None:
+        """When its sender stops waiting for this message, in seconds since the epoch.
+
+        ``metadata.expiresAt``, else ``timestamp`` plus ``metadata.timeout``; None when
+        neither is set (or a foreign sender's timestamp cannot be read). A message past
+        its deadline is not handled: the bus dead-letters it as ``expired``.
+        """
+        metadata = self.metadata
+        if metadata is _NO_METADATA:  # the common case: nothing to parse
+            return None
+        try:
+            if metadata.expires_at is not None:
+                return parse_timestamp(metadata.expires_at)
+            if metadata.timeout_ms is not None:
+                return parse_timestamp(self.timestamp) + metadata.timeout_ms / 1000
+        except (TypeError, ValueError):
+            return None
+        return None
+
     def encode(self) -> bytes:
         """The JSON bytes of this message.
 

@@ -36,6 +36,7 @@ from jira_orchestrator.messagebus._subscription import (
     MessageFilter,
     Overflow,
     Subscription,
+    handler_clock,
     trace,
 )
 from jira_orchestrator.transports import Reply, Transport, open_transport
@@ -49,6 +50,7 @@ __all__ = [
     "close_message_bus",
     "current_message",
     "get_message_bus",
+    "remaining_time",
     "reset_message_bus",
 ]
 
@@ -668,7 +670,12 @@ class MessageBus:
                 priority=priority,
                 destination=destination,
                 correlation_id=new_id(),
-                metadata=MessageMetadata(timeout_ms=max(1, round(seconds * 1000))),
+                # The deadline travels with the request: a receiver that gets to it after
+                # the caller gave up dead-letters it as expired instead of running it.
+                metadata=MessageMetadata(
+                    timeout_ms=max(1, round(seconds * 1000)),
+                    expires_at=format_timestamp(self._core.clock() + seconds),
+                ),
             )
             self._core.check_sendable(request)
         except InvalidMessage:
@@ -762,12 +769,12 @@ class MessageBus:
                     subscription
                     for handle in core.handles.values()
                     for subscription in handle._subscriptions
-                    if not subscription._settled.is_set()
+                    if not subscription._quiet
                 ]
                 if not busy:
                     return
                 for subscription in busy:
-                    await subscription._settled.wait()
+                    await subscription._wait_quiet()
 
     async def dead_letter(
         self, message: Message, *, reason: str, error: BaseException | None = None
@@ -811,6 +818,21 @@ def _traced(headers: dict[str, str] | None, message_id: str) -> dict[str, str]:
 def current_message() -> Message | None:
     """The message whose handler is running in this task, or None."""
     return trace.get()
+
+
+def remaining_time() -> float | None:
+    """Seconds left before the running handler's message expires (its sender gives up).
+
+    0.0 once the deadline has passed; None outside a handler or for a message without a
+    deadline (see `Message.deadline`). Measured with the bus's clock.
+    """
+    message = trace.get()
+    if message is None:
+        return None
+    deadline = message.deadline()
+    if deadline is None:
+        return None
+    return max(0.0, deadline - handler_clock.get()())
 
 
 _cores: dict[str, _Core] = {}
