@@ -165,23 +165,21 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=Fals
                 raise InvalidMessage(f"headers.{key}: header names and values must be strings")
 
     def deadline(self) -> float | None:
-        """When its sender stops waiting for this message, in seconds since the epoch.
+        """When its sender stops waiting for this message (``metadata.expiresAt``), in
+        seconds since the epoch; None without one (or when it cannot be read).
 
-        ``metadata.expiresAt``, else ``timestamp`` plus ``metadata.timeout``; None when
-        neither is set (or a foreign sender's timestamp cannot be read). A message past
-        its deadline is not handled: the bus dead-letters it as ``expired``.
+        The bus sets it on every request (the time of sending plus the timeout) and does
+        not start a handler for a message past it: that message is dead-lettered as
+        ``expired``. ``metadata.timeout`` alone sets no deadline: it is how long the sender
+        said it would wait, measured from a timestamp that may come from another clock.
         """
         metadata = self.metadata
-        if metadata is _NO_METADATA:  # the common case: nothing to parse
-            return None
+        if metadata is _NO_METADATA or metadata.expires_at is None:
+            return None  # the common case: nothing to parse
         try:
-            if metadata.expires_at is not None:
-                return parse_timestamp(metadata.expires_at)
-            if metadata.timeout_ms is not None:
-                return parse_timestamp(self.timestamp) + metadata.timeout_ms / 1000
+            return parse_timestamp(metadata.expires_at)
         except (TypeError, ValueError):
             return None
-        return None
 
     def encode(self) -> bytes:
         """The JSON bytes of this message.
