@@ -11,10 +11,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from msgspec import Raw
+
 from jira_orchestrator._core.clock import WallClock, wall
 from jira_orchestrator._core.errors import PublishTimeout
 from jira_orchestrator._core.message import _NO_METADATA as NO_METADATA
-from jira_orchestrator._core.message import Message
+from jira_orchestrator._core.message import Message, private_copy
 from jira_orchestrator.transports import Reply, TransportSubscription
 
 if TYPE_CHECKING:
@@ -89,6 +91,10 @@ class Subscription:
     one stuck subscriber never holds up the publishers, or the other subscribers, of a
     topic. Memory grows with use: a priority's queue is allocated when a message of that
     priority first arrives.
+
+    A transport may deliver one message to several subscriptions with its payload as JSON
+    bytes (`msgspec.Raw`, the in-process transport does); each subscription decodes a copy
+    of its own before its filter or its handler sees it.
     """
 
     def __init__(
@@ -225,6 +231,8 @@ class Subscription:
             return None
         self.stats.received += 1
         if self.filter is not None:
+            if type(message.payload) is Raw:
+                message = private_copy(message)  # the filter may look at the payload
             try:
                 wanted = self.filter(message)
             except Exception as error:
@@ -261,6 +269,8 @@ class Subscription:
     async def _refuse(self, message: Message, tracked: bool, error: PublishTimeout | None) -> None:
         """Count and dead-letter a message this stalled subscription has no room for."""
         core = self.bus._core
+        if type(message.payload) is Raw:
+            message = private_copy(message)
         if error is None:
             error = PublishTimeout(
                 f"subscription {self.pattern!r} of {self.bus.plugin_id!r} is stalled with "
@@ -409,6 +419,8 @@ class Subscription:
                     message, tracked = entry.message, True
                 else:
                     message, tracked = entry, False
+                if type(message.payload) is Raw:  # shared by the receivers of a publish
+                    message = private_copy(message)
                 # A caller that gave up must not see its work done afterwards.
                 if message.metadata is not NO_METADATA:
                     deadline = message.deadline()

@@ -11,40 +11,26 @@ import msgspec
 from msgspec.structs import force_setattr
 
 from jira_orchestrator._core.errors import NoResponders, RequestTimeout, TransportClosed
-from jira_orchestrator._core.message import Message
+from jira_orchestrator._core.message import Message, private_copy
 from jira_orchestrator._core.topics import TopicIndex
 from jira_orchestrator.transports._base import Deliver, Transport
 
 __all__ = ["MemoryTransport"]
 
 _ROUTES_LIMIT = 4096
-_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
 _encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder().decode
 
 
-class _Copier:
-    """Hands each subscriber of one publish a private copy of the message's mutable parts.
+def _shared(message: Message) -> Message:
+    """The message as every receiver of one delivery shares it: its payload as JSON bytes.
 
-    The payload is encoded once and decoded per subscriber: a JSON round trip through
-    msgspec costs less than ``copy.deepcopy`` or a Python walk of the data, and a wire
-    transport does the same. Scalars are shared, being immutable; headers are copied.
+    Encoded once per publish, the payload is then safe from the publisher's later changes,
+    and each subscription decodes a copy of its own just before its handler runs (see
+    `Subscription`), so that copy lives only while it is handled.
     """
-
-    __slots__ = ("data", "message")
-
-    def __init__(self, message: Message) -> None:
-        self.message = message
-        payload = message.payload
-        self.data: bytes | None = None if type(payload) in _IMMUTABLE else _encode(payload)
-
-    def copy(self) -> Message:
-        message = self.message
-        private: Message = message.__copy__()  # type: ignore[attr-defined]  # not in the stubs
-        force_setattr(private, "headers", dict(message.headers))
-        if self.data is not None:
-            force_setattr(private, "payload", _decode(self.data))
-        return private
+    shared: Message = message.__copy__()  # type: ignore[attr-defined]  # not in the stubs
+    force_setattr(shared, "payload", msgspec.Raw(_encode(message.payload)))
+    return shared
 
 
 async def _all(waiting: list[Awaitable[None]]) -> None:
@@ -73,7 +59,8 @@ class MemoryTransport(Transport):
     """Delivers within this process by direct calls.
 
     Like a wire, it gives every subscription its own copy of the message's payload and
-    headers: what one subscriber or the publisher changes afterwards, no other sees. A
+    headers: what one subscriber or the publisher changes afterwards, no other sees (the
+    payload travels as `msgspec.Raw` JSON, decoded by each subscription). A
     subscription whose delivery waits (backpressure) holds up neither the others nor the
     ones after it: each gets the message at once, and the publish then waits for the
     ones that push back, side by side.
@@ -143,10 +130,10 @@ class MemoryTransport(Transport):
             targets = self._targets(message.topic)
         if not targets:
             return None
-        copier = _Copier(message)
+        shared = _shared(message)
         waits: list[Awaitable[None]] | None = None
         for subscription in targets:
-            waiting = subscription.deliver(copier.copy(), None)
+            waiting = subscription.deliver(shared, None)
             if waiting is not None:
                 if waits is None:
                     waits = [waiting]
@@ -165,15 +152,16 @@ class MemoryTransport(Transport):
 
         async def reply(response: Message) -> None:
             if not answer.done():
-                answer.set_result(_Copier(response).copy())  # the responder's stays its own
+                # the responder's payload stays its own, as on a wire
+                answer.set_result(private_copy(_shared(response)))
 
-        copier = _Copier(message)
+        shared = _shared(message)
         try:
             async with asyncio.timeout(timeout):
                 waits = [
                     waiting
                     for subscription in targets
-                    if (waiting := subscription.deliver(copier.copy(), reply)) is not None
+                    if (waiting := subscription.deliver(shared, reply)) is not None
                 ]
                 if waits:
                     await _all(waits)
