@@ -11,7 +11,7 @@ import msgspec
 from msgspec.structs import force_setattr
 
 from jira_orchestrator._core.errors import NoResponders, RequestTimeout, TransportClosed
-from jira_orchestrator._core.message import Message, private_copy
+from jira_orchestrator._core.message import Message
 from jira_orchestrator._core.topics import TopicIndex
 from jira_orchestrator.transports._base import Deliver, Transport
 
@@ -19,6 +19,7 @@ __all__ = ["MemoryTransport"]
 
 _ROUTES_LIMIT = 4096
 _encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
 
 
 def _shared(message: Message) -> Message:
@@ -31,6 +32,14 @@ def _shared(message: Message) -> Message:
     shared: Message = message.__copy__()  # type: ignore[attr-defined]  # not in the stubs
     force_setattr(shared, "payload", msgspec.Raw(_encode(message.payload)))
     return shared
+
+
+def _own(message: Message) -> Message:
+    """A copy of ``message`` with a payload and headers of its own (for one receiver)."""
+    own: Message = message.__copy__()  # type: ignore[attr-defined]  # not in the stubs
+    force_setattr(own, "headers", dict(message.headers))
+    force_setattr(own, "payload", _decode(_encode(message.payload)))
+    return own
 
 
 async def _all(waiting: list[Awaitable[None]]) -> None:
@@ -153,7 +162,7 @@ class MemoryTransport(Transport):
         async def reply(response: Message) -> None:
             if not answer.done():
                 # the responder's payload stays its own, as on a wire
-                answer.set_result(private_copy(_shared(response)))
+                answer.set_result(_own(response))
 
         shared = _shared(message)
         try:
