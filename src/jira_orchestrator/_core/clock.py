@@ -46,6 +46,12 @@ def format_timestamp(seconds: float) -> str:
 
 
 _seconds: dict[str, float] = {}  # "YYYY-MM-DDTHH:MM:SS." -> seconds since the epoch
+_last_parsed: tuple[str, float] = ("".join(["not", " yet"]), 0.0)  # a string of its own
+
+
+def _remember(text: str, value: float) -> None:
+    global _last_parsed
+    _last_parsed = (text, value)
 
 
 def parse_timestamp(text: str) -> float:
@@ -53,18 +59,22 @@ def parse_timestamp(text: str) -> float:
 
     A timestamp without a zone is taken as UTC.
     """
+    last = _last_parsed  # one tuple, so that threads never see half of an update
+    if last[0] is text:  # the very string read last: a deadline checked where it was made
+        return last[1]
     # The form `format_timestamp` writes, read without `datetime` when its second was seen
     # before: every request carries a deadline its receiver reads.
     if len(text) == 24 and text[23] == "Z" and text[20:23].isdigit():
         second = _seconds.get(text[:20])
-        if second is not None:
-            return second + int(text[20:23]) / 1000
-        if text[19] == "." and text[:19].isascii():
+        if second is None and text[19] == "." and text[:19].isascii():
             moment = datetime.fromisoformat(text[:19]).replace(tzinfo=UTC)
             if len(_seconds) >= _PREFIXES_LIMIT:
                 _seconds.clear()
             second = _seconds[text[:20]] = moment.timestamp()
-            return second + int(text[20:23]) / 1000
+        if second is not None:
+            value = second + int(text[20:23]) / 1000
+            _remember(text, value)
+            return value
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
