@@ -211,7 +211,7 @@ def test_values_json_cannot_carry_raise_invalid_message_naming_the_path(payload:
         with pytest.raises(InvalidMessage) as caught:
             payload_size(payload, topic=topic)
         refusal = caught.value
-    assert re.match(r"^payload.* on 'plugin/x/events': ", str(refusal))
+    assert re.match(r"^payload.* on 'plugin/x/events': ", str(refusal), re.DOTALL)
     assert "Error" not in str(refusal)  # our words, not a raw exception's
     with pytest.raises(InvalidMessage, match=r"^payload"):
         Message(topic="plugin/x/events", payload=payload).encode()
