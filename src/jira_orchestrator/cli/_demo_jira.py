@@ -63,8 +63,16 @@ async def run_jira_demo(
         config = parse_config(tomllib.loads(init_text(site.url)))
         async with (
             in_process_plugins(entries),
+            # One issue at a time, in Jira's order, so the story the table tells (a breaker
+            # opening, the fallbacks after it) is the same on every run.
             jira_loop(
-                config, plugins, output, host="127.0.0.1", port=0, bus_url="memory://"
+                config,
+                plugins,
+                output,
+                host="127.0.0.1",
+                port=0,
+                bus_url="memory://",
+                concurrency=1,
             ) as loop,
         ):
             sandbox.register_webhook(f"{loop.server.url}/webhooks/jira", SANDBOX_SECRET)

@@ -54,6 +54,7 @@ async def jira_loop(
     extra_routes: Iterable[BaseRoute] = (),
     on_processed: Callable[[Processed], object] | None = None,
     poll: bool = False,
+    concurrency: int = 4,
 ) -> AsyncIterator[JiraLoop]:
     """Start everything, yield it, stop everything (in reverse) whatever happened."""
     files = OrchestratorFiles.of(output)
@@ -76,7 +77,14 @@ async def jira_loop(
         stack.callback(orchestrator.close)
         await orchestrator.start()
         stack.push_async_callback(orchestrator.stop)
-        service = JiraService(config, client, orchestrator, inbox, on_processed=on_processed)
+        service = JiraService(
+            config,
+            client,
+            orchestrator,
+            inbox,
+            on_processed=on_processed,
+            concurrency=concurrency,
+        )
         receiver = WebhookReceiver(
             inbox,
             secret=secret,
