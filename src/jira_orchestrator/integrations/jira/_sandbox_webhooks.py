@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,24 +19,20 @@ from typing import Literal
 
 import httpx
 
+from jira_orchestrator.integrations.jira.webhooks import sign
+
 __all__ = [
     "RETRY_STATUSES",
     "Delivery",
     "DeliveryAttempt",
     "WebhookRetry",
     "WebhookSender",
-    "sign_body",
 ]
 
 log = logging.getLogger("jira_orchestrator.integrations.jira.sandbox")
 
 RETRY_STATUSES = frozenset({408, 409, 425, 429})
 Sleep = Callable[[float], Awaitable[None]]
-
-
-def sign_body(secret: str, body: bytes) -> str:
-    """The ``X-Hub-Signature`` value Jira sends: ``sha256=`` + hex HMAC-SHA256 of the body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def should_retry(status: int) -> bool:
@@ -142,7 +136,7 @@ class WebhookSender:
             "X-Atlassian-Webhook-Flow": "Primary",
         }
         if secret:
-            headers["X-Hub-Signature"] = sign_body(secret, body)
+            headers["X-Hub-Signature"] = sign(body, secret)  # what the receiver checks
         delivery = Delivery(identifier, event, issue_key, url, body, headers)
         self.deliveries.append(delivery)
         self._outstanding += 1

@@ -49,7 +49,6 @@ from jira_orchestrator.integrations.jira._sandbox_webhooks import (
     Sleep,
     WebhookRetry,
     WebhookSender,
-    sign_body,
 )
 from jira_orchestrator.integrations.jira._sandbox_workflow import (
     CATEGORIES,
@@ -90,7 +89,6 @@ __all__ = [
     "WebhookTarget",
     "Workflow",
     "jira_datetime",
-    "sign_body",
 ]
 
 DEFAULT_EMAIL = "sandbox@example.com"
