@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-import pytest
+from datetime import UTC, datetime
+from enum import Enum
 
+import pytest
+from pydantic import BaseModel
+
+from jira_orchestrator import InvalidParams
 from jira_orchestrator.messagebus.rpc import method_from_function
+
+
+class Color(Enum):
+    RED = "red"
+
+
+class Scale(BaseModel):
+    replicas: int
 
 
 def test_type_hints_that_cannot_be_resolved_are_refused_at_registration() -> None:
@@ -26,3 +39,42 @@ def test_a_function_with_kwargs_ignores_unnamed_parameters() -> None:
 def test_not_a_function_is_refused() -> None:
     with pytest.raises(TypeError, match="callable"):
         method_from_function("x", "not a function")  # type: ignore[arg-type]
+
+
+def test_params_are_checked_as_json_strictly_not_coerced() -> None:
+    def schedule(at: datetime, color: Color, replicas: int, ratio: float = 1.0) -> None:
+        return None
+
+    method = method_from_function("schedule", schedule)
+    _, kwargs = method.bind(
+        {"at": "2026-12-03T10:00:00Z", "color": "red", "replicas": 2, "ratio": 1}
+    )
+    assert kwargs["at"] == datetime(2026, 12, 3, 10, tzinfo=UTC)
+    assert kwargs["color"] is Color.RED
+    assert kwargs["ratio"] == 1.0
+    for bad in ("2", True, 2.0):
+        with pytest.raises(InvalidParams, match=r"params\.replicas"):
+            method.bind({"at": "2026-12-03T10:00:00Z", "color": "red", "replicas": bad})
+    with pytest.raises(InvalidParams, match=r"params\.color"):
+        method.bind({"at": "2026-12-03T10:00:00Z", "color": "mauve", "replicas": 2})
+
+
+def test_a_whole_params_model_is_checked_strictly_too() -> None:
+    def scale(params: Scale) -> int:
+        return params.replicas
+
+    method = method_from_function("scale", scale)
+    assert method.bind({"replicas": 3})[0][0] == Scale(replicas=3)
+    with pytest.raises(InvalidParams, match=r"params\.replicas"):
+        method.bind({"replicas": "3"})
+
+
+def test_python_values_from_a_local_call_are_still_checked() -> None:
+    def schedule(at: datetime, replicas: int) -> None:
+        return None
+
+    method = method_from_function("schedule", schedule)
+    moment = datetime(2026, 12, 3, tzinfo=UTC)
+    assert method.bind({"at": moment, "replicas": 1})[1] == {"at": moment, "replicas": 1}
+    with pytest.raises(InvalidParams, match=r"params\.replicas"):
+        method.bind({"at": moment, "replicas": "1"})

@@ -22,8 +22,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def until(condition: Any) -> None:
     async with asyncio.timeout(WAIT):
-        while not condition():  # noqa: ASYNC110 - another connection's state, no event to await
-            await asyncio.sleep(0.005)
+        await polled(condition)
+
+
+async def polled(condition: Any) -> None:
+    """Wait until ``condition()`` holds; bounded by the caller (or pytest's timeout)."""
+    while not condition():  # noqa: ASYNC110 - another connection's state, no event to await
+        await asyncio.sleep(0.005)
 
 
 def request(topic: str, payload: Any) -> Message:
@@ -128,6 +133,7 @@ async def test_a_duplicate_publish_is_stored_and_handled_once(nats_server: NatsS
 
 
 async def test_durable_requests_survive_a_server_restart(private_server: NatsServer) -> None:
+    # Waits on events only: pytest's timeout is the one bound on this test.
     url = f"{private_server.url}?reconnect_wait=0.05"
     worker = NatsTransport(f"{url}&name=worker")
     caller = NatsTransport(f"{url}&name=caller")
@@ -147,14 +153,13 @@ async def test_durable_requests_survive_a_server_restart(private_server: NatsSer
     worker.subscribe("plugin/worker/request", deliver, queue="worker")
     await worker.flush()
     calls = [
-        asyncio.ensure_future(caller.request(request("plugin/worker/request", n), timeout=WAIT))
+        asyncio.ensure_future(caller.request(request("plugin/worker/request", n), timeout=60))
         for n in range(10)
     ]
-    await until(lambda: len(worker._attempts) == 10)
-    async with asyncio.timeout(WAIT):
-        await seen.wait()
+    await polled(lambda: len(worker._attempts) == 10)
+    await seen.wait()
     private_server.restart()
-    await until(lambda: worker.stats.reconnects and caller.stats.reconnects)
+    await polled(lambda: worker.stats.reconnects and caller.stats.reconnects)
     gate.set()
     replies = await asyncio.gather(*calls)
     assert [r.payload for r in replies] == [n * 10 for n in range(10)]
@@ -164,18 +169,65 @@ async def test_durable_requests_survive_a_server_restart(private_server: NatsSer
     for n in range(5):
         await caller.publish(Message(topic="plugin/worker/request", payload=100 + n))
     private_server.restart()
-    await until(lambda: caller.stats.reconnects >= 2)
+    await polled(lambda: caller.stats.reconnects >= 2)
     later: list[Any] = []
+    all_five = asyncio.Event()
+
+    def take(message: Message, reply: Any) -> None:
+        later.append(message.payload)
+        if len(later) == 5:
+            all_five.set()
+
     successor = NatsTransport(f"{url}&name=successor")
-    successor.subscribe(
-        "plugin/worker/request", lambda m, r: later.append(m.payload), queue="worker"
-    )
+    successor.subscribe("plugin/worker/request", take, queue="worker")
     try:
-        await until(lambda: len(later) >= 5)
+        await all_five.wait()
         assert sorted(later) == [100, 101, 102, 103, 104]
     finally:
         await successor.close()
         await caller.close()
+
+
+async def test_a_message_stored_as_the_last_member_leaves_goes_to_the_next_at_once(
+    nats_server: NatsServer,
+) -> None:
+    # JetStream learns that a push consumer's last member left a moment after it has
+    # unsubscribed; a message stored in that moment went to the member that had left, and
+    # waited ack_wait (an hour here) before the next member got it. A member that leaves
+    # now waits until the server has seen it go, so what comes after is kept for the next.
+    url = f"{nats_server.url}?ack_wait=3600&name=member"
+    sender = NatsTransport(f"{nats_server.url}?name=sender")
+    raw = await nats.connect(nats_server.url)
+    got: list[Any] = []
+    arrived = asyncio.Event()
+
+    def take(message: Message, reply: Any) -> None:
+        got.append(message.payload)
+        arrived.set()
+
+    try:
+        for n in range(11):
+            member = NatsTransport(url)
+            member.subscribe("plugin/leaving/request", take, queue="leaving")
+            await member.flush()
+            if n:  # the message stored after the last member left, for this one
+                async with asyncio.timeout(WAIT):
+                    await arrived.wait()
+                arrived.clear()
+            await member.close()
+            if n == 10:
+                break
+            (consumer,) = [
+                c
+                for c in await raw.jsm().consumers_info("JO_REQUESTS")
+                if c.config.deliver_group == "leaving"
+            ]
+            assert not consumer.push_bound, "close() returned before JetStream saw it leave"
+            await sender.publish(Message(topic="plugin/leaving/request", payload=n))
+        assert got == list(range(10))
+    finally:
+        await sender.close()
+        await raw.close()
 
 
 async def test_killing_one_of_two_replicas_mid_run_loses_no_request(
