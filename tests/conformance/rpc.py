@@ -239,6 +239,7 @@ class RPCConformance:
         assert sorted(cancelled) == [0, 1]
         assert await client.call("ping") == "pong"
         assert server.timeouts == 2
+        assert server.errors == 0
 
     async def test_a_nested_call_gets_at_most_the_time_its_caller_has_left(
         self, buses: Any
@@ -289,6 +290,7 @@ class RPCConformance:
         async with asyncio.timeout(WAIT):
             while a.timeouts < 1:  # noqa: ASYNC110 - a counter offers no event to await
                 await asyncio.sleep(0.005)
+        assert a.errors == b.errors == 0
         records = [r for r in caplog.records if r.name == "jira_orchestrator.rpc"]
         assert len(records) <= 1, [r.getMessage() for r in records]
         assert all(r.exc_info is None for r in caplog.records), "no traceback for a timeout"

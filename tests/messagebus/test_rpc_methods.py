@@ -1,7 +1,8 @@
-"""Describing RPC methods from their signatures, before any call is made."""
+"""RPC methods: described from their signatures; the deadline of the call they run for."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from enum import Enum
 
@@ -9,6 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from jira_orchestrator import InvalidParams
+from jira_orchestrator.messagebus import RPCClient, RPCServer, get_message_bus
 from jira_orchestrator.messagebus.rpc import method_from_function
 
 
@@ -78,3 +80,27 @@ def test_python_values_from_a_local_call_are_still_checked() -> None:
     assert method.bind({"at": moment, "replicas": 1})[1] == {"at": moment, "replicas": 1}
     with pytest.raises(InvalidParams, match=r"params\.replicas"):
         method.bind({"at": moment, "replicas": "1"})
+
+
+@pytest.mark.looptime
+async def test_a_task_a_method_leaves_running_is_not_held_to_its_callers_deadline() -> None:
+    starter, worker = RPCServer("plugin://starter/rpc"), RPCServer("plugin://worker/rpc")
+    to_worker = RPCClient("plugin://worker/rpc", bus=get_message_bus("starter"), timeout=60)
+    gate = asyncio.Event()
+    left_behind: list[asyncio.Task[str]] = []
+
+    @worker.method()
+    async def long_job() -> str:
+        await gate.wait()
+        return "done"
+
+    @starter.method()
+    async def start() -> str:
+        left_behind.append(asyncio.create_task(to_worker.call("long_job")))
+        return "started"
+
+    assert await RPCClient("plugin://starter/rpc").call("start", timeout=1) == "started"
+    await asyncio.sleep(10)  # (loop time) well past the deadline of the call to start
+    gate.set()
+    assert await left_behind[0] == "done"
+    assert worker.timeouts == 0

@@ -390,31 +390,31 @@ class RPCServer:
             return
         self.calls += 1
         method = request.get("method") if isinstance(request, dict) else None
-        loop = asyncio.get_running_loop()
         left = _deadline(message, self.bus.config.clock())
+        loop = asyncio.get_running_loop()
         call = _Call(None if left is None else loop.time() + left, _depth(message))
-        token = _current_call.set(call)
-        try:
-            if left is not None and left <= 0:
-                raise TimeoutError
-            async with asyncio.timeout_at(call.deadline) as scope:
-                reply = await self._reply(request, call_id)
-        except TimeoutError:
-            if left is not None and (left <= 0 or scope.expired()):
-                self.timeouts += 1
-                # The caller has given up: nobody to answer. One line, and only at the head
-                # of a chain of calls (each server of a chain would say the same).
-                log.log(
-                    logging.DEBUG if call.depth else logging.WARNING,
-                    "RPC method %r of %s cancelled: its caller stopped waiting",
-                    method,
-                    self.endpoint,
-                )
-                return
-            raise
-        finally:
-            call.running = False
-            _current_call.reset(token)
+        reply: dict[str, Any] | None = None
+        if left is None or left > 0:
+            token = _current_call.set(call)
+            try:
+                async with asyncio.timeout_at(call.deadline):
+                    reply = await self._reply(request, call_id, call)
+            except TimeoutError:
+                pass  # the deadline's (`_reply` answers for the method's own exceptions)
+            finally:
+                call.running = False
+                _current_call.reset(token)
+        if reply is None:
+            # The caller has stopped waiting: nobody to answer. One line, and only at the
+            # head of a chain of calls (each server of the chain would say the same).
+            self.timeouts += 1
+            log.log(
+                logging.DEBUG if call.depth else logging.WARNING,
+                "RPC method %r of %s cancelled: its caller stopped waiting",
+                method,
+                self.endpoint,
+            )
+            return
         try:
             await self.bus.respond(message.correlation_id, reply)
         except (InvalidMessage, TypeError, ValueError, OverflowError) as error:
@@ -431,8 +431,9 @@ class RPCServer:
                 ),
             )
 
-    async def _reply(self, request: Any, call_id: Any) -> dict[str, Any]:
-        """The JSON-RPC response object to ``request``: its result or its error."""
+    async def _reply(self, request: Any, call_id: Any, call: _Call) -> dict[str, Any] | None:
+        """The JSON-RPC response object to ``request``: its result or its error (None once
+        its caller has stopped waiting)."""
         try:
             if (
                 not isinstance(request, dict)
@@ -458,6 +459,12 @@ class RPCServer:
                 None,
             )
         except Exception as error:
+            if (
+                isinstance(error, RequestTimeout)
+                and call.deadline is not None
+                and asyncio.get_running_loop().time() >= call.deadline
+            ):
+                return None  # a call it made ran out of this call's own time
             self.errors += 1
             data: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
             if self.debug:
