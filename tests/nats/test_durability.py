@@ -137,6 +137,7 @@ async def test_durable_requests_survive_a_server_restart(private_server: NatsSer
     url = f"{private_server.url}?reconnect_wait=0.05"
     worker = NatsTransport(f"{url}&name=worker")
     caller = NatsTransport(f"{url}&name=caller")
+    successor = NatsTransport(f"{url}&name=successor")
     gate, seen = asyncio.Event(), asyncio.Event()
     handled: list[Any] = []
 
@@ -150,26 +151,6 @@ async def test_durable_requests_survive_a_server_restart(private_server: NatsSer
         # like the bus: queue the message, handle it on a task of its own
         asyncio.get_running_loop().create_task(answer(message, reply))
 
-    worker.subscribe("plugin/worker/request", deliver, queue="worker")
-    await worker.flush()
-    calls = [
-        asyncio.ensure_future(caller.request(request("plugin/worker/request", n), timeout=60))
-        for n in range(10)
-    ]
-    await polled(lambda: len(worker._attempts) == 10)
-    await seen.wait()
-    private_server.restart()
-    await polled(lambda: worker.stats.reconnects and caller.stats.reconnects)
-    gate.set()
-    replies = await asyncio.gather(*calls)
-    assert [r.payload for r in replies] == [n * 10 for n in range(10)]
-
-    # Stored while no member of the queue is connected, handled by the next one to come.
-    await worker.close()
-    for n in range(5):
-        await caller.publish(Message(topic="plugin/worker/request", payload=100 + n))
-    private_server.restart()
-    await polled(lambda: caller.stats.reconnects >= 2)
     later: list[Any] = []
     all_five = asyncio.Event()
 
@@ -178,14 +159,33 @@ async def test_durable_requests_survive_a_server_restart(private_server: NatsSer
         if len(later) == 5:
             all_five.set()
 
-    successor = NatsTransport(f"{url}&name=successor")
-    successor.subscribe("plugin/worker/request", take, queue="worker")
     try:
+        worker.subscribe("plugin/worker/request", deliver, queue="worker")
+        await worker.flush()
+        calls = [
+            asyncio.ensure_future(caller.request(request("plugin/worker/request", n), timeout=3600))
+            for n in range(10)
+        ]
+        await polled(lambda: len(worker._attempts) == 10)
+        await seen.wait()
+        private_server.restart()
+        await polled(lambda: worker.stats.reconnects and caller.stats.reconnects)
+        gate.set()
+        replies = await asyncio.gather(*calls)
+        assert [r.payload for r in replies] == [n * 10 for n in range(10)]
+
+        # Stored while no member of the queue is connected, handled by the next one to come.
+        await worker.close()
+        for n in range(5):
+            await caller.publish(Message(topic="plugin/worker/request", payload=100 + n))
+        private_server.restart()
+        await polled(lambda: caller.stats.reconnects >= 2)
+        successor.subscribe("plugin/worker/request", take, queue="worker")
         await all_five.wait()
         assert sorted(later) == [100, 101, 102, 103, 104]
     finally:
-        await successor.close()
-        await caller.close()
+        for transport in (worker, successor, caller):
+            await transport.close()
 
 
 async def test_a_message_stored_as_the_last_member_leaves_goes_to_the_next_at_once(
