@@ -396,3 +396,41 @@ async def test_a_subscription_jetstream_keeps_refusing_is_dropped_and_reported(
         await worker.flush()  # reported once; the transport keeps serving
     finally:
         await worker.close()
+
+
+async def test_a_last_delivery_reaching_a_leaving_member_is_dead_lettered_not_dropped(
+    nats_server: NatsServer,
+) -> None:
+    # A leaving member hands what still reaches it back to JetStream; after the last
+    # delivery JetStream never delivers again, so that one is dead-lettered instead.
+    url = f"{nats_server.url}?max_deliver=1&name=leaving"
+    member = NatsTransport(url)
+    caller = NatsTransport(f"{nats_server.url}?name=caller")
+    auditor = get_message_bus("auditor", nats_server.url)
+    letters: list[Message] = []
+    lettered = asyncio.Event()
+
+    def audit(message: Message) -> None:
+        if message.payload["message"]["topic"] == "plugin/last-one/request":
+            letters.append(message)
+            lettered.set()
+
+    auditor.subscribe("system/dead-letter", audit)
+    handled: list[Any] = []
+    try:
+        subscription = member.subscribe(
+            "plugin/last-one/request", lambda m, r: handled.append(m), queue="last-one"
+        )
+        await member.flush()
+        await auditor.transport.flush()  # type: ignore[attr-defined]
+        subscription.closed = True  # leaving: its wires are not torn down yet
+        await caller.publish(Message(topic="plugin/last-one/request", payload="late"))
+        async with asyncio.timeout(WAIT):
+            await lettered.wait()
+        (letter,) = letters
+        assert letter.payload["reason"] == "max-deliveries"
+        assert letter.payload["message"]["payload"] == "late"
+        assert handled == []
+    finally:
+        await member.close()
+        await caller.close()

@@ -644,6 +644,12 @@ class NatsTransport(Transport):
         if nc is None or not ack_subject:
             return
         if subscription.closed:
+            if num_delivered(ack_subject) >= self.options.max_deliver and not self._closed:
+                # JetStream will not deliver it again: dead-letter it rather than drop it
+                late = self._decode(msg)
+                if late is not None:
+                    self._spawn(self._unanswered(subscription, late, ack_subject))
+                    return
             await _quietly(nc.publish(ack_subject, nak(0)))  # let another member have it
             return
         message = self._decode(msg)
