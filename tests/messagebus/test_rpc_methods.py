@@ -104,3 +104,17 @@ async def test_a_task_a_method_leaves_running_is_not_held_to_its_callers_deadlin
     gate.set()
     assert await left_behind[0] == "done"
     assert worker.timeouts == 0
+
+
+async def test_an_odd_depth_header_from_a_foreign_caller_is_ignored() -> None:
+    server = RPCServer("plugin://odd/rpc")
+    server.register("ping", lambda: "pong")
+    caller = get_message_bus("foreign")
+    for depth in ("9" * 5000, "٣", "-1", ""):
+        reply = await caller.request(
+            topic="plugin/odd/rpc",
+            payload={"jsonrpc": "2.0", "method": "ping", "id": 1},
+            headers={"rpc-depth": depth},
+            timeout=10,
+        )
+        assert reply == {"jsonrpc": "2.0", "result": "pong", "id": 1}

@@ -265,7 +265,7 @@ def _deadline(message: Message, now: float) -> float | None:
 
 def _depth(message: Message) -> int:
     value = message.headers.get(DEPTH_HEADER, "0")
-    return int(value) if value.isdigit() else 0
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else 0
 
 
 class RPCServer:
