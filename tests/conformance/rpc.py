@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -208,3 +209,135 @@ class RPCConformance:
             topic="plugin/your-plugin/rpc", payload={"method": 3}, timeout=WAIT
         )
         assert malformed["error"]["code"] == -32600
+
+    async def test_a_hung_method_is_cancelled_when_its_caller_gives_up(self, buses: Any) -> None:
+        server = self.server(buses, max_concurrency=2)
+        never = asyncio.Event()
+        cancelled: list[int] = []
+        both_cancelled = asyncio.Event()
+
+        @server.method()
+        async def hang(n: int) -> None:
+            try:
+                await never.wait()
+            except asyncio.CancelledError:
+                cancelled.append(n)
+                if len(cancelled) == 2:
+                    both_cancelled.set()
+                raise
+
+        @server.method()
+        def ping() -> str:
+            return "pong"
+
+        client = self.client(buses)
+        for n in range(2):  # as many as the server runs at once
+            with pytest.raises(RequestTimeout):
+                await client.call("hang", [n], timeout=0.2)
+        async with asyncio.timeout(WAIT):
+            await both_cancelled.wait()
+        assert sorted(cancelled) == [0, 1]
+        assert await client.call("ping") == "pong"
+        assert server.timeouts == 2
+        assert server.errors == 0
+
+    async def test_a_nested_call_gets_at_most_the_time_its_caller_has_left(
+        self, buses: Any
+    ) -> None:
+        outer, inner = self.server(buses, "outer"), self.server(buses, "inner")
+        never = asyncio.Event()
+        inner_cancelled = asyncio.Event()
+        to_inner = RPCClient("plugin://inner/rpc", bus=buses("outer"), timeout=3600)
+
+        @inner.method()
+        async def hang() -> None:
+            try:
+                await never.wait()
+            except asyncio.CancelledError:
+                inner_cancelled.set()
+                raise
+
+        @outer.method()
+        async def relay() -> None:
+            await to_inner.call("hang")  # its own timeout is an hour
+
+        with pytest.raises(RequestTimeout):
+            await self.client(buses, "outer").call("relay", timeout=0.2)
+        async with asyncio.timeout(WAIT):
+            await inner_cancelled.wait()
+
+    async def test_recursion_past_the_concurrency_limit_fails_once_without_a_log_flood(
+        self, buses: Any, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        a, b = self.server(buses, "a", max_concurrency=1), self.server(buses, "b")
+        to_a = RPCClient("plugin://a/rpc", bus=buses("b"), timeout=WAIT)
+        to_b = RPCClient("plugin://b/rpc", bus=buses("a"), timeout=WAIT)
+
+        @a.register("down")
+        async def down_a(depth: int) -> int:
+            return 0 if depth == 0 else await to_b.call("down", [depth - 1]) + 1
+
+        @b.register("down")
+        async def down_b(depth: int) -> int:
+            return 0 if depth == 0 else await to_a.call("down", [depth - 1]) + 1
+
+        client = self.client(buses, "a")
+        assert await client.call("down", [1]) == 1  # a -> b: within the limit
+        caplog.set_level(logging.INFO)
+        with pytest.raises(RequestTimeout):
+            # a -> b -> a needs a second slot on a: it waits for the caller's deadline
+            await client.call("down", [2], timeout=0.3)
+        async with asyncio.timeout(WAIT):
+            while a.timeouts < 1:  # noqa: ASYNC110 - a counter offers no event to await
+                await asyncio.sleep(0.005)
+        assert a.errors == b.errors == 0
+        records = [r for r in caplog.records if r.name == "jira_orchestrator.rpc"]
+        assert len(records) <= 1, [r.getMessage() for r in records]
+        assert all(r.exc_info is None for r in caplog.records), "no traceback for a timeout"
+
+    @pytest.mark.parametrize(
+        ("result", "problem"),
+        [
+            ("\ud800", "not JSON"),
+            (10**5000, "not JSON"),
+            ({"blob": "x" * (1024 * 1024)}, "too large"),
+        ],
+        ids=["lone-surrogate", "huge-int", "over-1-MiB"],
+    )
+    async def test_a_result_that_cannot_be_sent_is_an_rpc_error(
+        self, buses: Any, caplog: pytest.LogCaptureFixture, result: Any, problem: str
+    ) -> None:
+        server = self.server(buses)
+        server.register("bad", lambda: result)
+        server.register("ping", lambda: "pong")
+        client = self.client(buses)
+        with pytest.raises(RPCError) as caught:
+            await client.call("bad")
+        assert caught.value.code == -32603
+        assert "result of 'bad'" in caught.value.message
+        assert problem in caught.value.message
+        assert server.errors == 1
+        assert await client.call("ping") == "pong"  # and the server keeps serving
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+    @pytest.mark.parametrize(
+        ("replicas", "message"),
+        [("5", "valid integer"), (True, "valid integer"), (5.5, "valid integer")],
+    )
+    async def test_params_are_not_coerced(self, buses: Any, replicas: Any, message: str) -> None:
+        server = self.server(buses)
+
+        @server.method()
+        def scale(service: str, replicas: int) -> int:
+            return replicas
+
+        client = self.client(buses)
+        assert await client.call("scale", {"service": "api", "replicas": 5}) == 5
+        with pytest.raises(InvalidParams) as caught:
+            await client.call("scale", {"service": "api", "replicas": replicas})
+        assert caught.value.code == -32602
+        assert "params.replicas" in caught.value.message
+        assert message in caught.value.message
+        assert [item["loc"] for item in caught.value.data] == [["replicas"]]
+        with pytest.raises(InvalidParams, match=r"params\.service"):
+            await client.call("scale", {"service": 7, "replicas": 1})

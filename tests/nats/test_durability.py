@@ -22,8 +22,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def until(condition: Any) -> None:
     async with asyncio.timeout(WAIT):
-        while not condition():  # noqa: ASYNC110 - another connection's state, no event to await
-            await asyncio.sleep(0.005)
+        await polled(condition)
+
+
+async def polled(condition: Any) -> None:
+    """Wait until ``condition()`` holds; bounded by the caller (or pytest's timeout)."""
+    while not condition():  # noqa: ASYNC110 - another connection's state, no event to await
+        await asyncio.sleep(0.005)
 
 
 def request(topic: str, payload: Any) -> Message:
@@ -129,9 +134,11 @@ async def test_a_duplicate_publish_is_stored_and_handled_once(nats_server: NatsS
 
 
 async def test_durable_requests_survive_a_server_restart(private_server: NatsServer) -> None:
+    # Waits on events only: pytest's timeout is the one bound on this test.
     url = f"{private_server.url}?reconnect_wait=0.05"
     worker = NatsTransport(f"{url}&name=worker")
     caller = NatsTransport(f"{url}&name=caller")
+    successor = NatsTransport(f"{url}&name=successor")
     gate, seen = asyncio.Event(), asyncio.Event()
     handled: list[Any] = []
 
@@ -145,38 +152,83 @@ async def test_durable_requests_survive_a_server_restart(private_server: NatsSer
         # like the bus: queue the message, handle it on a task of its own
         asyncio.get_running_loop().create_task(answer(message, reply))
 
-    worker.subscribe("plugin/worker/request", deliver, queue="worker")
-    await worker.flush()
-    calls = [
-        asyncio.ensure_future(caller.request(request("plugin/worker/request", n), timeout=WAIT))
-        for n in range(10)
-    ]
-    await until(lambda: len(worker._attempts) == 10)
-    async with asyncio.timeout(WAIT):
-        await seen.wait()
-    private_server.restart()
-    await until(lambda: worker.stats.reconnects and caller.stats.reconnects)
-    gate.set()
-    replies = await asyncio.gather(*calls)
-    assert [r.payload for r in replies] == [n * 10 for n in range(10)]
-
-    # Stored while no member of the queue is connected, handled by the next one to come.
-    await worker.close()
-    for n in range(5):
-        await caller.publish(Message(topic="plugin/worker/request", payload=100 + n))
-    private_server.restart()
-    await until(lambda: caller.stats.reconnects >= 2)
     later: list[Any] = []
-    successor = NatsTransport(f"{url}&name=successor")
-    successor.subscribe(
-        "plugin/worker/request", lambda m, r: later.append(m.payload), queue="worker"
-    )
+    all_five = asyncio.Event()
+
+    def take(message: Message, reply: Any) -> None:
+        later.append(message.payload)
+        if len(later) == 5:
+            all_five.set()
+
     try:
-        await until(lambda: len(later) >= 5)
+        worker.subscribe("plugin/worker/request", deliver, queue="worker")
+        await worker.flush()
+        calls = [
+            asyncio.ensure_future(caller.request(request("plugin/worker/request", n), timeout=3600))
+            for n in range(10)
+        ]
+        await polled(lambda: len(worker._attempts) == 10)
+        await seen.wait()
+        private_server.restart()
+        await polled(lambda: worker.stats.reconnects and caller.stats.reconnects)
+        gate.set()
+        replies = await asyncio.gather(*calls)
+        assert [r.payload for r in replies] == [n * 10 for n in range(10)]
+
+        # Stored while no member of the queue is connected, handled by the next one to come.
+        await worker.close()
+        for n in range(5):
+            await caller.publish(Message(topic="plugin/worker/request", payload=100 + n))
+        private_server.restart()
+        await polled(lambda: caller.stats.reconnects >= 2)
+        successor.subscribe("plugin/worker/request", take, queue="worker")
+        await all_five.wait()
         assert sorted(later) == [100, 101, 102, 103, 104]
     finally:
-        await successor.close()
-        await caller.close()
+        for transport in (worker, successor, caller):
+            await transport.close()
+
+
+async def test_a_message_stored_as_the_last_member_leaves_goes_to_the_next_at_once(
+    nats_server: NatsServer,
+) -> None:
+    # JetStream learns that a push consumer's last member left a moment after it has
+    # unsubscribed; a message stored in that moment went to the member that had left, and
+    # waited ack_wait (an hour here) before the next member got it. A member that leaves
+    # now waits until the server has seen it go, so what comes after is kept for the next.
+    url = f"{nats_server.url}?ack_wait=3600&name=member"
+    sender = NatsTransport(f"{nats_server.url}?name=sender")
+    raw = await nats.connect(nats_server.url)
+    got: list[Any] = []
+    arrived = asyncio.Event()
+
+    def take(message: Message, reply: Any) -> None:
+        got.append(message.payload)
+        arrived.set()
+
+    try:
+        for n in range(11):
+            member = NatsTransport(url)
+            member.subscribe("plugin/leaving/request", take, queue="leaving")
+            await member.flush()
+            if n:  # the message stored after the last member left, for this one
+                async with asyncio.timeout(WAIT):
+                    await arrived.wait()
+                arrived.clear()
+            await member.close()
+            if n == 10:
+                break
+            (consumer,) = [
+                c
+                for c in await raw.jsm().consumers_info("JO_REQUESTS")
+                if c.config.deliver_group == "leaving"
+            ]
+            assert not consumer.push_bound, "close() returned before JetStream saw it leave"
+            await sender.publish(Message(topic="plugin/leaving/request", payload=n))
+        assert got == list(range(10))
+    finally:
+        await sender.close()
+        await raw.close()
 
 
 async def test_killing_one_of_two_replicas_mid_run_loses_no_request(
@@ -345,3 +397,41 @@ async def test_a_subscription_jetstream_keeps_refusing_is_dropped_and_reported(
         await worker.flush()  # reported once; the transport keeps serving
     finally:
         await worker.close()
+
+
+async def test_a_last_delivery_reaching_a_leaving_member_is_dead_lettered_not_dropped(
+    nats_server: NatsServer,
+) -> None:
+    # A leaving member hands what still reaches it back to JetStream; after the last
+    # delivery JetStream never delivers again, so that one is dead-lettered instead.
+    url = f"{nats_server.url}?max_deliver=1&name=leaving"
+    member = NatsTransport(url)
+    caller = NatsTransport(f"{nats_server.url}?name=caller")
+    auditor = get_message_bus("auditor", nats_server.url)
+    letters: list[Message] = []
+    lettered = asyncio.Event()
+
+    def audit(message: Message) -> None:
+        if message.payload["message"]["topic"] == "plugin/last-one/request":
+            letters.append(message)
+            lettered.set()
+
+    auditor.subscribe("system/dead-letter", audit)
+    handled: list[Any] = []
+    try:
+        subscription = member.subscribe(
+            "plugin/last-one/request", lambda m, r: handled.append(m), queue="last-one"
+        )
+        await member.flush()
+        await auditor.transport.flush()  # type: ignore[attr-defined]
+        subscription.closed = True  # leaving: its wires are not torn down yet
+        await caller.publish(Message(topic="plugin/last-one/request", payload="late"))
+        async with asyncio.timeout(WAIT):
+            await lettered.wait()
+        (letter,) = letters
+        assert letter.payload["reason"] == "max-deliveries"
+        assert letter.payload["message"]["payload"] == "late"
+        assert handled == []
+    finally:
+        await member.close()
+        await caller.close()

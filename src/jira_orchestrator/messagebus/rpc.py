@@ -3,26 +3,35 @@
 Calls travel as bus requests on ``plugin/<id>/rpc`` whose payload is a JSON-RPC 2.0
 request object, and come back as a JSON-RPC 2.0 response object, so a plugin in any
 language can serve or call methods (see docs/protocol.md). Parameters are validated from
-the handler's type hints; errors carry JSON-RPC codes.
+the handler's type hints, strictly as JSON (no ``"5"`` for an int); errors carry JSON-RPC
+codes. A call's deadline travels with it: the server cancels a method whose caller stopped
+waiting, and calls a method makes get at most the time its own caller has left.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import re
 import traceback
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, get_type_hints, overload
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
+from jira_orchestrator._core.clock import parse_timestamp
 from jira_orchestrator._core.errors import (
+    DeliveryError,
     InvalidEndpoint,
     InvalidMessage,
     InvalidParams,
+    MessageTooLarge,
     MethodNotFound,
+    RequestTimeout,
     RPCError,
 )
 from jira_orchestrator._core.message import Message, validate_payload
@@ -42,6 +51,8 @@ log = logging.getLogger("jira_orchestrator.rpc")
 
 INVALID_REQUEST = -32600
 INTERNAL_ERROR = -32603
+DEPTH_HEADER = "rpc-depth"
+"""Header of a call made by a running method: how many calls up the chain it is (1, 2, ...)."""
 _ENDPOINT = re.compile(r"plugin://(?P<id>[A-Za-z0-9_\-:@~+=]+)/rpc/?")
 
 RPCHandler = Callable[..., Any]
@@ -99,10 +110,14 @@ class RPCMethod:
     def bind(self, params: Any) -> tuple[list[Any], dict[str, Any]]:
         """Validated arguments for the call; raise `InvalidParams` naming each bad one."""
         if self.whole is not None:
+            whole = self.whole
             try:
-                return [self.whole.validate_python({} if params is None else params)], {}
+                value = _strictly(
+                    {} if params is None else params, whole.validate_json, whole.validate_python
+                )
             except ValidationError as error:
                 raise InvalidParams(_describe(error, self.name), _details(error)) from None
+            return [value], {}
         if self.model is None:
             if params not in (None, {}, []):
                 raise InvalidParams(f"{self.name} takes no parameters")
@@ -120,11 +135,23 @@ class RPCMethod:
             raise InvalidParams(
                 f"{self.name}: params must be an object or an array, not {type(params).__name__}"
             )
+        model = self.model
         try:
-            validated = self.model.model_validate(params)
+            validated = _strictly(params, model.model_validate_json, model.model_validate)
         except ValidationError as error:
             raise InvalidParams(_describe(error, self.name), _details(error)) from None
         return [], {name: getattr(validated, name) for name in type(validated).model_fields}
+
+
+def _strictly(params: Any, from_json: Callable[..., Any], from_python: Callable[..., Any]) -> Any:
+    """Validate ``params`` strictly, as the JSON they are: ``"5"`` or ``true`` is no int,
+    while an ISO string is a datetime and ``"red"`` an enum member. Values a local call
+    passes that are not JSON (a datetime object) get pydantic's strict Python mode."""
+    try:
+        data = msgspec.json.encode(params)
+    except (TypeError, ValueError, OverflowError):
+        return from_python(params, strict=True)
+    return from_json(data, strict=True)
 
 
 def _describe(error: ValidationError, method: str) -> str:
@@ -209,12 +236,49 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+@dataclass
+class _Call:
+    """The call a method runs for: its caller's deadline (loop time) and depth in a chain."""
+
+    deadline: float | None
+    depth: int
+    running: bool = True
+
+
+_current_call: ContextVar[_Call | None] = ContextVar("jira_orchestrator_rpc_call", default=None)
+
+
+def _deadline(message: Message, now: float) -> float | None:
+    """Seconds until the caller of ``message`` stops waiting (None: it did not say)."""
+    metadata = message.metadata
+    try:
+        if metadata.expires_at is not None:
+            until = parse_timestamp(metadata.expires_at)
+        elif metadata.timeout_ms is not None:
+            until = parse_timestamp(message.timestamp) + metadata.timeout_ms / 1000
+        else:
+            return None
+    except (TypeError, ValueError):  # a foreign client's odd timestamp: no deadline
+        return None
+    return until - now
+
+
+def _depth(message: Message) -> int:
+    value = message.headers.get(DEPTH_HEADER, "0")
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else 0
+
+
 class RPCServer:
     """Serves methods on ``plugin://<id>/rpc``.
 
     ``RPCServer("plugin://your-plugin/rpc")`` starts serving at once on that plugin's bus
     handle; ``max_concurrency`` calls run side by side (the rest queue). Replicas of a
     plugin share calls (queue group). Set ``debug=True`` to send tracebacks to callers.
+
+    A method still running when its caller's deadline passes (the request's ``timeout`` or
+    ``expiresAt``) is cancelled and its slot freed; nothing is answered, since nobody waits.
+    ``calls``, ``errors`` and ``timeouts`` count the calls, the error answers and the
+    methods cancelled so.
     """
 
     def __init__(
@@ -239,6 +303,7 @@ class RPCServer:
         self._methods: dict[str, RPCMethod] = {}
         self.calls = 0
         self.errors = 0
+        self.timeouts = 0
         self._subscription: Subscription | None = self.bus.subscribe(
             rpc_topic(self.plugin_id),
             self._handle,
@@ -324,6 +389,51 @@ class RPCServer:
             log.warning("RPC call on %s without a correlation id ignored", message.topic)
             return
         self.calls += 1
+        method = request.get("method") if isinstance(request, dict) else None
+        left = _deadline(message, self.bus.config.clock())
+        loop = asyncio.get_running_loop()
+        call = _Call(None if left is None else loop.time() + left, _depth(message))
+        reply: dict[str, Any] | None = None
+        if left is None or left > 0:
+            token = _current_call.set(call)
+            try:
+                async with asyncio.timeout_at(call.deadline):
+                    reply = await self._reply(request, call_id, call)
+            except TimeoutError:
+                pass  # the deadline's (`_reply` answers for the method's own exceptions)
+            finally:
+                call.running = False
+                _current_call.reset(token)
+        if reply is None:
+            # The caller has stopped waiting: nobody to answer. One line, and only at the
+            # head of a chain of calls (each server of the chain would say the same).
+            self.timeouts += 1
+            log.log(
+                logging.DEBUG if call.depth else logging.WARNING,
+                "RPC method %r of %s cancelled: its caller stopped waiting",
+                method,
+                self.endpoint,
+            )
+            return
+        try:
+            await self.bus.respond(message.correlation_id, reply)
+        except (InvalidMessage, TypeError, ValueError, OverflowError) as error:
+            # Raised while encoding the answer: the result cannot travel. Say so, as JSON-RPC.
+            self.errors += 1
+            if isinstance(error, MessageTooLarge):
+                problem = f"too large to send ({error})"
+            else:
+                problem = f"not JSON: {type(error).__name__}: {error}"
+            await self.bus.respond(
+                message.correlation_id,
+                _error_reply(
+                    call_id, INTERNAL_ERROR, f"the result of {method!r} is {problem}", None
+                ),
+            )
+
+    async def _reply(self, request: Any, call_id: Any, call: _Call) -> dict[str, Any] | None:
+        """The JSON-RPC response object to ``request``: its result or its error (None once
+        its caller has stopped waiting)."""
         try:
             if (
                 not isinstance(request, dict)
@@ -336,21 +446,42 @@ class RPCServer:
                 )
             result = await self.invoke(request["method"], request.get("params"))
             validate_payload(result)
-            reply: dict[str, Any] = {"jsonrpc": "2.0", "result": result, "id": call_id}
+            return {"jsonrpc": "2.0", "result": result, "id": call_id}
         except RPCError as error:
             self.errors += 1
-            reply = _error_reply(call_id, error.code, error.message, error.data)
+            return _error_reply(call_id, error.code, error.message, error.data)
         except InvalidMessage as error:
             self.errors += 1
-            reply = _error_reply(call_id, INTERNAL_ERROR, f"result is not JSON: {error}", None)
+            return _error_reply(
+                call_id,
+                INTERNAL_ERROR,
+                f"the result of {request['method']!r} is not JSON: {error}",
+                None,
+            )
         except Exception as error:
+            if (
+                isinstance(error, RequestTimeout)
+                and call.deadline is not None
+                and asyncio.get_running_loop().time() >= call.deadline
+            ):
+                return None  # a call it made ran out of this call's own time
             self.errors += 1
             data: dict[str, Any] = {"type": type(error).__name__, "message": str(error)}
             if self.debug:
                 data["traceback"] = traceback.format_exc()
-            log.exception("RPC method %r of %s failed", request.get("method"), self.endpoint)
-            reply = _error_reply(call_id, INTERNAL_ERROR, f"{type(error).__name__}: {error}", data)
-        await self.bus.respond(message.correlation_id, reply)
+            if isinstance(error, DeliveryError):
+                # A call this method made failed (timed out, nobody answering): the method's
+                # caller learns it from the answer; the log gets one line, not a traceback.
+                log.warning(
+                    "RPC method %r of %s failed: %s: %s",
+                    request.get("method"),
+                    self.endpoint,
+                    type(error).__name__,
+                    error,
+                )
+            else:
+                log.exception("RPC method %r of %s failed", request.get("method"), self.endpoint)
+            return _error_reply(call_id, INTERNAL_ERROR, f"{type(error).__name__}: {error}", data)
 
 
 def _error_reply(call_id: Any, code: int, message: str, data: Any) -> dict[str, Any]:
@@ -366,7 +497,8 @@ class RPCClient:
     ``await client.call(method, params)`` returns the method's value itself. Raises
     `MethodNotFound`, `InvalidParams`, `RPCError` (code -32603 for a failing method, with
     the remote error's type in ``data``), `NoResponders` when no server runs,
-    `RequestTimeout`.
+    `RequestTimeout`. A call made inside a running method waits no longer than that
+    method's own caller still waits.
     """
 
     def __init__(
@@ -386,11 +518,23 @@ class RPCClient:
         request: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "id": call_id}
         if params is not None:
             request["params"] = params
+        seconds = self.timeout if timeout is None else timeout
+        headers: dict[str, str] | None = None
+        outer = _current_call.get()
+        if outer is not None and outer.running:
+            # Made by a running method: no longer than that method's caller still waits.
+            headers = {DEPTH_HEADER: str(outer.depth + 1)}
+            if outer.deadline is not None:
+                left = outer.deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    raise RequestTimeout(rpc_topic(self.plugin_id), seconds)
+                seconds = min(seconds, left)
         reply = await self.bus.request(
             destination=self.plugin_id,
             topic=rpc_topic(self.plugin_id),
             payload=request,
-            timeout=self.timeout if timeout is None else timeout,
+            timeout=seconds,
+            headers=headers,
         )
         if not isinstance(reply, dict) or reply.get("jsonrpc") != "2.0":
             raise RPCError(INTERNAL_ERROR, f"malformed JSON-RPC reply from {self.endpoint}", reply)

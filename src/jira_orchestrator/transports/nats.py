@@ -165,7 +165,7 @@ class NatsStats:
 class _NatsSubscription:
     """One subscription of the bus: a core subscription, plus durable wires if needed."""
 
-    __slots__ = ("closed", "deliver", "pattern", "queue", "transport", "wires")
+    __slots__ = ("closed", "consumers", "deliver", "pattern", "queue", "transport", "wires")
 
     def __init__(
         self, transport: NatsTransport, pattern: str, deliver: Deliver, queue: str | None
@@ -176,6 +176,8 @@ class _NatsSubscription:
         self.queue = queue
         self.closed = False
         self.wires: list[WireSubscription] = []
+        # (stream, consumer, durable subject) of each JetStream consumer read as a member
+        self.consumers: list[tuple[str, str, str]] = []
 
     def unsubscribe(self) -> None:
         if not self.closed:
@@ -388,10 +390,12 @@ class NatsTransport(Transport):
             return
         self._closed = True
         wires: list[WireSubscription] = []
+        consumers: list[tuple[str, str, str]] = []
         for subscription in list(self._subscriptions):
             subscription.closed = True
-            wires += subscription.wires
+            wires += reversed(subscription.wires)  # the JetStream deliveries first
             subscription.wires = []
+            consumers += subscription.consumers
         self._subscriptions.clear()
         tasks = [*self._setups, *self._background]
         if self._connecting is not None and not self._connecting.done():
@@ -410,8 +414,48 @@ class NatsTransport(Transport):
             # closed may still be handed a JetStream message, stuck until ack_wait expires.
             for wire in wires:
                 await _quietly(wire.unsubscribe())
-            await _quietly(nc.flush(timeout=1))
+            await _quietly(nc.flush(timeout=self.options.connect_timeout))  # type: ignore[arg-type]
+            await self._let_go(nc, consumers)
             await _quietly(nc.close())
+
+    async def _let_go(self, nc: Client, consumers: list[tuple[str, str, str]]) -> None:
+        """Return once JetStream no longer counts this member of ``consumers``' queues.
+
+        The server learns that a consumer's last member left a moment after the member
+        unsubscribed; a message stored in that moment is handed to the member that left
+        and kept, unacknowledged, for ``ack_wait`` before anyone else gets it. So a member
+        that leaves waits, bounded by ``connect_timeout``, until the server has seen it go,
+        unless another subscriber of the topic still answers presence probes.
+        """
+        jsm = self._jsm
+        if jsm is None or not consumers or not nc.is_connected:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.connect_timeout
+        for stream, name, subject in dict.fromkeys(consumers):
+            probe = PRESENCE_PREFIX + subject[len(DURABLE_PREFIX) :]
+            try:
+                await nc.request(probe, b"", timeout=max(deadline - loop.time(), 0.001))
+                continue  # another member (or subscriber) is there: it gets what comes
+            except nats.errors.NoRespondersError:
+                pass  # we were the last: wait until the consumer knows
+            except Exception as error:
+                log.debug("NATS %s: presence probe on leaving: %s", self.url, error)
+                continue
+            delay = _SETUP_RETRY_FIRST / 5
+            while True:
+                try:
+                    info = await jsm.consumer_info(
+                        stream, name, timeout=max(deadline - loop.time(), 0.001)
+                    )
+                except Exception as error:
+                    log.debug("NATS %s: consumer %s on leaving: %s", self.url, name, error)
+                    break
+                if not info.push_bound or loop.time() + delay >= deadline:
+                    break
+                # another process's state, with no event to await; bounded by the deadline
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _SETUP_RETRY_MAX / 10)
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -519,6 +563,7 @@ class NatsTransport(Transport):
                 max_ack_pending=self.options.max_ack_pending,
             )
             await self._jsm.add_consumer(spec.name, config)
+            subscription.consumers += [(spec.name, name, subject) for subject in filters]
             assert config.deliver_subject is not None
             wires.append(
                 await nc.subscribe(
@@ -540,12 +585,17 @@ class NatsTransport(Transport):
             except RuntimeError:  # no running loop: the connection's loop is gone with it
                 subscription.wires = []
             else:
-                self._spawn(self._tear_down(subscription))
+                self._spawn(self._tear_down(subscription, leaving=True))
 
-    async def _tear_down(self, subscription: _NatsSubscription) -> None:
+    async def _tear_down(self, subscription: _NatsSubscription, *, leaving: bool = False) -> None:
         wires, subscription.wires = subscription.wires, []
-        for wire in wires:
+        consumers, subscription.consumers = subscription.consumers, []
+        for wire in reversed(wires):  # the JetStream deliveries first
             await _quietly(wire.unsubscribe())
+        nc = self._nc
+        if leaving and consumers and nc is not None:
+            await _quietly(nc.flush(timeout=self.options.connect_timeout))  # type: ignore[arg-type]
+            await self._let_go(nc, consumers)
 
     # -- receiving -----------------------------------------------------------------------
 
@@ -599,6 +649,12 @@ class NatsTransport(Transport):
         if nc is None or not ack_subject:
             return
         if subscription.closed:
+            if num_delivered(ack_subject) >= self.options.max_deliver and not self._closed:
+                # JetStream will not deliver it again: dead-letter it rather than drop it
+                late = self._decode(msg)
+                if late is not None:
+                    self._spawn(self._unanswered(subscription, late, ack_subject))
+                    return
             await _quietly(nc.publish(ack_subject, nak(0)))  # let another member have it
             return
         message = self._decode(msg)
