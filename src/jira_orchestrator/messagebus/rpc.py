@@ -23,7 +23,6 @@ from typing import Any, get_type_hints, overload
 import msgspec
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
-from jira_orchestrator._core.clock import parse_timestamp
 from jira_orchestrator._core.errors import (
     DeliveryError,
     InvalidEndpoint,
@@ -250,17 +249,8 @@ _current_call: ContextVar[_Call | None] = ContextVar("jira_orchestrator_rpc_call
 
 def _deadline(message: Message, now: float) -> float | None:
     """Seconds until the caller of ``message`` stops waiting (None: it did not say)."""
-    metadata = message.metadata
-    try:
-        if metadata.expires_at is not None:
-            until = parse_timestamp(metadata.expires_at)
-        elif metadata.timeout_ms is not None:
-            until = parse_timestamp(message.timestamp) + metadata.timeout_ms / 1000
-        else:
-            return None
-    except (TypeError, ValueError):  # a foreign client's odd timestamp: no deadline
-        return None
-    return until - now
+    deadline = message.deadline()
+    return None if deadline is None else deadline - now
 
 
 def _depth(message: Message) -> int:

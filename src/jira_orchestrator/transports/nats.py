@@ -36,7 +36,6 @@ from nats.aio.subscription import Subscription as WireSubscription
 from nats.js.errors import ServiceUnavailableError
 from nats.js.manager import JetStreamManager
 
-from jira_orchestrator._core.clock import parse_timestamp
 from jira_orchestrator._core.errors import (
     ConnectionLost,
     InvalidMessage,
@@ -993,18 +992,9 @@ class NatsTransport(Transport):
 
 
 def _still_waited(message: Message) -> float:
-    """Seconds its caller will still wait for a request (its expiresAt, or timestamp+timeout)."""
-    metadata = message.metadata
-    try:
-        if metadata.expires_at is not None:
-            until = parse_timestamp(metadata.expires_at)
-        elif metadata.timeout_ms is not None:
-            until = parse_timestamp(message.timestamp) + metadata.timeout_ms / 1000
-        else:
-            return 0.0
-    except (TypeError, ValueError):  # a foreign client's odd timestamp: no extension
-        return 0.0
-    return max(until - time.time(), 0.0)
+    """Seconds its caller will still wait for a request (see `Message.deadline`)."""
+    deadline = message.deadline()
+    return 0.0 if deadline is None else max(deadline - time.time(), 0.0)
 
 
 async def _delivered(result: Awaitable[None] | None) -> None:
