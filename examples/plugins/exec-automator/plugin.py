@@ -55,8 +55,7 @@ def handle_issue(issue: Issue) -> dict:
     ]
     result = plan(tasks)
     checklist = "\n".join(f"- [ ] {step}" for step in steps)
-    path = plugin.output_dir / "plans" / f"{issue.slug}.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = plugin.output_path("plans", f"{issue.slug}.md")
     path.write_text(f"# {issue.key or 'Plan'}: {issue.summary}\n\n{checklist}\n")
     return {"filePath": str(path), "steps": len(steps), "hours": result["hours"]}
 

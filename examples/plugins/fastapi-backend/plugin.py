@@ -30,7 +30,7 @@ def endpoint_code(path: str, method: str, database: str) -> str:
 @plugin.command("create_endpoint")
 async def create_endpoint(path: str, method: HttpMethod = "GET", database: str = "mongodb") -> dict:
     code = endpoint_code(path, method, database)
-    file_path = plugin.output_dir / f"routes_{function_name(path)}.py"
+    file_path = plugin.output_path(f"routes_{function_name(path)}.py")
     file_path.write_text(code)
     plugin.state.add_to_set("endpoints", {"path": path, "method": method})
     await plugin.publish_event("endpoint_created", endpoint={"path": path, "method": method})

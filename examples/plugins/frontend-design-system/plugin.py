@@ -29,10 +29,8 @@ def create_component(name: str, props: list[str] | None = None) -> dict:
         f'  return <div className="ds-{name.lower()}">{{{props[0]}}}</div>;\n}}\n'
     )
     story = f'import {{ {name} }} from "./{name}";\n\nexport default {{ component: {name} }};\n'
-    folder = plugin.output_dir / "components"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.tsx").write_text(code)
-    (folder / f"{name}.stories.tsx").write_text(story)
+    plugin.output_path("components", f"{name}.tsx").write_text(code)
+    plugin.output_path("components", f"{name}.stories.tsx").write_text(story)
     return {"component": name, "files": [f"{name}.tsx", f"{name}.stories.tsx"], "props": props}
 
 

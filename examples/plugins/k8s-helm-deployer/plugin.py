@@ -43,7 +43,7 @@ def generate_helm_chart(service: str, image: str = "", replicas: int = 2, port: 
             },
         },
     }
-    root = plugin.output_dir / "charts" / service
+    root = plugin.output_path("charts", service)
     (root / "templates").mkdir(parents=True, exist_ok=True)
     for name, document in (
         ("Chart.yaml", chart),

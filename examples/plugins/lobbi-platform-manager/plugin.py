@@ -30,8 +30,7 @@ def create_tenant(tenant_id: str, plan: Plan = "starter", sso: bool = False) -> 
             "identityProviders": ["saml"] if sso else [],
         },
     }
-    path = plugin.output_dir / "tenants" / f"{tenant_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = plugin.output_path("tenants", f"{tenant_id}.json")
     path.write_text(json.dumps(tenant, indent=2) + "\n")
     plugin.state.add_to_set("tenants", tenant_id)
     return {"filePath": str(path), **tenant}

@@ -24,6 +24,7 @@ from jira_orchestrator.plugins.discovery import (
     is_plugin_dir,
     load_plugin,
 )
+from jira_orchestrator.plugins.files import PathOutsideFolder, confined, safe_name
 from jira_orchestrator.plugins.issue import Issue
 from jira_orchestrator.plugins.manifest import (
     MANIFEST_PATH,
@@ -75,6 +76,7 @@ __all__ = [
     "Issue",
     "MessageBusConfig",
     "OrchestrationConfig",
+    "PathOutsideFolder",
     "PersistenceConfig",
     "Plugin",
     "PluginCatalog",
@@ -87,6 +89,7 @@ __all__ = [
     "SharingConfig",
     "SkillSpec",
     "StateManagementConfig",
+    "confined",
     "discover_plugins",
     "glob_matches",
     "is_plugin_dir",
@@ -98,5 +101,6 @@ __all__ = [
     "manifest_path",
     "parse_front_matter",
     "parse_manifest",
+    "safe_name",
     "validate_manifest",
 ]

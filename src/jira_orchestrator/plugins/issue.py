@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from jira_orchestrator.plugins.files import safe_name
+
 __all__ = ["Issue"]
 
 
@@ -34,5 +36,6 @@ class Issue(BaseModel):
 
     @property
     def slug(self) -> str:
-        """The key, lower-cased, for file names (``PROJ-12`` becomes ``proj-12``)."""
-        return (self.key or "issue").lower()
+        """The key as a safe file name (``PROJ-12`` becomes ``proj-12``; ``../../x`` becomes
+        ``x``): one path segment of ``[a-z0-9._-]``, see `files.safe_name`."""
+        return safe_name(self.key.lower(), "issue")

@@ -49,6 +49,7 @@ from jira_orchestrator.messagebus import (
 )
 from jira_orchestrator.messagebus.rpc import RPCMethod, method_from_function
 from jira_orchestrator.plugins.discovery import PluginInfo, load_plugin
+from jira_orchestrator.plugins.files import confined
 from jira_orchestrator.plugins.manifest import PluginManifest, load_manifest, manifest_path
 from jira_orchestrator.plugins.registry import AgentRegistry
 from jira_orchestrator.resilience import (
@@ -223,6 +224,13 @@ class Plugin:
         """Where commands write what they make; created on first use."""
         self._output_dir.mkdir(parents=True, exist_ok=True)
         return self._output_dir
+
+    def output_path(self, *parts: str) -> Path:
+        """A file under `output_dir` named from outside input: each part made a safe file
+        name (``files.safe_name``), its folder created; never a path outside `output_dir`."""
+        path = confined(self.output_dir, *parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
     @property
     def breaker(self) -> CircuitBreaker | None:
