@@ -30,6 +30,7 @@ from jira_orchestrator._core.message import (
     restamp,
     validate_payload,
 )
+from jira_orchestrator._core.redact import redact_url
 from jira_orchestrator._core.topics import MAX_TOPIC_LENGTH, normalize_pattern, normalize_topic
 from jira_orchestrator.messagebus._subscription import (
     Handler,
@@ -151,7 +152,7 @@ class _Core:
     def check_sendable(self, message: Message) -> None:
         """Raise unless the bus is open and the message within the size limit."""
         if self.closed:
-            raise TransportClosed(f"the bus on {self.url} is closed")
+            raise TransportClosed(f"the bus on {redact_url(self.url)} is closed")
         size = len(message.encode())
         if size > self.config.max_message_size:
             raise MessageTooLarge(size, self.config.max_message_size, message.topic)
@@ -491,7 +492,7 @@ class MessageBus:
                 f"handler for {pattern!r} must be callable, not {type(handler).__name__}"
             )
         if self._core.closed:
-            raise TransportClosed(f"the bus on {self._core.url} is closed")
+            raise TransportClosed(f"the bus on {redact_url(self._core.url)} is closed")
         subscription = Subscription(
             self,
             canonical,
@@ -790,7 +791,7 @@ class MessageBus:
         )
 
     def __repr__(self) -> str:
-        return f"MessageBus({self.plugin_id!r}, url={self._core.url!r})"
+        return f"MessageBus({self.plugin_id!r}, url={redact_url(self._core.url)!r})"
 
 
 def _traced(headers: dict[str, str] | None, message_id: str) -> dict[str, str]:
@@ -861,7 +862,9 @@ def get_message_bus(
     if core is None:
         core = _cores[url] = _Core(url, open_transport(url), config or BusConfig())
     elif config is not None and config != core.config:
-        raise ValueError(f"the bus on {url} already runs with {core.config}; reset it first")
+        raise ValueError(
+            f"the bus on {redact_url(url)} already runs with {core.config}; reset it first"
+        )
     handle = core.handles.get(plugin_id)
     if handle is None:
         handle = core.handles[plugin_id] = MessageBus(core, plugin_id)

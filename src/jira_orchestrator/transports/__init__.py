@@ -10,6 +10,7 @@ import importlib
 from urllib.parse import urlsplit
 
 from jira_orchestrator._core.errors import UnknownTransport
+from jira_orchestrator._core.redact import redact_url
 from jira_orchestrator.transports._base import (
     Deliver,
     InvalidHook,
@@ -40,11 +41,11 @@ def open_transport(url: str) -> Transport:
             module = importlib.import_module("jira_orchestrator.transports.nats")
         except ImportError as error:  # depends on the installed extras
             raise UnknownTransport(
-                f"{url}: the NATS transport needs the 'nats' extra: "
+                f"{redact_url(url)}: the NATS transport needs the 'nats' extra: "
                 "pip install 'jira-orchestrator[nats]'"
             ) from error
         transport: Transport = module.NatsTransport(url)
         return transport
     raise UnknownTransport(
-        f"{url!r}: unknown bus URL scheme {scheme!r}; use memory:// or nats://host:port"
+        f"{redact_url(url)!r}: unknown bus URL scheme {scheme!r}; use memory:// or nats://host:port"
     )

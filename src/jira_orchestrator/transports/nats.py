@@ -46,6 +46,7 @@ from jira_orchestrator._core.errors import (
     TransportError,
 )
 from jira_orchestrator._core.message import Message
+from jira_orchestrator._core.redact import redact_url
 from jira_orchestrator._core.topics import TopicIndex, normalize_pattern, pattern_matches
 from jira_orchestrator.transports._base import Deliver, Reply, Transport
 from jira_orchestrator.transports._nats_errors import map_error
@@ -221,7 +222,8 @@ class NatsTransport(Transport):
     """
 
     def __init__(self, url: str, *, options: NatsOptions | None = None, **overrides: Any) -> None:
-        self.url = url
+        self.url = redact_url(url)
+        """The URL as shown in logs and errors: its password as ``***``."""
         address, _, query = url.partition("?")
         self._servers = [server.strip() for server in address.split(",") if server.strip()]
         base = options if options is not None else NatsOptions.from_query(query)
@@ -281,7 +283,7 @@ class NatsTransport(Transport):
 
         async def error_cb(error: Exception) -> None:
             last_error.append(error)
-            log.warning("NATS %s: %s: %s", self.url, type(error).__name__, error)
+            log.warning("NATS %s: %s: %s", self.url, type(error).__name__, redact_url(str(error)))
 
         async def disconnected_cb() -> None:
             self._connected.clear()
