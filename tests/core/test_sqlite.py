@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,14 @@ def test_in_memory_stores_work_without_a_file(
 def test_a_path_of_the_wrong_type_is_refused() -> None:
     with pytest.raises(TypeError, match="path"):
         TaskStore(42)  # type: ignore[arg-type]
+
+
+def test_a_new_store_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    store = TaskStore(tmp_path / "private.db")
+    try:
+        store_path = tmp_path / "private.db"
+        for path in (store_path, tmp_path / "private.db-wal"):
+            assert path.exists()
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    finally:
+        store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -321,3 +322,11 @@ def test_a_delta_that_is_not_a_json_object_is_corrupt(tmp_path: Path) -> None:
     with pytest.raises(StateCorrupt, match="a delta of 'bad' is not a JSON object"):
         store.load_log()
     store.close()
+
+
+def test_a_new_state_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s.db", plugin_id="plugin-a")
+    try:
+        assert stat.S_IMODE((tmp_path / "s.db").stat().st_mode) == 0o600
+    finally:
+        store.close()

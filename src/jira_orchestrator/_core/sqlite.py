@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -50,6 +50,7 @@ class SQLiteStore:
         try:
             if not self.in_memory:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                _create_private(self.path)
             self._db: sqlite3.Connection | None = sqlite3.connect(
                 ":memory:" if self.in_memory else self.path,
                 timeout=timeout,
@@ -155,3 +156,10 @@ class SQLiteStore:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def _create_private(path: Path) -> None:
+    """Create ``path`` readable by its owner only (0600), unless it exists: the stores hold
+    issue texts and letters, and SQLite gives its ``-wal`` and ``-shm`` files the same mode."""
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
