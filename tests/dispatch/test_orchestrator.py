@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -151,6 +152,28 @@ async def test_can_route_to_is_enforced_when_a_plugin_delegates(ecosystem: Ecosy
         await frontend.delegate("lobbi-platform-manager", "create_tenant", tenant_id="x")
     assert caught.value.data["type"] == "CommandRejected"
     assert "canRouteTo" in caught.value.data["message"]
+
+
+async def test_a_refused_delegation_is_one_warning_line_and_counted(
+    ecosystem: Ecosystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    orchestrator = await ecosystem.start()
+    frontend = ecosystem.plugins["frontend-design-system"]  # canRouteTo: []
+    caplog.set_level(logging.DEBUG)
+    for _ in range(3):  # any plugin can do this as often as it likes
+        with pytest.raises(RPCError) as caught:
+            await frontend.delegate("lobbi-platform-manager", "create_tenant", tenant_id="x")
+        assert caught.value.data == {
+            "type": "CommandRejected",
+            "message": "'frontend-design-system' may not route work to "
+            "'lobbi-platform-manager' (canRouteTo)",
+        }
+    refusals = [r for r in caplog.records if "delegat" in r.getMessage()]
+    assert [(r.levelno, r.exc_info) for r in refusals] == [(logging.WARNING, None)] * 3
+    assert "\n" not in refusals[-1].getMessage()
+    assert "'frontend-design-system' may not route work to" in refusals[-1].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert orchestrator.status()["refusedDelegations"] == 3
 
 
 async def test_health_tracks_plugins_that_stop(ecosystem: Ecosystem) -> None:

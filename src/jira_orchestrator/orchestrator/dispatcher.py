@@ -25,6 +25,7 @@ from jira_orchestrator._core.errors import (
     JiraOrchestratorError,
     NoResponders,
     RequestTimeout,
+    RPCError,
 )
 from jira_orchestrator._core.ids import new_id
 from jira_orchestrator.messagebus import (
@@ -63,6 +64,7 @@ log = logging.getLogger("jira_orchestrator.orchestrator")
 
 ORCHESTRATOR_ID = "jira-orchestrator"
 DEFAULT_COMMAND = "handle_issue"
+_METHOD_FAILED = -32603  # JSON-RPC "internal error", what RPCServer answers a failing method
 
 
 class PluginFailed(JiraOrchestratorError):
@@ -222,6 +224,7 @@ class Orchestrator:
         self._subscriptions: list[Subscription] = []
         self._server: RPCServer | None = None
         self._beat: asyncio.Task[None] | None = None
+        self.refused_delegations = 0
 
     # -- health ----------------------------------------------------------------------------
 
@@ -325,7 +328,7 @@ class Orchestrator:
             self.dead_letters.store.close()
 
     def status(self) -> dict[str, Any]:
-        """Plugins' health and availability, and task counts."""
+        """Plugins' health and availability, task counts, and delegations refused."""
         return {
             "plugins": {
                 name: {
@@ -339,6 +342,7 @@ class Orchestrator:
                 for name, health in self.health.items()
             },
             "tasks": self.tasks.counts(),
+            "refusedDelegations": self.refused_delegations,
         }
 
     # -- dispatch --------------------------------------------------------------------------
@@ -529,7 +533,18 @@ class Orchestrator:
         """Hand work to another plugin, as allowed by the caller's ``canRouteTo``."""
         message = current_message()
         source = "" if message is None else message.source
-        return await self.delegate(source, target, command, parameters)
+        try:
+            return await self.delegate(source, target, command, parameters)
+        except CommandRejected as refusal:
+            # Any plugin can ask as often as it likes: one line each, not a traceback.
+            self.refused_delegations += 1
+            log.warning("delegation refused (%d so far): %s", self.refused_delegations, refusal)
+            # the reply every failing method gets, without the server's error log
+            raise RPCError(
+                _METHOD_FAILED,
+                f"CommandRejected: {refusal}",
+                {"type": "CommandRejected", "message": str(refusal)},
+            ) from None
 
     async def _rpc_dispatch(
         self, request: dict[str, Any] | str, command: str = DEFAULT_COMMAND
