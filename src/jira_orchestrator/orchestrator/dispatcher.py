@@ -225,6 +225,7 @@ class Orchestrator:
         self._server: RPCServer | None = None
         self._beat: asyncio.Task[None] | None = None
         self.refused_delegations = 0
+        self._lost_watch: dict[str, set[asyncio.Future[str]]] = {}
 
     # -- health ----------------------------------------------------------------------------
 
@@ -266,7 +267,7 @@ class Orchestrator:
             try:
                 answer = await client.call("health_check", timeout=self.health_timeout)
             except NoResponders:
-                health.status = "stopped"
+                self.plugin_lost(plugin, "its health check finds nobody answering")
             except (RequestTimeout, DeliveryError, JiraOrchestratorError):
                 health.status = "unhealthy"
             else:
@@ -483,7 +484,43 @@ class Orchestrator:
                 raise InvalidParams(f"{plugin}: {message}")  # the request's fault: no retry
             raise PluginFailed(plugin, message, reply.get("errorType"))
 
-        return await policy.execute(attempt)
+        # The request is durable, so nothing on the bus says that the process holding it
+        # died: without this, the wait would last the whole timeout (``taskTimeout``, 300 s
+        # by default) before any fallback. `plugin_lost` ends it at once.
+        work = asyncio.ensure_future(policy.execute(attempt))
+        lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        watching = self._lost_watch.setdefault(plugin, set())
+        watching.add(lost)
+        try:
+            await asyncio.wait((work, lost), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watching.discard(lost)
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+        if work.cancelled() and lost.done():
+            raise PluginFailed(plugin, f"lost while handling the request: {lost.result()}")
+        return work.result()
+
+    def plugin_lost(self, plugin: str, reason: str) -> None:
+        """Record that ``plugin`` is gone (its process died, nobody answers for it).
+
+        It is marked stopped, so the router sends it nothing, and every request it was
+        handling gives up on it now and goes to the next candidate. A plugin that stops
+        cleanly does not need this: it finishes its requests before it says "stopped".
+        """
+        health = self.health.get(plugin)
+        if health is None:
+            return
+        health.status = "stopped"
+        waiting = self._lost_watch.pop(plugin, set())
+        if waiting:
+            log.warning(
+                "%s lost (%s): %d request(s) it held go to fallbacks", plugin, reason, len(waiting)
+            )
+        for future in waiting:
+            if not future.done():
+                future.set_result(reason)
 
     async def resume(self) -> list[DispatchResult]:
         """Dispatch again every task a previous run left pending or running.
