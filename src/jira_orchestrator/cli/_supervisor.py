@@ -99,8 +99,12 @@ class RunFolder:
                     os.kill(child.pid, signal.SIGKILL)
             cleared.append(f"{name} (pid {child.pid})")
         self._pids.unlink(missing_ok=True)
-        _remove_tree(self.nats)
+        self.clear_server()
         return cleared
+
+    def clear_server(self) -> None:
+        """Remove the embedded server's folder (passwords, JetStream store, log)."""
+        _remove_tree(self.nats)
 
     def record(self, name: str, pid: int) -> None:
         self._children[name] = identity(pid)
@@ -166,6 +170,7 @@ class PluginProcess:
     started_at: float = 0.0
     given_up: bool = False
     watcher: asyncio.Task[None] | None = field(default=None, repr=False)
+    pump: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 Say = Callable[[str], None]
@@ -236,6 +241,7 @@ class Supervisor:
         self.folder.record(plugin.name, process.pid)
         assert process.stdout is not None
         pump = asyncio.get_running_loop().create_task(self._pump(plugin.name, process.stdout))
+        plugin.pump = pump
         self._pumps.add(pump)
         pump.add_done_callback(self._pumps.discard)
 
@@ -250,7 +256,8 @@ class Supervisor:
     async def _watch(self, plugin: PluginProcess) -> None:
         while plugin.process is not None:
             code = await plugin.process.wait()
-            await self._drained()  # its last words (a traceback) before our line about it
+            if plugin.pump is not None:  # its last words (a traceback) before our line on it
+                await asyncio.wait([plugin.pump], timeout=2.0)
             self.folder.forget(plugin.name)
             if self._stopping:
                 return

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 from collections.abc import Callable
@@ -165,7 +166,7 @@ async def _orchestrate(
         return 1
 
     def say(text: str) -> None:
-        console.print(text, markup=False)
+        console.print(text, markup=False, soft_wrap=True)  # one line each, to grep
 
     def lost(name: str, how: str) -> None:
         orchestrator.plugin_lost(name, f"its process {how}")
@@ -259,7 +260,7 @@ async def _up(
     try:
         folder.acquire()
     except Busy as error:
-        console.print(f"[up] error: {error}", markup=False)
+        console.print(f"[up] error: {error}", markup=False, soft_wrap=True)
         return 1
     try:
         cleared = folder.clear_leftovers()
@@ -268,9 +269,11 @@ async def _up(
                 "[up] an earlier up on this output folder was killed; ended what it left "
                 f"running: {', '.join(cleared)}",
                 markup=False,
+                soft_wrap=True,
             )
         server = None
         if bus is None:
+            folder.nats.mkdir(mode=0o700)  # its configuration holds every user's password
             text, users = nats_authorization(catalog)
             try:
                 server = NatsServer(folder.nats, extra_config=text).start()
@@ -308,6 +311,7 @@ async def _up(
         finally:
             if server is not None:
                 server.stop()
+                folder.clear_server()
     finally:
         folder.release()
 
@@ -353,6 +357,7 @@ def up(
         "DEMO_FAIL": ",".join(fail or []),
     }
     console = Console(width=max(Console().width, 100))  # plugin names fit on one line
+    logging.basicConfig(level=logging.WARNING, format="[orchestrator] %(levelname)s %(message)s")
     code = asyncio.run(
         _up(
             catalog,
