@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 
 from jira_orchestrator import RPCError
@@ -291,6 +292,16 @@ async def _line(stream: asyncio.StreamReader, starting: str) -> str:
             return line.strip()
 
 
+async def stored_requests(server: NatsServer) -> int:
+    """Requests JetStream holds for plugins (taken by one and not answered, or waiting)."""
+    client = await nats.connect(server.url, allow_reconnect=False)
+    try:
+        info = await client.jetstream().stream_info("JO_REQUESTS")
+        return info.state.messages
+    finally:
+        await client.close()
+
+
 async def test_a_plugin_killed_mid_request_falls_back_when_its_heartbeat_stops(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -317,9 +328,13 @@ async def test_a_plugin_killed_mid_request_falls_back_when_its_heartbeat_stops(
                 assert orchestrator.manifests["k8s-helm-deployer"].orchestration.task_timeout >= 300
                 task = asyncio.create_task(orchestrator.dispatch(issue("OPS-401")))
                 assert await _line(hanging.stdout, "HANDLING") == "HANDLING OPS-401"
+                assert await stored_requests(server) == 1  # taken, not answered
                 hanging.kill()
                 await hanging.wait()
                 result = await task
+                await orchestrator.bus.flush()
+                # withdrawn: a k8s-helm-deployer restarted later is not handed it again
+                assert await stored_requests(server) == 0
             assert result.outcome == "completed"
             assert result.primary == "k8s-helm-deployer"
             assert result.plugin == "exec-automator"  # the primary's declared fallback
