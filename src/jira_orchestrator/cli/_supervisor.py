@@ -284,7 +284,12 @@ class Supervisor:
             await asyncio.sleep(delay)  # the backoff itself: waiting is the point
             if self._stopping:
                 return
-            await self._spawn(plugin)
+            try:
+                await self._spawn(plugin)
+            except OSError as error:
+                plugin.given_up = True
+                self.say(f"[up] {plugin.name} could not be restarted ({error}); giving up on it")
+                return
 
     async def _drained(self) -> None:
         if self._pumps:
