@@ -69,35 +69,27 @@ def test_the_next_test_is_clean():
 """
 
 
-def run_inner(folder: Path, tests: str) -> subprocess.CompletedProcess[str]:
-    (folder / "test_inner.py").write_text(tests)
-    (folder / "pytest.ini").write_text(INI)
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "test_inner.py", "-q"],
-        cwd=folder,
+def test_a_failure_inside_the_fixtures_does_not_spill_into_the_next_test(tmp_path: Path) -> None:
+    # One session: the fixtures' tests, then (last, so that its leak reaches nobody else)
+    # the old pattern, which shows that the check can fail: the cascade it guards against.
+    (tmp_path / "test_a_fixtures.py").write_text(FAILING)
+    (tmp_path / "test_b_leaky.py").write_text(LEAKY)
+    (tmp_path / "pytest.ini").write_text(INI)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-rA"],
+        cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
-
-
-def test_a_client_left_open_by_a_failing_test_fails_the_next_one(tmp_path: Path) -> None:
-    """The check below can fail: this is the cascade it guards against."""
-    run = run_inner(tmp_path, LEAKY)
-    assert "2 failed" in run.stdout, run.stdout + run.stderr
-    assert "test_the_next_test_is_clean" in run.stdout.split("short test summary")[-1]
-
-
-def test_a_failure_inside_the_fixtures_does_not_spill_into_the_next_test(tmp_path: Path) -> None:
-    run = run_inner(tmp_path, FAILING)
     pid = int((tmp_path / "pids").read_text())
     try:
-        assert "2 failed, 1 passed" in run.stdout, run.stdout + run.stderr
-        assert "deliberate failure" in run.stdout
-        for leak in ("ResourceWarning", "Unraisable", "Task was destroyed", "unclosed"):
-            assert leak not in run.stdout + run.stderr, run.stdout + run.stderr
+        summary = run.stdout.split("short test summary info")[-1]
+        assert "PASSED test_a_fixtures.py::test_the_next_test_is_clean" in summary, run.stdout
+        assert "FAILED test_b_leaky.py::test_the_next_test_is_clean" in summary, run.stdout
+        assert "4 failed, 1 passed" in summary
         if needs_pidfd:
             assert wait_gone(pid, timeout=30), "the failing test's nats-server still runs"
     finally:
