@@ -109,9 +109,10 @@ async def _serve(
     url: str,
     expected: list[str],
     issues: list[dict[str, Any]] | None,
-    exit_after: bool,
     console: Console,
-) -> int:
+) -> int | None:
+    """Wait for the plugins, resume, dispatch the issues; the exit code so far, or None
+    when the plugins did not get ready."""
     try:
         async with asyncio.timeout(READY_TIMEOUT):
             await _wait_ready(orchestrator, expected)
@@ -121,7 +122,7 @@ async def _serve(
             f"[orchestrator] plugins not ready within {READY_TIMEOUT:g}s: {', '.join(late)}",
             markup=False,
         )
-        return 1
+        return None
     supervisor.running()
     console.print(
         f"[orchestrator] {len(expected)} plugin(s) ready on {url.split('@')[-1]}", markup=False
@@ -133,9 +134,6 @@ async def _serve(
     if issues is not None:
         results = await dispatch_all(orchestrator, issues, console)
         code = 0 if all(r.outcome == "completed" for r in results) else 1
-    if not exit_after:
-        console.print("[orchestrator] running; Ctrl-C stops everything", markup=False)
-        await asyncio.Event().wait()  # until Ctrl-C or a failure (the caller's wait)
     return code
 
 
@@ -184,25 +182,29 @@ async def _orchestrate(
             watching = loop.create_task(_watch_server(server, supervisor, folder, say))
         await orchestrator.start()
         expected = [p.name for p in runnable]
-        serving = loop.create_task(
-            _serve(orchestrator, supervisor, url, expected, issues, exit_after, console)
-        )
+        serving = loop.create_task(_serve(orchestrator, supervisor, url, expected, issues, console))
         stopped = loop.create_task(stop.wait())
         try:
             await asyncio.wait(
                 (serving, stopped, supervisor.failure), return_when=asyncio.FIRST_COMPLETED
             )
+            if serving.done():
+                served = serving.result()
+                code = 1 if served is None else served
+                if served is not None and not exit_after:
+                    say("[orchestrator] running; Ctrl-C stops everything")
+                    await asyncio.wait(
+                        (stopped, supervisor.failure), return_when=asyncio.FIRST_COMPLETED
+                    )
         finally:
             stopped.cancel()
-        if serving.done():
-            code = serving.result()
-        elif supervisor.failure.done():
+            serving.cancel()
+            await asyncio.gather(serving, stopped, return_exceptions=True)
+        if supervisor.failure.done():
             say(f"[up] {supervisor.failure.result()}; stopping")
             code = 1
-        else:
+        elif stopped.done() and not stopped.cancelled():
             say("[orchestrator] stopping")
-        serving.cancel()
-        await asyncio.gather(serving, return_exceptions=True)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
