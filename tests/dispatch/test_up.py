@@ -156,15 +156,19 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
         text=True,
         env={**env, "PYTHONUNBUFFERED": "1"},
     ) as process:
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:  # blocks until `up` says it runs
-            lines.append(line)
-            if "Ctrl-C stops everything" in line:
-                break
-        process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=60)
-        assert process.returncode == 0, "".join(lines) + rest
+        try:
+            assert process.stdout is not None
+            lines = []
+            for line in process.stdout:  # blocks until `up` says it runs
+                lines.append(line)
+                if "Ctrl-C stops everything" in line:
+                    break
+            process.send_signal(signal.SIGINT)
+            rest, _ = process.communicate(timeout=60)
+            assert process.returncode == 0, "".join(lines) + rest
+        finally:
+            if process.poll() is None:  # a failure above: its children die with it
+                process.kill()
     plugins = [p.name for p in (EXAMPLES / "plugins").iterdir() if p.is_dir()]
     for plugin in plugins:  # each drained and stopped, after the orchestrator
         assert f"{plugin} stopped" in rest, rest
