@@ -11,11 +11,11 @@ $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is needed (python3.11, python3.12, ... on PATH)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,nats,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,nats,bench,web]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/jira-orchestrator demo --fail frontend-design-system
+	$(BIN)/jira-orchestrator demo --jira --fail frontend-design-system
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

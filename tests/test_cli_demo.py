@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
 from jira_orchestrator.cli import app
+from jira_orchestrator.orchestrator.tasks import TaskStore
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -71,11 +74,69 @@ def test_demo_with_bad_issues_says_what_is_wrong(
     result = CliRunner().invoke(
         app, ["demo", "--plugins", str(EXAMPLES / "plugins"), "--issues", str(issues)]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert message in result.output
 
 
 def test_demo_with_a_missing_plugins_folder_says_so(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "--plugins", str(tmp_path / "nope")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no such folder" in result.output
+
+
+def demo_in(output: Path, issues: Path) -> Any:
+    arguments = ["--plugins", str(EXAMPLES / "plugins"), "--issues", str(issues)]
+    return CliRunner().invoke(app, ["demo", *arguments, "--output", str(output)])
+
+
+def _two_good_and_bad(tmp_path: Path, *bad: object) -> Path:
+    examples = json.loads((EXAMPLES / "issues.json").read_text(encoding="utf-8"))
+    issues = tmp_path / "mixed.json"
+    issues.write_text(json.dumps([examples[0], *bad, examples[7]]), encoding="utf-8")
+    return issues
+
+
+def test_a_malformed_issue_is_reported_and_skipped_while_the_others_run(tmp_path: Path) -> None:
+    issues = _two_good_and_bad(
+        tmp_path,
+        {"key": "BAD-1", "fields": {"summary": ""}},
+        "not an issue",
+        {"key": "BAD-3", "fields": {"summary": "Deploy it", "labels": 5}},
+    )
+    out = tmp_path / "out"
+    result = demo_in(out, issues)
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    errors = " ".join(result.stderr.split())
+    assert f"{issues}: issue 1 (BAD-1): text: empty request" in errors
+    assert f"{issues}: issue 2: expected a JSON object, not text" in errors
+    assert f"{issues}: issue 3 (BAD-3): fields.labels: expected a list of strings" in errors
+    assert "3 issues skipped" in errors
+    output = " ".join(result.stdout.split())
+    assert "2/5 issues completed" in output
+    with TaskStore(out / ".orchestrator" / "tasks.db") as tasks:
+        assert tasks.counts() == {"completed": 2}  # the issue after the bad ones ran too
+
+
+def test_demo_with_only_bad_issues_dispatches_nothing(tmp_path: Path) -> None:
+    issues = tmp_path / "bad.json"
+    issues.write_text(json.dumps([{"fields": {"summary": 3}}]), encoding="utf-8")
+    out = tmp_path / "out"
+    result = demo_in(out, issues)
+    assert result.exit_code == 2, result.output
+    assert "issue 0: fields.summary: expected text, not int" in " ".join(result.stderr.split())
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["tasks.db", "decisions.db", "dead-letters.db"])
+def test_demo_with_a_damaged_store_names_it(tmp_path: Path, name: str) -> None:
+    out = tmp_path / "out"
+    (out / ".orchestrator").mkdir(parents=True)
+    damaged = out / ".orchestrator" / name
+    damaged.write_bytes(bytes(range(256)) * 200)
+    result = demo_in(out, _two_good_and_bad(tmp_path))
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert str(damaged) in " ".join(result.stderr.split())
+    assert damaged.read_bytes() == bytes(range(256)) * 200  # left as it was, for a human

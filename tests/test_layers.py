@@ -23,6 +23,8 @@ LAYER = {
     "routing": 4,
     "orchestrator": 4,
     "cli": 5,
+    "integrations": 5,
+    "web": 5,
     "testing": 5,
 }
 # Siblings in layer 2 that must not know each other (DESIGN.md: resilience emits events
@@ -33,6 +35,9 @@ FORBIDDEN = {
     ("messagebus", "state"),
     ("messagebus", "resilience"),
     ("routing", "orchestrator"),
+    ("integrations", "cli"),
+    ("integrations", "web"),
+    ("web", "cli"),
 }
 
 

@@ -19,6 +19,7 @@ from jira_orchestrator import (
     InvalidTopic,
     MessageTooLarge,
     NoResponders,
+    PublishTimeout,
     RemoteError,
     RequestTimeout,
 )
@@ -475,6 +476,122 @@ class BusConformance:
         assert inbox.payloads == ["fresh"]
         assert letters.messages[0].payload["reason"] == "expired"
 
+    async def test_a_request_whose_caller_gave_up_is_not_handled(self, buses: Any) -> None:
+        server, caller, auditor = buses("server"), buses("caller"), buses("auditor")
+        letters = Inbox()
+        auditor.subscribe("system/dead-letter", letters)
+        busy, gate = asyncio.Event(), asyncio.Event()
+        handled: list[Any] = []
+
+        async def answer(message: Message) -> None:
+            handled.append(message.payload)
+            if message.payload == "first":
+                busy.set()
+                await gate.wait()
+            await server.respond(message.correlation_id, "done")
+
+        server.subscribe("plugin/server/request", answer)  # one at a time
+        first = asyncio.ensure_future(
+            caller.request(topic="plugin/server/request", payload="first", timeout=WAIT)
+        )
+        try:
+            async with asyncio.timeout(WAIT):
+                await busy.wait()
+            # queued behind "first" until after its caller gives up
+            with pytest.raises(RequestTimeout):
+                await caller.request(topic="plugin/server/request", payload="charge", timeout=0.2)
+        finally:
+            gate.set()
+        assert await first == "done"
+        await letters.wait(1, until=lambda m: m.payload["reason"] == "expired")
+        (letter,) = [m.payload for m in letters.messages if m.payload["reason"] == "expired"]
+        assert letter["message"]["payload"] == "charge"
+        assert letter["subscriber"] == "server"
+        assert handled == ["first"]
+        assert server.stats()["expired"] == 1
+
+    async def test_a_request_carries_its_deadline(self, buses: Any) -> None:
+        server, caller = buses("server"), buses("caller")
+        seen: list[Message] = []
+
+        async def answer(message: Message) -> None:
+            seen.append(message)
+            await server.respond(message.correlation_id, "ok")
+
+        server.subscribe("plugin/server/request", answer)
+        sent_at = caller.config.clock()
+        await caller.request(topic="plugin/server/request", timeout=WAIT)
+        (request,) = seen
+        assert request.metadata.timeout_ms == WAIT * 1000
+        assert request.metadata.expires_at is not None
+        deadline = request.deadline()
+        assert deadline is not None
+        assert sent_at + WAIT - 1 <= deadline <= caller.config.clock() + WAIT
+
+    async def test_each_subscriber_gets_its_own_copy_of_the_payload(self, buses: Any) -> None:
+        first, second, sender = buses("first"), buses("second"), buses("sender")
+        meddled, untouched = Inbox(), Inbox()
+
+        def meddle(message: Message) -> None:
+            message.payload["items"].append("changed by a subscriber")
+            message.payload["meta"]["state"] = "changed"
+            message.headers["meddled"] = "yes"
+            meddled(message)
+
+        first.subscribe("plugin/x/events", meddle)
+        second.subscribe("plugin/x/events", untouched)
+        payload = {"items": [1], "meta": {"state": "new"}}
+        sent = await sender.publish(topic="plugin/x/events", payload=payload)
+        payload["items"].append("changed by the publisher after publishing")
+        await meddled.wait(1)
+        await untouched.wait(1)
+        assert untouched.payloads == [{"items": [1], "meta": {"state": "new"}}]
+        assert "meddled" not in untouched.messages[0].headers
+        assert meddled.payloads == [
+            {"items": [1, "changed by a subscriber"], "meta": {"state": "changed"}}
+        ]
+        assert payload == {
+            "items": [1, "changed by the publisher after publishing"],
+            "meta": {"state": "new"},
+        }
+        assert sent.payload is payload  # the publisher's own, as it passed it
+        assert "meddled" not in sent.headers
+
+    async def test_one_stuck_subscriber_does_not_hold_up_the_others(self, bus_url: str) -> None:
+        config = BusConfig(publish_timeout=0.2)
+        stuck_bus = get_message_bus("stuck", bus_url, config=config)
+        try:
+            healthy_bus, sender = get_message_bus("healthy", bus_url), get_message_bus("s", bus_url)
+            auditor = get_message_bus("auditor", bus_url)
+            never, letters, healthy = asyncio.Event(), Inbox(), Inbox()
+
+            async def hang(message: Message) -> None:
+                await never.wait()
+
+            stuck = stuck_bus.subscribe("plugin/x/events", hang, queue_size=2)
+            healthy_bus.subscribe("plugin/x/events", healthy)
+            auditor.subscribe("system/dead-letter", letters)
+            await sender.flush()
+            timeouts = 0
+            for n in range(20):
+                try:
+                    await sender.publish(topic="plugin/x/events", payload=n)
+                except PublishTimeout:
+                    timeouts += 1
+            await healthy.wait(20)
+            assert healthy.payloads == list(range(20))
+            assert timeouts <= 1  # told once, on memory; NATS publishers never wait
+            # 1 in the handler, 2 queued, the rest dead-lettered as queue-full
+            await letters.wait(17)
+            assert {m.payload["reason"] for m in letters.messages} == {"queue-full"}
+            assert sorted(m.payload["message"]["payload"] for m in letters.messages) == list(
+                range(3, 20)
+            )
+            assert stuck.stats.dropped == 17
+            assert stuck.pending == 2
+        finally:
+            await close_message_bus()
+
     # -- bad input ---------------------------------------------------------------------
 
     @pytest.mark.parametrize(
@@ -535,6 +652,56 @@ class BusConformance:
         buses("receiver").subscribe("system/health", inbox)
         await sender.publish(topic="system/health", payload="small")
         await inbox.wait(1)
+
+    @pytest.mark.parametrize(
+        "topic", ["_jo/durable/x", "_jo.presence.x", "_INBOX/abc", "_INBOX.abc.1", "_jo"]
+    )
+    async def test_topics_in_the_reserved_namespaces_are_refused(
+        self, buses: Any, topic: str
+    ) -> None:
+        sender, receiver = buses("sender"), buses("receiver")
+        with pytest.raises(InvalidTopic, match="reserved") as caught:
+            await sender.publish(topic=topic, payload=None)
+        assert caught.value.topic == topic
+        assert caught.value.position == 0
+        with pytest.raises(InvalidTopic, match="reserved"):
+            await sender.request(topic=topic, payload=None, timeout=WAIT)
+        with pytest.raises(InvalidTopic, match="reserved"):
+            receiver.subscribe(topic, lambda message: None)
+        with pytest.raises(InvalidTopic, match="reserved"):
+            receiver.subscribe(topic.replace(".", "/").split("/")[0] + "/**", lambda m: None)
+
+    async def test_reserved_words_elsewhere_in_a_topic_are_ordinary(self, buses: Any) -> None:
+        receiver, sender = buses("receiver"), buses("sender")
+        inbox = Inbox()
+        receiver.subscribe("plugin/_jo/_INBOX", inbox)
+        receiver.subscribe("_job/x", inbox)
+        await sender.publish(topic="plugin/_jo/_INBOX", payload=1)
+        await sender.publish(topic="_job/x", payload=2)
+        await inbox.wait(2)
+        assert sorted(inbox.payloads) == [1, 2]
+
+    async def test_every_refusal_is_counted(self, buses: Any) -> None:
+        sender = buses("sender")
+        server = buses("server")
+        server.subscribe("plugin/server/request", lambda message: None)
+        limit = sender.config.max_message_size
+        refusals: list[Callable[[], Any]] = [
+            lambda: sender.publish(topic="plugin//request"),
+            lambda: sender.publish(topic="plugin/x", priority=11),
+            lambda: sender.publish(topic="plugin/x", payload={"tags": {"a", "b"}}),
+            lambda: sender.publish(topic="plugin/x", payload="x" * limit),
+            lambda: sender.publish(topic="_jo/x"),
+            lambda: sender.publish(topic="plugin/x", payload={"n": 10**5000}),
+            lambda: sender.publish(topic="plugin/x", headers={"userId": "\udc80"}),
+            lambda: sender.request(topic="plugin/server/request", payload={"a": {1}}, timeout=WAIT),
+            lambda: sender.request(topic="plugin/a b", timeout=WAIT),
+            lambda: sender.respond("some-request", {"bad": float("inf")}),
+        ]
+        for refuse in refusals:
+            with pytest.raises(InvalidMessage):
+                await refuse()
+        assert sender.stats()["rejected"] == len(refusals)
 
     def test_handler_must_be_callable(self, buses: Any) -> None:
         with pytest.raises(TypeError, match="callable"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from jira_orchestrator import StateAccessDenied, StateError
 from jira_orchestrator.messagebus import MessageBus
 from jira_orchestrator.state import DistributedStateManager, change_topic
-from tests.conformance.base import eventually
+from tests.conformance.base import WAIT, eventually
 
 Replica = Callable[..., Any]
 
@@ -26,19 +27,28 @@ class StateConformance:
         opened: list[DistributedStateManager] = []
 
         async def open_replica(
-            plugin_id: str, name: str, **options: Any
+            plugin_id: str,
+            name: str,
+            *,
+            before: Callable[[DistributedStateManager], object] | None = None,
+            **options: Any,
         ) -> DistributedStateManager:
+            # anti-entropy off: whatever converges here does so by events alone
             manager = DistributedStateManager(plugin_id, path=tmp_path / f"{plugin_id}-{name}.db")
+            opened.append(manager)
+            if before is not None:  # local changes made while not replicating
+                before(manager)
             options.setdefault("anti_entropy", None)
             await manager.replicate(buses(plugin_id), **options)
-            opened.append(manager)
             return manager
 
-        yield open_replica
-        for manager in opened:
-            if manager.replicator is not None:
-                await manager.replicator.stop()
-            manager.close()
+        try:
+            yield open_replica
+        finally:
+            for manager in opened:
+                if manager.replicator is not None:
+                    await manager.replicator.stop()
+                manager.close()
 
     async def settle(self, *managers: DistributedStateManager) -> None:
         for manager in managers:
@@ -154,3 +164,101 @@ class StateConformance:
                 await manager.replicate(buses("someone-else"))
         finally:
             manager.close()
+
+    # -- start order: importers that start before the exporter ------------------------------
+
+    async def test_an_importer_started_first_gets_the_exports_when_the_exporter_starts(
+        self, replica: Replica
+    ) -> None:
+        issues = {"issues": [{"key": "SHOP-1"}]}
+        backend = await replica("fastapi-backend", "main", imports=["jira-orchestrator"])
+        await self.settle(backend)  # asked for jira's state; nobody answered
+        mirror = backend.replicator._mirror  # type: ignore[union-attr]
+        assert mirror is not None
+        arrived = mirror.watch("jira-orchestrator/jira_issues")
+        jira = await replica(
+            "jira-orchestrator",
+            "main",
+            exports=["jira_issues"],
+            before=lambda m: m.set_register("jira_issues", issues),
+        )
+        async with asyncio.timeout(WAIT):
+            change = await anext(arrived)
+        assert change.value == issues
+        await arrived.aclose()
+        assert await backend.import_state("jira-orchestrator", "jira_issues", timeout=0) == issues
+        assert jira.replicator is not None
+
+    async def test_an_import_waiting_for_a_plugin_answers_when_it_starts(
+        self, replica: Replica
+    ) -> None:
+        backend = await replica("fastapi-backend", "main")
+        waiting = asyncio.create_task(
+            backend.import_state("jira-orchestrator", "jira_issues", timeout=WAIT)
+        )
+        await self.settle(backend)
+        assert not waiting.done()
+        await replica(
+            "jira-orchestrator",
+            "main",
+            exports=["jira_issues"],
+            before=lambda m: m.set_register("jira_issues", ["SHOP-1"]),
+        )
+        assert await waiting == ["SHOP-1"]
+
+    async def test_a_restarted_exporter_sends_what_changed_while_it_was_down(
+        self, replica: Replica
+    ) -> None:
+        backend = await replica("fastapi-backend", "main", imports=["jira-orchestrator"])
+        jira = await replica("jira-orchestrator", "main")
+        await jira.export_state("sprint", "S1")
+        await self.settle(jira, backend)
+        assert await backend.import_state("jira-orchestrator", "sprint") == "S1"
+        assert jira.replicator is not None
+        await jira.replicator.stop()
+        jira.close()
+        mirror = backend.replicator._mirror  # type: ignore[union-attr]
+        assert mirror is not None
+        changed = mirror.watch("jira-orchestrator/sprint")
+        restarted = await replica(  # the same file, changed offline, then replicating again
+            "jira-orchestrator", "main", before=lambda m: m.set_register("sprint", "S2")
+        )
+        async with asyncio.timeout(WAIT):
+            assert (await anext(changed)).value == "S2"
+        await changed.aclose()
+        assert await backend.import_state("jira-orchestrator", "sprint") == "S2"
+        assert restarted.get_register("sprint") == "S2"
+
+    async def test_an_exporter_with_two_replicas_started_after_the_importer(
+        self, replica: Replica
+    ) -> None:
+        earlier = await replica("jira-orchestrator", "one")
+        await earlier.export_state("tenants", ["acme"])
+        assert earlier.replicator is not None
+        await earlier.replicator.stop()  # it ran once and is down when the importer starts
+        earlier.close()
+        backend = await replica("fastapi-backend", "main", imports=["jira-orchestrator"])
+        waiting = asyncio.create_task(
+            backend.import_state("jira-orchestrator", "tenants", timeout=WAIT)
+        )
+        await self.settle(backend)
+        one = await replica("jira-orchestrator", "one")
+        assert await waiting == ["acme"]
+        two = await replica("jira-orchestrator", "two")  # a new replica, empty so far
+        await self.settle(one, two, backend)
+        await eventually(lambda: two.get_register("tenants") == ["acme"])
+        await two.export_state("plan", "enterprise")
+        await self.settle(two, backend)
+        mirror = backend.replicator._mirror  # type: ignore[union-attr]
+        assert mirror is not None
+        await eventually(lambda: mirror.get_register("jira-orchestrator/plan") == "enterprise")
+        assert await backend.import_state("jira-orchestrator", "tenants") == ["acme"]
+        for running in (one, two):
+            assert running.replicator is not None
+            await running.replicator.stop()
+        # Alone, a new empty replica does not hide what the others exported: it exports
+        # what it knows, and the importer keeps what it learnt from the others.
+        three = await replica("jira-orchestrator", "three")
+        await self.settle(three, backend)
+        assert await backend.import_state("jira-orchestrator", "tenants") == ["acme"]
+        assert await backend.import_state("jira-orchestrator", "plan") == "enterprise"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from typing import Any
 
 import pytest
@@ -11,7 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jira_orchestrator import InvalidMessage, InvalidTopic, MessageTooLarge
-from jira_orchestrator._core.message import Message, MessageMetadata, MessageType
+from jira_orchestrator._core.message import (
+    Message,
+    MessageMetadata,
+    MessageType,
+    payload_size,
+    validate_payload,
+)
 
 JSON = st.recursive(
     st.none()
@@ -162,3 +169,84 @@ def test_messages_are_immutable() -> None:
     message = Message(topic="a")
     with pytest.raises(AttributeError):
         message.source = "someone-else"  # type: ignore[misc]
+
+
+class Text(str):
+    pass
+
+
+class Count(int):
+    pass
+
+
+# Values JSON cannot carry although they look like its types: str and int subclasses that
+# are not enums, integers over the 4,300 digits Python turns into text, lone surrogates.
+SURROGATES = st.tuples(st.text(max_size=2), st.sampled_from(["\ud800", "\udfff"])).map("".join)
+AWKWARD = st.one_of(
+    st.builds(Text, st.text(max_size=3)),
+    st.builds(Count, st.integers()),
+    st.integers(min_value=4, max_value=6).map(lambda exponent: 10**4301 * exponent),
+    st.text(alphabet=st.characters(categories=["Cs"]), min_size=1, max_size=2),
+    SURROGATES,
+)
+AWKWARD_PAYLOADS = st.recursive(
+    AWKWARD,
+    lambda children: (
+        st.lists(children, min_size=1, max_size=3)
+        | st.dictionaries(st.text(max_size=4), children, min_size=1, max_size=3)
+        | st.dictionaries(SURROGATES, JSON, min_size=1, max_size=2)
+    ),
+    max_leaves=6,
+)
+
+
+@given(AWKWARD_PAYLOADS)
+def test_values_json_cannot_carry_raise_invalid_message_naming_the_path(payload: Any) -> None:
+    topic = "plugin/x/events"
+    try:
+        validate_payload(payload, topic=topic)  # types: finds the subclasses
+    except InvalidMessage as error:
+        refusal = error
+    else:  # what is inside a str or an int only the encoder finds
+        with pytest.raises(InvalidMessage) as caught:
+            payload_size(payload, topic=topic)
+        refusal = caught.value
+    assert re.match(r"^payload.* on 'plugin/x/events': ", str(refusal), re.DOTALL)
+    assert "Error" not in str(refusal)  # our words, not a raw exception's
+    with pytest.raises(InvalidMessage, match=r"^payload"):
+        Message(topic="plugin/x/events", payload=payload).encode()
+
+
+UNENCODABLE = [
+    ({"a": [1, Text("t")]}, "payload.a[1]", "Text is a str subclass, not a JSON value"),
+    ({"n": Count(3)}, "payload.n", "Count is an int subclass, not a JSON value"),
+    ({"n": [10**5000]}, "payload.n[0]", "about 5,000 digits"),
+    ({"s": "ok\udc80"}, "payload.s", r"lone surrogate '\udc80' at index 2"),
+    ({"k\ud800": 1}, "payload", r"key 'k\ud800' is a string holding the lone surrogate"),
+]
+
+
+@pytest.mark.parametrize(("payload", "where", "fragment"), UNENCODABLE)
+def test_each_kind_of_unencodable_value_is_named(payload: Any, where: str, fragment: str) -> None:
+    for check in (
+        lambda: payload_size(payload, topic="t/x"),
+        lambda: Message(topic="t/x", payload=payload).encode(),
+    ):
+        with pytest.raises(InvalidMessage) as caught:
+            check()
+        assert str(caught.value).startswith(f"{where} on 't/x': ")
+        assert fragment in str(caught.value)
+
+
+@pytest.mark.parametrize(("payload", "where", "fragment"), UNENCODABLE[:2])
+def test_subclasses_of_str_and_int_are_refused_by_the_type_check(
+    payload: Any, where: str, fragment: str
+) -> None:
+    with pytest.raises(InvalidMessage) as caught:
+        validate_payload(payload, topic="t/x")
+    assert str(caught.value).startswith(f"{where} on 't/x': ")
+
+
+def test_a_header_json_cannot_carry_is_named() -> None:
+    with pytest.raises(InvalidMessage, match=r"^headers.userId on 't/x': .*lone surrogate"):
+        Message(topic="t/x", headers={"userId": "a\ud800"}).encode()

@@ -75,7 +75,7 @@ def test_nats_config_lists_one_user_per_plugin(tmp_path: Path) -> None:
 
 def test_nats_config_of_a_missing_folder_is_an_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["nats-config", str(tmp_path / "none")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no such folder" in result.output
 
 

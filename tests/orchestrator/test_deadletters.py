@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from jira_orchestrator.messagebus import (
     DEAD_LETTER_TOPIC,
     Message,
     MessageMetadata,
+    MessageType,
     get_message_bus,
 )
 from jira_orchestrator.orchestrator import (
@@ -23,6 +25,7 @@ from jira_orchestrator.orchestrator import (
     DeadLetterStore,
     DeadLetterStoreCorrupt,
     ReplayError,
+    ReplayNotDelivered,
     parse_letter,
     replay_letter,
     replay_message,
@@ -281,7 +284,9 @@ async def test_collector_keeps_letters_it_cannot_write_and_retries(
         "duplicates": 0,
         "malformed": 0,
         "failed_writes": 2,
+        "dropped": 0,
         "backlog": 0,
+        "backlog_bytes": 0,
     }
     collector.stop()
 
@@ -371,3 +376,118 @@ async def test_replay_from_an_unnamed_source_uses_the_orchestrator(store: DeadLe
     await asyncio.sleep(0)
     await get_message_bus("worker").flush()
     assert got[0].source == "jira-orchestrator"
+
+
+async def test_replay_where_nobody_subscribes_is_not_sent_nor_marked(
+    store: DeadLetterStore,
+) -> None:
+    ident, _ = store.add(letter())
+    published = get_message_bus("sender").stats()["published"]
+    with pytest.raises(ReplayNotDelivered, match="nobody subscribes to 'plugin/worker/request'"):
+        await replay_letter(store, ident)
+    assert get_message_bus("sender").stats()["published"] == published
+    assert store.get(ident).replay_count == 0
+    assert [x.id for x in store.list(replayed=False)] == [ident]
+
+
+async def test_a_bus_that_cannot_confirm_asks_requests_and_keeps_events(
+    store: DeadLetterStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on core NATS: the transport cannot tell who receives a publish.
+    monkeypatch.setattr(type(get_message_bus("x").transport), "confirms", lambda self, t: None)
+    request = Message(
+        topic="svc/echo", source="sender", message_type=MessageType.REQUEST, correlation_id="c1"
+    ).to_dict()
+    (asked,) = (store.add(letter(**request))[0],)
+    event = store.add(letter(topic="svc/echo"))[0]
+    with pytest.raises(ReplayNotDelivered, match="nobody subscribes to 'svc/echo'"):
+        await replay_letter(store, asked)  # the request found no responder
+    echo = get_message_bus("echo")
+    seen: list[Message] = []
+
+    @echo.subscribe("svc/echo")
+    async def answer(message: Message) -> None:
+        seen.append(message)
+        if message.correlation_id is not None:
+            await echo.respond(message.correlation_id, "ok")
+
+    sent = await replay_letter(store, asked)
+    assert [m.message_id for m in seen] == [sent.message_id]
+    assert seen[0].headers["replayOf"] == request["messageId"]
+    assert seen[0].metadata.retry_count == 1
+    assert store.get(asked).replayed_as == sent.message_id
+    with pytest.raises(ReplayNotDelivered, match="cannot confirm that anyone receives an event"):
+        await replay_letter(store, event)
+    assert len(seen) == 1  # the event was not sent
+    assert store.get(event).replay_count == 0
+
+
+async def test_a_request_nobody_answers_in_time_is_not_marked(
+    store: DeadLetterStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(type(get_message_bus("x").transport), "confirms", lambda self, t: None)
+    request = Message(
+        topic="svc/mute", source="sender", message_type=MessageType.REQUEST, correlation_id="c1"
+    ).to_dict()
+    ident = store.add(letter(**request))[0]
+    get_message_bus("mute").subscribe("svc/mute", lambda message: None)
+    with pytest.raises(ReplayNotDelivered, match=r"no answer on 'svc/mute' within 0.05s"):
+        await replay_letter(store, ident, timeout=0.05)
+    assert store.get(ident).replay_count == 0
+
+
+async def test_the_backlog_of_a_failing_store_is_bounded_and_counts_what_it_drops(
+    store: DeadLetterStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real_add = store.add
+    full = True
+
+    def add(*args: Any, **kwargs: Any) -> tuple[int, bool]:
+        if full:
+            raise DeadLetterError("database or disk is full")
+        return real_add(*args, **kwargs)
+
+    monkeypatch.setattr(store, "add", add)
+    collector = DeadLetterCollector(get_message_bus("jira-orchestrator"), store, max_backlog=3)
+    collector.start()
+    sender = get_message_bus("sender")
+    caplog.set_level(logging.WARNING, "jira_orchestrator.orchestrator.deadletters")
+    for n in range(10):
+        await sender.dead_letter(Message(topic=f"a/{n}", payload=n), reason="expired")
+    await sender.flush()
+    stats = collector.stats()
+    assert (stats["received"], stats["backlog"], stats["dropped"]) == (10, 3, 7)
+    assert 0 < stats["backlog_bytes"] < 3 * 2048
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2, errors  # one for the failing store, one for the burst of drops
+    assert "dropping new letters" in errors[1]
+    full = False
+    await sender.dead_letter(Message(topic="a/10", payload=10), reason="expired")
+    await sender.flush()
+    assert [x.topic for x in store.list()] == ["a/0", "a/1", "a/2", "a/10"]  # kept, in order
+    assert collector.stats()["backlog"] == collector.stats()["backlog_bytes"] == 0
+    assert any("7 dead letters were dropped" in r.getMessage() for r in caplog.records)
+    collector.stop()
+
+
+async def test_the_backlog_is_bounded_in_bytes_too(
+    store: DeadLetterStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def add(*args: Any, **kwargs: Any) -> tuple[int, bool]:
+        raise DeadLetterError("database or disk is full")
+
+    monkeypatch.setattr(store, "add", add)
+    collector = DeadLetterCollector(
+        get_message_bus("jira-orchestrator"), store, max_backlog_bytes=4096
+    )
+    collector.start()
+    sender = get_message_bus("sender")
+    for _ in range(4):
+        await sender.dead_letter(Message(topic="a/b", payload="x" * 1500), reason="expired")
+    await sender.flush()
+    stats = collector.stats()
+    assert (stats["backlog"], stats["dropped"]) == (1, 3)  # one letter is about 2 kB here
+    assert stats["backlog_bytes"] <= 4096
+    collector.stop()
+    with pytest.raises(ValueError, match="max_backlog must be a positive int"):
+        DeadLetterCollector(get_message_bus("o"), store, max_backlog=0)

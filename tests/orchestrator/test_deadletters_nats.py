@@ -10,8 +10,13 @@ from typing import Any
 import pytest
 
 from jira_orchestrator import RequestTimeout
-from jira_orchestrator.messagebus import Message, get_message_bus
-from jira_orchestrator.orchestrator import DeadLetterCollector, DeadLetterStore, replay_letter
+from jira_orchestrator.messagebus import Message, MessageType, get_message_bus
+from jira_orchestrator.orchestrator import (
+    DeadLetterCollector,
+    DeadLetterStore,
+    ReplayNotDelivered,
+    replay_letter,
+)
 from tests.nats._server import NatsServer
 
 WAIT = 20.0
@@ -59,3 +64,36 @@ async def test_max_deliveries_letter_is_stored_and_replayed(
         assert replayed.headers["replayOf"] == letter.message_id
         assert store.get(letter.id).replay_count == 1
         collector.stop()
+
+
+async def test_replay_on_core_nats_is_marked_only_when_confirmed(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    url = nats_server.url
+
+    def original(topic: str, kind: MessageType) -> dict[str, Any]:
+        correlation = "c-1" if kind is MessageType.REQUEST else None
+        message = Message(
+            topic=topic, source="caller", message_type=kind, correlation_id=correlation
+        )
+        return {"reason": "handler-error", "subscriber": "svc", "message": message.to_dict()}
+
+    with DeadLetterStore(tmp_path / "dlq.db") as store:
+        asked = store.add(original("svc/echo", MessageType.REQUEST))[0]
+        told = store.add(original("svc/news", MessageType.EVENT))[0]
+        with pytest.raises(ReplayNotDelivered, match="nobody subscribes to 'svc/echo'"):
+            await replay_letter(store, asked, url=url)  # NATS answered "no responders"
+        echo = get_message_bus("svc", url)
+
+        @echo.subscribe("svc/echo")
+        async def answer(message: Message) -> None:
+            if message.correlation_id is not None:
+                await echo.respond(message.correlation_id, "ok")
+
+        echo.subscribe("svc/news", lambda message: None)
+        await echo.transport.flush()
+        sent = await replay_letter(store, asked, url=url)
+        assert store.get(asked).replayed_as == sent.message_id
+        with pytest.raises(ReplayNotDelivered, match="cannot confirm"):
+            await replay_letter(store, told, url=url)
+        assert store.get(told).replay_count == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,8 @@ import typer
 from typer.testing import CliRunner
 
 from jira_orchestrator.cli.dlq import dlq_app
-from jira_orchestrator.messagebus import Message
-from jira_orchestrator.orchestrator import DeadLetterStore
+from jira_orchestrator.messagebus import Message, get_message_bus, reset_message_bus
+from jira_orchestrator.orchestrator import DEFAULT_DLQ_PATH, DeadLetterStore, OrchestratorFiles
 
 app = typer.Typer()
 app.add_typer(dlq_app, name="dlq")
@@ -78,10 +79,10 @@ def test_list_table_and_json(db: Path) -> None:
 
 def test_db_option_beats_the_environment(db: Path, tmp_path: Path) -> None:
     other = tmp_path / "other.db"
+    DeadLetterStore(other).close()
     result = run("list", "--db", str(other), "--json")
     assert result.exit_code == 0
     assert json.loads(result.stdout) == []
-    assert not other.exists()  # listing does not create a store
 
 
 def test_show(db: Path) -> None:
@@ -91,12 +92,43 @@ def test_show(db: Path) -> None:
     assert shown["reason"] == "handler-error"
     assert shown["payload"]["message"]["payload"] == {"job": "handler-error"}
     missing = run("show", "99")
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2
     assert "error: no dead letter with id 99" in missing.stderr
     assert run("show", "x").exit_code == 2
 
 
-def test_replay_one_marks_it(db: Path) -> None:
+@pytest.mark.parametrize("ident", ["99999999999999999999999", "-99999999999999999999999", "0"])
+def test_show_or_replay_an_id_out_of_range_is_bad_input(db: Path, ident: str) -> None:
+    for command in ("show", "replay"):
+        result = run(command, "--", ident)
+        assert result.exit_code == 2, result.output
+        assert f"no dead letter with id {ident}" in result.stderr
+        assert not isinstance(result.exception, OverflowError)
+
+
+def test_list_cuts_every_free_text_cell(tmp_path: Path) -> None:
+    path = tmp_path / "long.db"
+    with DeadLetterStore(path) as store:
+        huge = letter("x" * 100_000)
+        huge["subscriber"] = "s" * 100_000
+        huge["message"]["topic"] = "t/" + "t" * 10_000
+        store.add(huge)
+    result = run("list", "--db", str(path))
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) < 20
+    assert "…" in result.stdout
+
+
+@pytest.fixture
+def worker() -> Iterator[list[Message]]:
+    """A subscriber of plugin/worker/request in this process, on memory://."""
+    got: list[Message] = []
+    get_message_bus("worker", "memory://").subscribe("plugin/worker/request", got.append)
+    yield got
+    reset_message_bus()
+
+
+def test_replay_one_marks_it(db: Path, worker: list[Message]) -> None:
     result = run("replay", "1", "--bus", "memory://")
     assert result.exit_code == 0, result.output
     assert "replayed 1 on plugin/worker/request as" in result.stdout
@@ -105,7 +137,7 @@ def test_replay_one_marks_it(db: Path) -> None:
         assert store.get(1).replay_count == 1
 
 
-def test_replay_all_reports_the_bad_ones_and_keeps_them(db: Path) -> None:
+def test_replay_all_reports_the_bad_ones_and_keeps_them(db: Path, worker: list[Message]) -> None:
     result = run("replay", "--all")
     assert result.exit_code == 1
     assert result.stdout.count("replayed ") == 3
@@ -115,6 +147,22 @@ def test_replay_all_reports_the_bad_ones_and_keeps_them(db: Path) -> None:
         assert [x.replay_count for x in store.list()] == [1, 1, 1, 0, 0]
     again = run("replay", "--all", "--reason", "expired")
     assert again.stdout.strip() == "nothing to replay"
+
+
+def test_replay_where_nobody_listens_leaves_the_letters_pending(db: Path) -> None:
+    result = run("replay", "--all", "--reason", "expired")
+    assert result.exit_code == 1
+    assert "replayed" not in result.stdout
+    errors = " ".join(result.stderr.split())
+    assert (
+        "dead letter 2 not replayed: nobody subscribes to 'plugin/worker/request' on memory://"
+        in errors
+    )
+    assert "memory:// reaches only this process" in errors
+    with DeadLetterStore(db) as store:
+        assert store.get(2).replay_count == 0
+    again = run("replay", "--all", "--reason", "expired")  # tried again, not skipped
+    assert "dead letter 2 not replayed" in again.stderr
 
 
 def test_replay_needs_one_id_or_all(db: Path) -> None:
@@ -143,24 +191,30 @@ def test_purge_bad_time(db: Path) -> None:
 
 def test_missing_and_corrupt_databases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     missing = tmp_path / "none.db"
-    assert run("list", "--db", str(missing)).stdout.strip() == "no dead letters"
-    result = run("show", "1", "--db", str(missing))
-    assert result.exit_code == 1
-    assert f"no dead-letter store at {missing}" in result.stderr
-    assert run("purge", "--db", str(missing), "--yes").stdout.strip() == "nothing to purge"
+    for command in (["list"], ["show", "1"], ["replay", "--all"], ["purge", "--yes"]):
+        result = run(*command, "--db", str(missing))
+        assert result.exit_code == 2, command
+        errors = " ".join(result.stderr.split())
+        assert f"no dead-letter store at {missing}" in errors
+        assert "--db PATH" in errors
+    assert not missing.exists()  # looking does not create a store
     corrupt = tmp_path / "corrupt.db"
     corrupt.write_bytes(b"garbage" * 1000)
     for command in (["list"], ["show", "1"], ["replay", "--all"], ["purge", "--yes"]):
         result = run(*command, "--db", str(corrupt))
         assert result.exit_code == 1, command
         assert "is damaged or not SQLite" in result.stderr
+    result = run("list", "--db", str(tmp_path))
+    assert result.exit_code == 2
+    assert f"{tmp_path} is a folder" in result.stderr
 
 
-def test_default_path_is_under_the_working_directory(
+def test_default_path_is_where_demo_and_up_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("JIRA_ORCHESTRATOR_DLQ", raising=False)
     monkeypatch.chdir(tmp_path)
-    with DeadLetterStore(tmp_path / ".jira-orchestrator" / "dead-letters.db") as store:
+    with DeadLetterStore(tmp_path / "output" / ".orchestrator" / "dead-letters.db") as store:
         store.add(letter("expired"))
     assert [x["reason"] for x in json.loads(run("list", "--json").stdout)] == ["expired"]
+    assert OrchestratorFiles().dead_letters == DEFAULT_DLQ_PATH

@@ -94,15 +94,19 @@ def test_list_reports_problems_on_stderr(write_plugin: Any, tmp_path: Path) -> N
     write_plugin("good")
     write_plugin("bad", "{")
     result = runner.invoke(app, ["plugins", "list", str(tmp_path / "plugins"), "--json"])
-    assert result.exit_code == 0
+    assert result.exit_code == 1
     assert [item["name"] for item in json.loads(result.stdout)] == ["good"]
     assert "problem: " in result.stderr
     assert "invalid JSON" in result.stderr
+    assert "1 problem in" in result.stderr
+    table = runner.invoke(app, ["plugins", "list", str(tmp_path / "plugins")])
+    assert table.exit_code == 1
+    assert "good" in table.stdout
 
 
 def test_list_missing_directory(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plugins", "list", str(tmp_path / "missing")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "does not exist" in result.stderr
     assert result.stdout == ""
 
@@ -122,7 +126,7 @@ def test_agents_search(corpus: Path) -> None:
 
 def test_agents_missing_directory_and_bad_limit(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["plugins", "agents", str(tmp_path / "missing"), "x"])
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2
     assert "does not exist" in missing.stderr
     assert runner.invoke(app, ["plugins", "agents", str(tmp_path), "--limit", "0"]).exit_code == 2
 
@@ -135,3 +139,19 @@ def test_schema_command(tmp_path: Path) -> None:
     written = runner.invoke(app, ["plugins", "schema", "--output", str(target)])
     assert written.exit_code == 0
     assert target.read_text(encoding="utf-8") == printed.stdout
+
+
+def test_schema_to_a_folder_or_a_missing_folder_is_a_clean_error(tmp_path: Path) -> None:
+    for target, why in ((tmp_path, "it is a folder"), (tmp_path / "no" / "s.json", "No such")):
+        result = runner.invoke(app, ["plugins", "schema", "--output", str(target)])
+        assert result.exit_code == 2, result.output
+        assert isinstance(result.exception, SystemExit)
+        assert f"cannot write {target}: {why}" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_list_cuts_long_keywords(write_plugin: Any, tmp_path: Path) -> None:
+    write_plugin("wordy", {"name": "wordy", "version": "1.0.0", "keywords": ["k" * 100_000]})
+    result = runner.invoke(app, ["plugins", "list", str(tmp_path / "plugins")])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) < 40

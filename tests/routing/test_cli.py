@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import select
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from jira_orchestrator.cli.route import PLUGINS_ENV, route
+from jira_orchestrator.routing import RoutingError, RoutingRequest
 
 app = typer.Typer()
 app.command()(route)
@@ -130,3 +137,128 @@ def test_decisions_are_persisted_with_db(ecosystem: Path, tmp_path: Path) -> Non
 
     with DecisionStore(db) as store:
         assert store.count_decisions() == 1
+
+
+def test_a_broken_quote_in_a_csv_batch_costs_one_row_and_is_reported(
+    ecosystem: Path, tmp_path: Path
+) -> None:
+    batch = tmp_path / "quote_early.csv"
+    rows = ["Issue key,Summary,Description"]
+    rows += [f"K-{i},Write the README {i},docs" for i in range(1, 51)]
+    rows[3] = 'K-3,"Write the README 3,docs'  # line 4 opens a quote it never closes
+    batch.write_text("\n".join(rows) + "\n")
+    result = runner.invoke(app, ["route", "--plugins", str(ecosystem), "--batch", str(batch)])
+    assert result.exit_code == 1
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == [
+        f"K-{i}" for i in range(1, 51) if i != 3
+    ]
+    assert f"{batch}:4: unterminated quote" in result.stderr
+    assert "49 requests routed, 1 bad lines skipped" in result.stderr
+
+
+def test_a_batch_streams_its_first_decision_before_the_file_ends(
+    ecosystem: Path, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "batch.jsonl"
+    os.mkfifo(fifo)
+    command = [sys.executable, "-m", "jira_orchestrator.cli", "route", "--plugins"]
+    process = subprocess.Popen(
+        [*command, str(ecosystem), "--batch", str(fifo)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        with fifo.open("wb") as out:  # returns once the command opened the batch
+            out.write(b'{"id": "r1", "text": "Write a getting started guide"}\n')
+            out.flush()
+            assert process.stdout is not None
+            ready, _, _ = select.select([process.stdout], [], [], 60)
+            assert ready, "no decision while the batch is still open"
+            first = json.loads(process.stdout.readline())
+            out.write(b'{"id": "r2", "text": "Helm chart for the API"}\n')
+        rest, errors = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+    assert (first["id"], first["primaryPlugin"]) == ("r1", "doc-scribe")
+    assert [json.loads(line)["id"] for line in rest.splitlines()] == ["r2"]
+    assert process.returncode == 0, errors
+
+
+@pytest.fixture
+def locked_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A routing database another connection holds an exclusive lock on (the command
+    waits 0.2 s for it instead of 5)."""
+    monkeypatch.setattr("jira_orchestrator.cli.route.STORE_TIMEOUT", 0.2)
+    db = tmp_path / "locked.db"
+    from jira_orchestrator.routing import DecisionStore
+
+    DecisionStore(db).close()
+    holder = sqlite3.connect(db, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        yield db
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("how", ["text", "batch"])
+def test_a_locked_database_is_a_clean_error(
+    ecosystem: Path, tmp_path: Path, locked_db: Path, how: str
+) -> None:
+    batch = tmp_path / "in.jsonl"
+    batch.write_text('{"id": "a", "text": "Helm chart"}\n{"id": "b", "text": "README"}\n')
+    given = ["Helm chart"] if how == "text" else ["--batch", str(batch)]
+    result = runner.invoke(
+        app, ["route", *given, "--plugins", str(ecosystem), "--db", str(locked_db)]
+    )
+    assert result.exit_code == 1
+    assert not isinstance(result.exception, RoutingError)
+    assert result.stderr.startswith("error: routing store ")
+    assert str(locked_db) in result.stderr
+    assert "locked by another process" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_store_failing_during_a_batch_stops_it_and_says_where(
+    ecosystem: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jira_orchestrator.routing import DecisionStore, RoutingStoreError
+
+    saved: list[str] = []
+
+    def save(self: DecisionStore, request: RoutingRequest, decision: dict[str, object]) -> None:
+        if len(saved) == 2:
+            raise RoutingStoreError(f"routing store {self.path}: disk full: writing failed")
+        saved.append(request.request_id)
+
+    monkeypatch.setattr(DecisionStore, "save_decision", save)
+    batch = tmp_path / "in.jsonl"
+    batch.write_text("".join(f'{{"id": "r{i}", "text": "README {i}"}}\n' for i in range(1, 6)))
+    db = tmp_path / "routing.db"
+    result = runner.invoke(
+        app, ["route", "--batch", str(batch), "--plugins", str(ecosystem), "--db", str(db)]
+    )
+    assert result.exit_code == 1
+    assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == ["r1", "r2"]
+    assert "disk full" in result.stderr
+    assert f"stopped at {batch}:3 after 2 requests routed" in result.stderr
+
+
+def test_another_programs_database_is_refused_and_left_alone(
+    ecosystem: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE foo (a)")
+    connection.close()
+    result = runner.invoke(
+        app, ["route", "Helm chart", "--plugins", str(ecosystem), "--db", str(other)]
+    )
+    assert result.exit_code == 1
+    assert "is an SQLite file but not a routing store" in result.stderr
+    with sqlite3.connect(other) as connection:
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master")]
+    connection.close()
+    assert tables == ["foo"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -16,12 +17,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jira_orchestrator.state as state_pkg
+import jira_orchestrator.state.manager as manager_module
 from jira_orchestrator._core.hlc import ClockDriftError, Timestamp
 from jira_orchestrator.state import (
     DistributedStateManager,
     InvalidDelta,
     InvalidStateKey,
     InvalidStateValue,
+    ORSet,
     StateChange,
     StateClockDrift,
     StateClosed,
@@ -603,3 +606,164 @@ def test_managers_converge_despite_loss_duplicates_and_reordering(
         finally:
             for m in managers:
                 m.close()
+
+
+def test_an_empty_state_file_is_damaged_not_new(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with DistributedStateManager("p", path=path) as sm:
+        sm.increment_counter("c")
+    path.write_bytes(b"")
+    with pytest.raises(StateCorrupt, match=str(path)):
+        DistributedStateManager("p", path=path)
+
+
+@pytest.mark.parametrize(
+    ("crdt", "match"),
+    [
+        ({"type": "lww", "ts": "1000:0:peer", "value": "x" * 101}, "value is 103 bytes"),
+        (
+            {
+                "type": "orset",
+                "entries": [["x" * 101, [["peer", 1]]]],
+                "context": {"vv": {"peer": 1}, "dots": []},
+            },
+            "element is 103 bytes",
+        ),
+        ({"type": "pncounter", "p": {"peer": 10**5000}, "n": {}}, "too large"),
+        ({"type": "pncounter", "p": {}, "n": {"peer": 10**120}}, "121 digits, over the limit"),
+    ],
+)
+def test_remote_deltas_get_the_limits_local_writes_get(
+    make: Factory, crdt: dict[str, Any], match: str
+) -> None:
+    sm = make(max_value_bytes=100)
+    sm.set_register("kept", "as it was")
+    before = sm.snapshot()
+    fine = {"fine": {"type": "pncounter", "p": {"peer": 1}, "n": {}}}
+    with pytest.raises(InvalidDelta, match=rf"'big'.*{match}"):
+        sm.apply_remote({**fine, "big": crdt})
+    assert sm.snapshot() == before  # all or nothing
+    sm.close()
+    assert make().snapshot() == before  # and nothing on disk
+
+
+def test_a_register_holding_an_int_json_cannot_write_is_an_invalid_value(make: Factory) -> None:
+    sm = make()
+    with pytest.raises(InvalidStateValue, match="value at \\$ is an int too large"):
+        sm.set_register("r", 10**5000)
+    with pytest.raises(InvalidStateValue, match="element at \\$\\[0\\] is an int too large"):
+        sm.add_to_set("s", [10**5000])
+    assert sm.snapshot() == {}
+
+
+# the cost of a set mutation
+
+
+class SqlWrites:
+    """Counts the bytes of the writing statements SQLite runs (bound values included)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.bytes = 0
+        self.rows_rewritten = 0
+        real = sqlite3.connect
+
+        def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+            connection = real(*args, **kwargs)
+            connection.set_trace_callback(self._seen)
+            return connection
+
+        monkeypatch.setattr(sqlite3, "connect", connect)
+
+    def _seen(self, statement: str) -> None:
+        if statement.lstrip()[:6].upper() in ("INSERT", "UPDATE", "DELETE"):
+            self.bytes += len(statement.encode("utf-8"))
+        if statement.startswith("INSERT INTO state "):
+            self.rows_rewritten += 1
+
+
+def _a_set_of(size: int) -> dict[str, Any]:
+    existing = ORSet()
+    for i in range(size):
+        existing.add(f"existing_task_{i}", "elsewhere")
+    return existing.to_dict()
+
+
+def test_the_work_of_an_add_does_not_grow_with_the_set(
+    make: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = SqlWrites(monkeypatch)
+    sm = make()
+    sm.apply_remote({"small": _a_set_of(100), "large": _a_set_of(20_000)})
+
+    def bytes_per_add(key: str, adds: int = 100) -> float:
+        before = writes.bytes
+        for i in range(adds):
+            sm.add_to_set(key, f"new_task_{i}")
+        return (writes.bytes - before) / adds
+
+    small, large = bytes_per_add("small"), bytes_per_add("large")
+    assert small < 1_000  # the delta: one element and its tag, not the set
+    assert large < 1.5 * small  # the same work at 20,000 elements as at 100
+    assert len(sm.get_set("large")) == 20_100
+
+
+def test_set_rewrites_are_amortised_over_the_adds(
+    make: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = SqlWrites(monkeypatch)
+    monkeypatch.setattr(manager_module, "_COMPACT_FLOOR_BYTES", 1024)  # fewer adds to see it
+    sm = make()
+    sm.apply_remote({"s": _a_set_of(200)})
+    sm.add_to_set("s", "first")
+    before = writes.bytes
+    sm.add_to_set("s", "second")
+    one_delta = writes.bytes - before
+    before, rewrites = writes.bytes, writes.rows_rewritten
+    for i in range(500):  # several times the set's size in deltas: rewritten a few times
+        sm.add_to_set("s", f"t{i}")
+    assert writes.rows_rewritten - rewrites >= 2  # the deltas do not pile up for ever
+    assert (writes.bytes - before) / 500 < 4 * one_delta
+    expected = sm.get_set("s")
+    sm.close()
+    reopened = make()
+    assert reopened.get_set("s") == expected
+
+
+def test_a_set_restores_exactly_from_its_row_and_deltas(make: Factory) -> None:
+    sm = make()
+    for i in range(50):
+        sm.add_to_set("s", f"e{i:02}")
+    for i in range(0, 50, 3):
+        sm.remove_from_set("s", f"e{i:02}")
+    sm.add_to_set("s", "e03")  # added again after its remove
+    snapshot = sm.snapshot()
+    sm.close()
+    again = make()
+    assert again.snapshot() == snapshot
+    kept = sorted({*range(50)} - set(range(0, 50, 3)) | {3})
+    assert again.get_set("s") == [f"e{i:02}" for i in kept]
+    again.add_to_set("s", "after")  # the replica's tags go on from where they were
+    assert again.snapshot()["s"]["context"]["vv"] == {again.replica_id: 52}
+
+
+async def test_watchers_see_set_changes_made_in_place(make: Factory) -> None:
+    sm = make()
+    sm.add_to_set("s", "a")
+    changes = sm.watch("s")
+    sm.add_to_set("s", "b")
+    sm.add_to_set("s", "b")  # no change of value: not reported
+    sm.remove_from_set("s", "a")
+    assert (await anext(changes)).value == ["a", "b"]
+    assert (await anext(changes)).value == ["b"]
+    await changes.aclose()
+
+
+def test_a_delta_of_another_kind_than_its_row_is_corrupt(tmp_path: Path) -> None:
+    from jira_orchestrator.state.store import StateStore
+
+    store = StateStore(tmp_path / "s.db", plugin_id="p")
+    store.put({"k": {"type": "pncounter", "p": {"r": 1}, "n": {}}})
+    store.append({"k": {"type": "orset", "entries": [], "context": {"vv": {}, "dots": []}}})
+    store.close()
+    with pytest.raises(StateCorrupt, match=r"a delta of key 'k'"):
+        DistributedStateManager("p", path=tmp_path / "s.db")

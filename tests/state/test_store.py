@@ -238,3 +238,86 @@ def test_a_write_failing_halfway_leaves_nothing(tmp_path: Path) -> None:
     store.put({"after": ROW})  # the store is still usable
     store.close()
     assert StateStore(path, plugin_id="p").load() == {"kept": ROW, "after": ROW}
+
+
+def test_an_empty_file_is_refused_as_damaged_not_taken_as_new(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    StateStore(path, plugin_id="p").close()
+    path.write_bytes(b"")  # truncated to 0 bytes
+    with pytest.raises(StateCorrupt, match=rf"{path}.* empty"):
+        StateStore(path, plugin_id="p")
+    assert path.stat().st_size == 0  # left as found, for whoever investigates
+
+
+def test_a_missing_file_is_created_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A crash while the file is being made must never leave an empty file at the path:
+    # it is built beside it and moved into place complete.
+    path = tmp_path / "state.db"
+    seen: list[Path] = []
+    real_connect = sqlite3.connect
+
+    def spying_connect(target: Any, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        seen.append(Path(target))
+        return real_connect(target, *args, **kwargs)
+
+    monkeypatch.setattr(sqlite3, "connect", spying_connect)
+    store = StateStore(path, plugin_id="p")
+    replica = store.replica_id
+    store.close()
+    assert seen[0] != path  # the file is made elsewhere...
+    assert seen[0].parent == path.parent  # ...on the same file system, then moved
+    assert path.stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db"]  # nothing left over
+    assert StateStore(path, plugin_id="p").replica_id == replica
+
+
+def test_deltas_follow_their_row_until_it_is_written_again(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = StateStore(path, plugin_id="p")
+    store.put({"a": ROW})
+    store.append({"a": {"d": 1}, "b": {"d": 2}})
+    store.append({"a": {"d": 3}})
+    store.close()
+    store = StateStore(path, plugin_id="p")
+    assert [(key, data) for key, data, _ in store.load_log()] == [
+        ("a", {"d": 1}),
+        ("b", {"d": 2}),
+        ("a", {"d": 3}),
+    ]
+    store.append({"a": {"d": 4}})  # numbered after what the file held
+    store.put({"a": {"whole": True}})
+    assert [(key, data) for key, data, _ in store.load_log()] == [("b", {"d": 2})]
+    assert store.load() == {"a": {"whole": True}}
+    assert store.row_sizes() == {"a": len('{"whole":true}')}
+    store.close()
+
+
+def test_a_file_of_the_first_format_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    StateStore(path, plugin_id="p").close()
+    raw = sqlite3.connect(path)
+    raw.execute("DROP TABLE log")
+    raw.execute("UPDATE meta SET value = 'jira-orchestrator-state/1' WHERE name = 'format'")
+    raw.execute("INSERT INTO state VALUES ('a', ?)", ('{"type":"pncounter","p":{"r":1},"n":{}}',))
+    raw.commit()
+    raw.close()
+    store = StateStore(path, plugin_id="p")
+    assert store.load() == {"a": ROW}
+    store.append({"a": ROW})
+    assert len(store.load_log()) == 1
+    store.close()
+
+
+def test_a_delta_that_is_not_a_json_object_is_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    StateStore(path, plugin_id="p").close()
+    raw = sqlite3.connect(path)
+    raw.execute("INSERT INTO log VALUES ('bad', 1, 'not json')")
+    raw.commit()
+    raw.close()
+    store = StateStore(path, plugin_id="p")
+    with pytest.raises(StateCorrupt, match="a delta of 'bad' is not a JSON object"):
+        store.load_log()
+    store.close()

@@ -8,7 +8,7 @@ every field, so ``Message.decode(m.encode()) == m`` and, for bytes the encoder w
 from __future__ import annotations
 
 import math
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any
 
 import msgspec
@@ -28,6 +28,7 @@ __all__ = [
     "all_strings",
     "is_plain_json",
     "payload_size",
+    "private_copy",
     "restamp",
     "validate_payload",
 ]
@@ -164,9 +165,33 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=Fals
             if type(value) is not str or type(key) is not str:
                 raise InvalidMessage(f"headers.{key}: header names and values must be strings")
 
+    def deadline(self) -> float | None:
+        """When its sender stops waiting for this message (``metadata.expiresAt``), in
+        seconds since the epoch; None without one (or when it cannot be read).
+
+        The bus sets it on every request (the time of sending plus the timeout) and does
+        not start a handler for a message past it: that message is dead-lettered as
+        ``expired``. ``metadata.timeout`` alone sets no deadline: it is how long the sender
+        said it would wait, measured from a timestamp that may come from another clock.
+        """
+        metadata = self.metadata
+        if metadata is _NO_METADATA or metadata.expires_at is None:
+            return None  # the common case: nothing to parse
+        try:
+            return parse_timestamp(metadata.expires_at)
+        except (TypeError, ValueError):
+            return None
+
     def encode(self) -> bytes:
-        """The JSON bytes of this message."""
-        return _encoder.encode(self)
+        """The JSON bytes of this message.
+
+        Raises `InvalidMessage` naming the field (and the path in the payload) that JSON
+        cannot carry: a string with a lone surrogate, an integer of over 4,300 digits.
+        """
+        try:
+            return _encoder.encode(self)
+        except (TypeError, ValueError) as error:
+            raise _unencodable_message(self, error) from None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of this message, camelCase keys."""
@@ -229,9 +254,106 @@ def restamp(
     return message
 
 
-def payload_size(payload: Any) -> int:
-    """Bytes of ``payload`` in a message's JSON (it must be plain JSON data)."""
-    return len(_encoder.encode(payload))
+def private_copy(message: Message) -> Message:
+    """A copy of ``message`` whose payload (JSON bytes, `msgspec.Raw`) is decoded and whose
+    headers are a dict of its own: what a receiver may change without anyone else seeing.
+    """
+    private: Message = message.__copy__()  # type: ignore[attr-defined]  # not in the stubs
+    force_setattr(private, "headers", dict(message.headers))
+    force_setattr(private, "payload", _payload_decoder.decode(message.payload))
+    return private
+
+
+def payload_size(payload: Any, *, topic: str = "") -> int:
+    """Bytes of ``payload`` in a message's JSON (it must be plain JSON data).
+
+    Raises `InvalidMessage` naming the path of a value JSON cannot carry (see `encode`).
+    """
+    try:
+        return len(_encoder.encode(payload))
+    except (TypeError, ValueError) as error:
+        raise _unencodable(payload, "payload", topic, error) from None
+
+
+def _unencodable(value: Any, where: str, topic: str, error: Exception) -> InvalidMessage:
+    """The `InvalidMessage` for a value the encoder refused, naming the path of the culprit."""
+    path, reason = _find_unencodable(value, where)
+    if not reason:
+        reason = f"cannot be encoded as JSON: {type(error).__name__}: {error}"
+    on = f" on {topic!r}" if topic else ""
+    return InvalidMessage(f"{path}{on}: {reason}")
+
+
+def _unencodable_message(message: Message, error: Exception) -> InvalidMessage:
+    for where, value in (
+        ("payload", message.payload),
+        ("headers", message.headers),
+        ("messageId", message.message_id),
+        ("correlationId", message.correlation_id),
+        ("timestamp", message.timestamp),
+        ("source", message.source),
+        ("destination", message.destination),
+        ("metadata", message.metadata),
+    ):
+        try:
+            _encoder.encode(value)
+        except (TypeError, ValueError) as culprit:
+            return _unencodable(value, where, message.topic, culprit)
+    return _unencodable(message, "message", message.topic, error)
+
+
+def _find_unencodable(value: Any, where: str) -> tuple[str, str]:
+    """The path in ``value`` of the first leaf the encoder refuses, and why ("" if none).
+
+    Only called once the encoder failed, so it may be slow: it walks ``value`` and
+    encodes each key and leaf on its own.
+    """
+    if type(value) is dict:
+        for key, item in value.items():
+            reason = _leaf_problem(key)
+            if reason:
+                return where, f"key {key!r} is {reason}"
+            path, reason = _find_unencodable(item, f"{where}.{key}")
+            if reason:
+                return path, reason
+        return where, ""
+    if type(value) is list:
+        for index, item in enumerate(value):
+            path, reason = _find_unencodable(item, f"{where}[{index}]")
+            if reason:
+                return path, reason
+        return where, ""
+    return where, _leaf_problem(value)
+
+
+def _leaf_problem(value: Any) -> str:
+    """Why the encoder refuses a scalar, or "" when it takes it."""
+    try:
+        _encoder.encode(value)
+    except UnicodeEncodeError as error:
+        if not isinstance(value, str):
+            return f"{type(value).__name__} holds text that UTF-8 cannot encode"
+        return (
+            f"a string holding the lone surrogate {value[error.start]!r} at index "
+            f"{error.start}, which UTF-8 cannot encode"
+        )
+    except ValueError:
+        if isinstance(value, int):
+            digits = int(abs(value).bit_length() * 0.30103)  # log10(2): bits to digits
+            return f"an integer of about {digits:,} digits, over the 4,300 allowed (send a string)"
+        return f"{type(value).__name__} cannot be encoded as JSON"
+    except TypeError:
+        return _not_json(value)
+    return ""
+
+
+def _not_json(value: Any) -> str:
+    name = type(value).__name__
+    if isinstance(value, str):
+        return f"{name} is a str subclass, not a JSON value (pass str(...))"
+    if isinstance(value, int):
+        return f"{name} is an int subclass, not a JSON value (pass int(...))"
+    return f"{name} is not a JSON value"
 
 
 def all_strings(headers: dict[Any, Any]) -> bool:
@@ -258,6 +380,7 @@ def _first_bad_field(message: Message) -> str:
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Message)
+_payload_decoder = msgspec.json.Decoder()
 
 
 class _PayloadError(Exception):
@@ -306,7 +429,9 @@ def _check(value: Any, depth: int) -> None:
         _check(list(value), depth)
         return
     if isinstance(value, str | int) and not isinstance(value, float):
-        return  # str and int subclasses (StrEnum, IntEnum) encode as their value
+        if isinstance(value, Enum):
+            return  # str and int enums (StrEnum, IntEnum) encode as their value
+        raise _PayloadError(_not_json(value))
     if isinstance(value, float):
         _check(float(value), depth)
         return

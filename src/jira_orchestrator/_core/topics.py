@@ -4,6 +4,10 @@ A topic is a list of segments joined by ``/`` or ``.`` (``plugin/x/request`` and
 ``plugin.x.request`` are the same topic; the canonical form uses ``/``). A segment is one
 or more of ``A-Z a-z 0-9 _ - : @ ~ + =``. A subscription pattern may also use ``*`` for
 exactly one segment and, as its last segment only, ``**`` for one or more segments.
+
+Topics and patterns whose first segment is ``_jo`` or ``_INBOX`` are refused on every
+transport: those namespaces carry the transports' own traffic (NATS reply inboxes, durable
+copies, presence probes), so application code that works in memory works on NATS too.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from jira_orchestrator._core.errors import InvalidTopic
 
 __all__ = [
     "MAX_TOPIC_LENGTH",
+    "RESERVED_FIRST_SEGMENTS",
     "TopicIndex",
     "is_pattern",
     "normalize_pattern",
@@ -26,6 +31,8 @@ __all__ = [
 MAX_TOPIC_LENGTH = 512
 _SEGMENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-:@~+=")
 _SEPARATORS = "/."
+RESERVED_FIRST_SEGMENTS = frozenset({"_jo", "_INBOX"})
+"""First segments kept for the transports' own traffic; no topic or pattern may use them."""
 
 
 def _split(text: object, *, wildcards: bool) -> tuple[str, ...]:
@@ -52,6 +59,10 @@ def _split(text: object, *, wildcards: bool) -> tuple[str, ...]:
     if start == len(text):
         raise InvalidTopic(text, len(text), "empty segment")
     segments.append(text[start:])
+    if segments[0] in RESERVED_FIRST_SEGMENTS:
+        raise InvalidTopic(
+            text, 0, f"topics starting with {segments[0]!r} are reserved for the transports"
+        )
     position = 0
     for index, segment in enumerate(segments):
         if "*" in segment:

@@ -6,17 +6,24 @@ say which were wrong.
     jira-orchestrator decisions correct ID PLUGIN
     jira-orchestrator decisions outcome ID PLUGIN --success | --failure
     jira-orchestrator decisions stats [--json]
+    jira-orchestrator decisions prune --older-than DURATION | --before TIME [--dry-run]
 
 The database is the one ``route --db`` (or ``$JIRA_ORCHESTRATOR_ROUTING_DB``) writes.
 A correction or an outcome recorded here sways every later ``route`` with the same
-database, as `Router.record_correction` and `Router.record_outcome` do. Exit status: 0
-done; 2 bad input (no database, an unknown request id or plugin).
+database, as `Router.record_correction` and `Router.record_outcome` do. ``prune`` drops
+the decisions and outcomes older than a duration (``90d``) or a time; corrections stay.
+
+Exit status: 0 done; 1 the database failed (locked by another process for longer than
+5 s, disk full, damaged, another program's database); 2 bad input (no database, an
+unknown request id or plugin, a value out of range). Nothing is written on an error.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,10 +33,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from jira_orchestrator.cli._errors import fail
-from jira_orchestrator.cli.route import DB_ENV, PLUGINS_ENV
+from jira_orchestrator._core.clock import parse_timestamp, wall
+from jira_orchestrator.cli._duration import parse_duration
+from jira_orchestrator.cli._errors import EXIT_FAILURE, fail
+from jira_orchestrator.cli.route import DB_ENV, PLUGINS_ENV, open_store
 from jira_orchestrator.plugins import discover_plugins
-from jira_orchestrator.routing import RoutingError
+from jira_orchestrator.routing import RoutingStoreError
 from jira_orchestrator.routing.store import DecisionStore, StoredDecision
 
 __all__ = ["decisions_app"]
@@ -57,17 +66,22 @@ PluginsOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+MAX_LIMIT = 1_000_000
 
 
-def _open(db: Path | None) -> DecisionStore:
+@contextmanager
+def _open(db: Path | None) -> Iterator[DecisionStore]:
+    """The database at ``db``, closed on exit; its failures exit 1 with the reason."""
     if db is None:
         raise fail(f"give --db FILE (or set ${DB_ENV}): the file `route --db` writes")
     if not db.is_file():
         raise fail(f"no routing database at {db}")
+    store = open_store(db)
     try:
-        return DecisionStore(db)
-    except RoutingError as exc:
-        raise fail(str(exc)) from None
+        with store:
+            yield store
+    except RoutingStoreError as exc:
+        raise fail(str(exc), EXIT_FAILURE) from None
 
 
 def _decision(store: DecisionStore, request_id: str) -> StoredDecision:
@@ -82,6 +96,8 @@ def _check_plugin(plugins: Path, plugin: str) -> None:
         catalog = discover_plugins(plugins)
     except NotADirectoryError as exc:
         raise fail(f"{exc} (set --plugins or ${PLUGINS_ENV})") from None
+    except OSError as exc:
+        raise fail(f"plugins directory {str(plugins)!r}: {exc.strerror or exc}") from None
     names = sorted(info.name for info in catalog.plugins)
     if plugin not in names:
         known = ", ".join(names) or "none"
@@ -115,6 +131,8 @@ def list_decisions(
     as_json: JsonOption = False,
 ) -> None:
     """The latest decisions, newest first, with their corrections and outcomes."""
+    if limit > MAX_LIMIT:
+        raise fail(f"--limit: at most {MAX_LIMIT:,}, got {limit}")
     with _open(db) as store:
         entries = [_entry(store, stored) for stored in store.recent_decisions(limit)]
     if as_json:
@@ -222,7 +240,9 @@ def stats(db: DbOption = None, as_json: JsonOption = False) -> None:
         confusions: Counter[tuple[str, str]] = Counter()
         for correction in store.corrections():
             stored = store.get_decision(correction.request_id)
-            chosen = (stored.primary_plugin if stored else None) or "-"
+            if stored is None:
+                continue  # its decision was pruned: the correction still teaches the router
+            chosen = stored.primary_plugin or "-"
             if chosen != correction.plugin:
                 confusions[(chosen, correction.plugin)] += 1
         results: dict[str, list[int]] = {}
@@ -254,3 +274,52 @@ def stats(db: DbOption = None, as_json: JsonOption = False) -> None:
         typer.echo(f"  {item['routedTo']} -> {item['shouldBe']}: {item['count']}")
     for item in handled:
         typer.echo(f"{item['plugin']}: {item['succeeded']} succeeded, {item['failed']} failed")
+
+
+@decisions_app.command("prune")
+def prune(
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            metavar="DURATION",
+            help="Drop what is older than this, e.g. 90d, 12h, 2w.",
+            show_default=False,
+        ),
+    ] = None,
+    before: Annotated[
+        str | None,
+        typer.Option(
+            "--before",
+            metavar="TIME",
+            help="Drop what is older than this ISO 8601 time (UTC unless it says).",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say how many would be dropped.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Drop old decisions and outcomes (a decision stays while a newer outcome of it does;
+    corrections are kept: they are what the router learns from)."""
+    if (older_than is None) == (before is None):
+        raise fail(
+            "give --older-than DURATION or --before TIME"
+            + (", not both" if older_than is not None else "")
+        )
+    if older_than is not None:
+        try:
+            cut = wall() - parse_duration(older_than)
+        except ValueError as exc:
+            raise fail(f"--older-than: {exc}") from None
+    else:
+        assert before is not None
+        try:
+            cut = parse_timestamp(before)
+        except (ValueError, OverflowError, OSError):
+            raise fail(f"--before: not an ISO 8601 time: {before!r}") from None
+    with _open(db) as store:
+        pruned = store.prune(before=cut, dry_run=dry_run)
+    verb = "would prune" if dry_run else "pruned"
+    typer.echo(f"{verb} {pruned.decisions} decisions and {pruned.outcomes} outcomes from {db}")

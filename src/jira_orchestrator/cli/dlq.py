@@ -10,25 +10,29 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from jira_orchestrator._core.clock import format_timestamp, parse_timestamp
 from jira_orchestrator._core.errors import JiraOrchestratorError
+from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_USAGE, fail
+from jira_orchestrator.cli._text import cell
 from jira_orchestrator.messagebus import close_message_bus
 from jira_orchestrator.orchestrator import (
     DEFAULT_DLQ_PATH,
     DLQ_ENV,
-    DeadLetter,
+    STORES_DIR,
     DeadLetterError,
+    DeadLetterNotFound,
     DeadLetterStore,
+    ReplayNotDelivered,
     replay_letter,
 )
 
 __all__ = ["dlq_app"]
 
 BUS_ENV = "JIRA_ORCHESTRATOR_BUS_URL"
-_ERROR_WIDTH = 60
+_SHORT = 24  # reason and subscriber: names, normally
+_MAX_ID = 2**63 - 1  # SQLite's largest integer: no letter has an id outside 1.._MAX_ID
 
 dlq_app = typer.Typer(help="Inspect, replay and purge the dead-letter store.", no_args_is_help=True)
 
@@ -36,7 +40,8 @@ DbOption = Annotated[
     Path | None,
     typer.Option(
         "--db",
-        help=f"Dead-letter database (default: ${DLQ_ENV} or {DEFAULT_DLQ_PATH}).",
+        help=f"Dead-letter database (default: ${DLQ_ENV} or {DEFAULT_DLQ_PATH}, where demo and "
+        "up write with their default --output).",
         show_default=False,
     ),
 ]
@@ -48,28 +53,30 @@ def _db_path(db: Path | None) -> Path:
     return Path(os.environ.get(DLQ_ENV) or DEFAULT_DLQ_PATH)
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def _open(db: Path | None, *, must_exist: bool) -> DeadLetterStore | None:
-    """The store, or None when it does not exist and ``must_exist`` is False."""
+def _open(db: Path | None) -> DeadLetterStore:
+    """The store; exit 2 when there is none at the path, 1 when it is unusable."""
     path = _db_path(db)
+    if path.is_dir():
+        raise fail(f"{path} is a folder, not a dead-letter store", EXIT_USAGE)
     if not path.exists():
-        if must_exist:
-            raise _fail(f"no dead-letter store at {path}")
-        return None
+        raise fail(
+            f"no dead-letter store at {path}: give --db PATH or set ${DLQ_ENV} "
+            f"(demo and up write OUTPUT/{STORES_DIR}/dead-letters.db)",
+            EXIT_USAGE,
+        )
     try:
         return DeadLetterStore(path)
     except DeadLetterError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc), EXIT_FAILURE) from None
 
 
-def _short(text: str | None, width: int = _ERROR_WIDTH) -> str:
-    if not text:
-        return ""
-    return text if len(text) <= width else text[: width - 1] + "…"
+def _failed(exc: DeadLetterError) -> typer.Exit:
+    return fail(str(exc), EXIT_USAGE if isinstance(exc, DeadLetterNotFound) else EXIT_FAILURE)
+
+
+def _check_id(letter_id: int) -> None:
+    if not 1 <= letter_id <= _MAX_ID:
+        raise fail(f"no dead letter with id {letter_id}", EXIT_USAGE)
 
 
 @dlq_app.command("list")
@@ -81,14 +88,11 @@ def list_letters(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List dead letters, oldest first."""
-    store = _open(db, must_exist=False)
-    letters: list[DeadLetter] = []
-    if store is not None:
-        with store:
-            try:
-                letters = store.list(reason=reason)
-            except DeadLetterError as exc:
-                raise _fail(str(exc)) from None
+    with _open(db) as store:
+        try:
+            letters = store.list(reason=reason)
+        except DeadLetterError as exc:
+            raise _failed(exc) from None
     if as_json:
         typer.echo(json.dumps([letter.to_dict() for letter in letters], indent=2))
         return
@@ -109,10 +113,10 @@ def list_letters(
         table.add_row(
             str(letter.id),
             format_timestamp(letter.received_at),
-            escape(letter.reason),
-            escape(letter.topic or "?"),
-            escape(letter.subscriber or "?"),
-            escape(_short(error)),
+            cell(letter.reason, _SHORT),
+            cell(letter.topic or "?"),
+            cell(letter.subscriber or "?", _SHORT),
+            cell(error),
             str(letter.replay_count) if letter.replay_count else "",
         )
     Console(width=160).print(table)
@@ -124,24 +128,25 @@ def show(
     db: DbOption = None,
 ) -> None:
     """Print one dead letter in full, as JSON."""
-    store = _open(db, must_exist=True)
-    assert store is not None
-    with store:
+    _check_id(letter_id)
+    with _open(db) as store:
         try:
             letter = store.get(letter_id)
         except DeadLetterError as exc:
-            raise _fail(str(exc)) from None
+            raise _failed(exc) from None
     typer.echo(json.dumps(letter.to_dict(), indent=2))
 
 
-async def _replay(store: DeadLetterStore, ids: list[int], url: str | None) -> list[str]:
-    problems: list[str] = []
+async def _replay(
+    store: DeadLetterStore, ids: list[int], url: str | None, timeout: float | None
+) -> list[JiraOrchestratorError]:
+    problems: list[JiraOrchestratorError] = []
     try:
         for letter_id in ids:
             try:
-                sent = await replay_letter(store, letter_id, url=url)
+                sent = await replay_letter(store, letter_id, url=url, timeout=timeout)
             except JiraOrchestratorError as exc:
-                problems.append(str(exc))
+                problems.append(exc)
                 continue
             typer.echo(
                 f"replayed {letter_id} on {sent.topic} as {sent.message_id} "
@@ -171,32 +176,53 @@ def replay(
             show_default=False,
         ),
     ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            min=0.001,
+            help="Seconds to wait for the answer to a replayed request on a core NATS topic "
+            "(default: the original's timeout, else 30).",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
-    """Publish a letter's original message again, on its topic, with retryCount + 1."""
+    """Publish a letter's original message again, on its topic, with retryCount + 1.
+
+    A letter is marked replayed only once its delivery is confirmed; one that nobody
+    received stays pending and is reported (exit 1).
+    """
     if (letter_id is None) == (not replay_all):
-        raise _fail("give one letter ID or --all", 2)
+        raise fail("give one letter ID or --all", EXIT_USAGE)
     if reason is not None and not replay_all:
-        raise _fail("--reason goes with --all", 2)
-    store = _open(db, must_exist=True)
-    assert store is not None
-    with store:
+        raise fail("--reason goes with --all", EXIT_USAGE)
+    if letter_id is not None:
+        _check_id(letter_id)
+    url = bus or os.environ.get(BUS_ENV) or None
+    with _open(db) as store:
         try:
-            if replay_all:
+            if letter_id is None:
                 ids = [letter.id for letter in store.list(reason=reason, replayed=False)]
             else:
-                assert letter_id is not None
-                ids = [letter_id]
+                ids = [store.get(letter_id).id]
         except DeadLetterError as exc:
-            raise _fail(str(exc)) from None
+            raise _failed(exc) from None
         if not ids:
             typer.echo("nothing to replay")
             return
-        problems = asyncio.run(_replay(store, ids, bus or os.environ.get(BUS_ENV) or None))
+        problems = asyncio.run(_replay(store, ids, url, timeout))
     for problem in problems:
-        typer.echo(f"error: {problem}", err=True)
+        fail(str(problem))
+    if any(isinstance(p, ReplayNotDelivered) for p in problems) and (url or "memory://").startswith(
+        "memory:"
+    ):
+        fail(
+            "memory:// reaches only this process: give --bus (or $"
+            f"{BUS_ENV}) the URL of the running system, such as nats://localhost:4222"
+        )
     if problems:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILURE)
 
 
 @dlq_app.command("purge")
@@ -215,20 +241,16 @@ def purge(
         try:
             cutoff = parse_timestamp(before)
         except ValueError:
-            raise _fail(f"--before: not an ISO 8601 time: {before!r}", 2) from None
-    store = _open(db, must_exist=False)
-    if store is None:
-        typer.echo("nothing to purge")
-        return
-    with store:
+            raise fail(f"--before: not an ISO 8601 time: {before!r}", EXIT_USAGE) from None
+    with _open(db) as store:
         try:
             count = store.count(reason=reason, before=cutoff)
             if count == 0:
                 typer.echo("nothing to purge")
                 return
             if not yes and not typer.confirm(f"Delete {count} dead letters?"):
-                raise _fail("aborted, nothing deleted")
+                raise fail("aborted, nothing deleted", EXIT_FAILURE)
             deleted = store.purge(reason=reason, before=cutoff)
         except DeadLetterError as exc:
-            raise _fail(str(exc)) from None
+            raise _failed(exc) from None
     typer.echo(f"purged {deleted} dead letters")

@@ -12,6 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from jira_orchestrator._core.errors import ManifestError
+from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_USAGE, fail
+from jira_orchestrator.cli._files import exit_for, write_text
+from jira_orchestrator.cli._text import cell
 from jira_orchestrator.plugins import (
     AgentCriteria,
     AgentRegistry,
@@ -73,7 +76,8 @@ def validate(
 ) -> None:
     """Check manifests (and, for folders, agent, command and skill files).
 
-    Prints every problem as ``file: json.path: message``; exits 1 if there is any.
+    Prints every problem as ``file: json.path: message``; exits 1 if there is any
+    (a path that does not exist is one).
     """
     failed = 0
     for path in paths:
@@ -89,7 +93,7 @@ def validate(
     if failed:
         if not quiet:
             typer.echo(f"{failed} problem{'s' if failed != 1 else ''} found", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILURE)
 
 
 @plugins_app.command("list")
@@ -99,12 +103,15 @@ def list_plugins(
         bool, typer.Option("--json", help="Print a JSON list of objects instead of a table.")
     ] = False,
 ) -> None:
-    """List the plugins in DIRECTORY with their agents, commands and skills."""
+    """List the plugins in DIRECTORY with their agents, commands and skills.
+
+    Manifests with problems are left out and reported on standard error; the exit code is
+    then 1.
+    """
     try:
         catalog = discover_plugins(directory)
     except NotADirectoryError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(str(exc), EXIT_USAGE) from None
     if as_json:
         typer.echo(json.dumps([plugin.summary() for plugin in catalog], indent=2))
     else:
@@ -128,16 +135,23 @@ def list_plugins(
             if len(keywords) > _KEYWORDS_SHOWN:
                 shown += f" (+{len(keywords) - _KEYWORDS_SHOWN})"
             table.add_row(
-                escape(plugin.name),
-                escape(plugin.version),
+                cell(plugin.name),
+                cell(plugin.version, 20),
                 str(len(plugin.agents)),
                 str(len(plugin.commands)),
                 str(len(plugin.skills)),
-                escape(shown),
+                cell(shown, 200),
             )
         Console().print(table)
     for problem in catalog.problems:
         typer.echo(f"problem: {problem}", err=True)
+    if catalog.problems:
+        count = len(catalog.problems)
+        raise fail(
+            f"{count} problem{'s' if count != 1 else ''} in {directory}: see "
+            f"jira-orchestrator plugins validate {directory}",
+            EXIT_FAILURE,
+        )
 
 
 @plugins_app.command("agents")
@@ -161,8 +175,7 @@ def find_agents(
     try:
         registry = AgentRegistry(discover_plugins(directory).plugins)
     except NotADirectoryError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(str(exc), EXIT_USAGE) from None
     criteria = AgentCriteria(
         query=query,
         keywords=keyword or [],
@@ -182,8 +195,8 @@ def find_agents(
     for match in matches:
         table.add_row(
             f"{match.score:.2f}",
-            escape(match.agent.qualified_name),
-            escape("; ".join(match.reasons)),
+            cell(match.agent.qualified_name, 80),
+            cell("; ".join(match.reasons), 200),
         )
     Console().print(table)
 
@@ -199,7 +212,7 @@ def schema(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        write_text(output, text)
 
 
 @plugins_app.command("new")
@@ -213,9 +226,10 @@ def new(
     """Scaffold a working plugin: manifest, entry point, an agent and a passing test."""
     try:
         root = scaffold_plugin(name, directory, description=description)
-    except (ValueError, FileExistsError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
+    except (ValueError, FileExistsError, NotADirectoryError) as error:
+        raise fail(str(error), EXIT_USAGE) from None
+    except OSError as error:
+        raise exit_for(error, f"cannot create plugin {name!r} in {directory}") from None
     typer.echo(f"created {root}")
     typer.echo(f"  run it:   python {root / 'plugin.py'}")
     typer.echo(f"  test it:  python -m pytest {root / 'tests'}")

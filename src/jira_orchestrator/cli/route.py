@@ -1,44 +1,63 @@
 """``jira-orchestrator route``: which plugin should handle a request, or a batch of them.
 
     jira-orchestrator route "TEXT" [--file PATH]... [--plugins DIR] [--json] [--explain]
-        [--id ID] [--db FILE]
-    jira-orchestrator route --plugins DIR --batch FILE [--json]
+        [--id ID] [--db FILE [--retention DURATION]]
+    jira-orchestrator route --plugins DIR --batch FILE|- [--json] [--db FILE]
 
 The index is built once per run, or read from the cache (``--cache DIR``, default
 ``$JIRA_ORCHESTRATOR_CACHE`` or ``~/.cache/jira-orchestrator``; ``--no-cache``) when the
 plugins have not changed since it was built.
 
-A batch FILE is JSON Lines (``id``, ``text``, optional ``files``, ``labels``,
-``components``) or a Jira CSV export (Issue key, Summary, Description, Labels,
-Component/s). The output is JSON Lines, one decision a line (``id``, ``primaryPlugin``,
-``fallbackPlugins``, ``scores``), in input order, with a progress bar on stderr. A bad
-line is reported on stderr as ``FILE:LINE: reason`` and skipped; the exit status is then 1.
-Bad input (no text, an unknown plugins directory, an unreadable batch file) exits 2.
+A batch FILE (``-``: standard input) is JSON Lines (``id``, ``text``, optional ``files``,
+``labels``, ``components``) or a Jira CSV export (Issue key, Summary, Description, Labels,
+Component/s). It is read as it is routed: the output is JSON Lines, one decision a line
+(``id``, ``primaryPlugin``, ``fallbackPlugins``, ``scores``), in input order, each printed
+as soon as it is made, with a progress bar on stderr. A bad line is reported on stderr as
+``FILE:LINE: reason`` and skipped.
+
+Exit status (as every command's, see `jira_orchestrator.cli._errors`): 0 done; 1 no plugin
+fits the request, a batch had bad lines, or the ``--db`` file failed (locked by another
+process, disk full, damaged, another program's database: a batch stops there and says at
+which line); 2 bad usage or input (no text, an unknown plugins directory, an unreadable
+batch file, a bad ``--retention``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from jira_orchestrator.cli._errors import fail
+from jira_orchestrator.cli._duration import parse_duration
+from jira_orchestrator.cli._errors import EXIT_FAILURE, fail
 from jira_orchestrator.routing import (
     BatchItem,
     BatchProblem,
+    BatchReader,
+    DecisionStore,
     InvalidRequest,
     NoPlugins,
     Router,
     RoutingDecision,
     RoutingError,
     RoutingRequest,
+    RoutingStoreError,
     read_batch,
 )
 from jira_orchestrator.routing.cache import CACHE_ENV, default_cache_dir
@@ -47,27 +66,70 @@ __all__ = ["PLUGINS_ENV", "route"]
 
 PLUGINS_ENV = "JIRA_ORCHESTRATOR_PLUGINS"
 DB_ENV = "JIRA_ORCHESTRATOR_ROUTING_DB"
+RETENTION_ENV = "JIRA_ORCHESTRATOR_ROUTING_RETENTION"
+STORE_TIMEOUT = 5.0
+"""How long (seconds) a command waits for another process's lock on a routing database."""
 _SHOWN = 5
 
 
-def _build(
-    plugins: Path, db: Path | None, semantic: bool = False, cache: Path | None = None
-) -> Router:
+def open_store(db: Path, retention: float | None = None) -> DecisionStore:
+    """The routing database at ``db``, or exit 1 with the reason (locked, disk full,
+    damaged, another program's file); exit 2 if it is a directory."""
+    if db.is_dir():
+        raise fail(f"{db} is a directory, not a routing database")
     try:
-        router = Router.from_directory(plugins, store=db, cache=cache)
-    except NoPlugins as exc:
-        raise fail(f"{exc} (set --plugins or ${PLUGINS_ENV})") from None
-    except RoutingError as exc:
-        raise fail(str(exc)) from None
-    if semantic:
-        try:
-            from jira_orchestrator.routing.semantic import SemanticReranker
+        return DecisionStore(db, timeout=STORE_TIMEOUT, retention=retention)
+    except RoutingStoreError as exc:
+        raise fail(str(exc), EXIT_FAILURE) from None
 
-            router.semantic = SemanticReranker.from_router(router, cache=cache)
-        except ImportError as exc:
-            router.close()
+
+@contextmanager
+def _routing(
+    plugins: Path,
+    db: Path | None,
+    semantic: bool = False,
+    cache: Path | None = None,
+    retention: float | None = None,
+) -> Iterator[Router]:
+    """A router over ``plugins`` (with the store at ``db``), closed on exit; a store
+    failure while it is used exits 1 with the reason."""
+    store = None if db is None else open_store(db, retention)
+    try:
+        try:
+            router = Router.from_directory(plugins, store=store, cache=cache)
+        except NoPlugins as exc:
+            raise fail(f"{exc} (set --plugins or ${PLUGINS_ENV})") from None
+        except RoutingStoreError as exc:
+            raise fail(str(exc), EXIT_FAILURE) from None
+        except RoutingError as exc:
             raise fail(str(exc)) from None
-    return router
+        try:
+            if semantic:
+                try:
+                    from jira_orchestrator.routing.semantic import SemanticReranker
+
+                    router.semantic = SemanticReranker.from_router(router, cache=cache)
+                except ImportError as exc:
+                    raise fail(str(exc)) from None
+            yield router
+        except RoutingStoreError as exc:
+            raise fail(str(exc), EXIT_FAILURE) from None
+        finally:
+            router.close()
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _retention(text: str | None, db: Path | None) -> float | None:
+    if text is None:
+        return None
+    if db is None:
+        raise fail("--retention goes with --db FILE")
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise fail(f"--retention: {exc}") from None
 
 
 def route(
@@ -93,7 +155,7 @@ def route(
         Path | None,
         typer.Option(
             "--batch",
-            help="Route every request of a JSON Lines or Jira CSV file.",
+            help="Route every request of a JSON Lines or Jira CSV file (- for stdin).",
             show_default=False,
         ),
     ] = None,
@@ -109,6 +171,16 @@ def route(
             "--db",
             envvar=DB_ENV,
             help=f"Persist decisions in this SQLite file (or ${DB_ENV}).",
+            show_default=False,
+        ),
+    ] = None,
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            "--retention",
+            envvar=RETENTION_ENV,
+            help="Drop decisions and outcomes older than this from --db, e.g. 90d "
+            f"(or ${RETENTION_ENV}; default: keep them).",
             show_default=False,
         ),
     ] = None,
@@ -144,21 +216,25 @@ def route(
 ) -> None:
     """Decide which plugin should handle a request (or each request of a batch), and why."""
     cache = None if no_cache else (cache or default_cache_dir())
+    keep = _retention(retention, db)
     if batch is not None:
         if text is not None or file or request_id is not None:
             raise fail("give either TEXT (with --file, --id) or --batch FILE, not both")
-        _route_batch(_build(plugins, db, semantic, cache), batch)
+        entries = _open_batch(batch)
+        with entries, _routing(plugins, db, semantic, cache, keep) as router:
+            _route_batch(router, entries)
         return
     if text is None:
         raise fail("give the request TEXT, or --batch FILE")
-    router = _build(plugins, db, semantic, cache)
     try:
         request = RoutingRequest.from_text(text, files=file or (), request_id=request_id)
-        decision = router.route(request)
     except InvalidRequest as exc:
         raise fail(f"request: {exc}") from None
-    finally:
-        router.close()
+    with _routing(plugins, db, semantic, cache, keep) as router:
+        try:
+            decision = router.route(request)
+        except InvalidRequest as exc:
+            raise fail(f"request: {exc}") from None
     if json_output:
         document: dict[str, Any] = decision.to_dict()
         if explain:
@@ -194,28 +270,37 @@ def _print(decision: RoutingDecision) -> None:
         console.print(f"agents: {escape(names)}")
 
 
-def _route_batch(router: Router, path: Path) -> None:
-    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+def _open_batch(path: Path) -> BatchReader:
     try:
-        entries = list(read_batch(path))
+        return read_batch(sys.stdin.buffer if str(path) == "-" else path)
     except InvalidRequest as exc:
-        router.close()
         raise fail(str(exc)) from None
+
+
+def _route_batch(router: Router, entries: BatchReader) -> None:
+    """Route and print each request as it is read; a store failure stops the batch with
+    the line it stopped at."""
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
     problems = 0
     routed = 0
     progress = Progress(
         TextColumn("routing"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[routed]} requests"),
         TimeElapsedColumn(),
         console=errors,
         transient=True,
         disable=not errors.is_terminal and not os.environ.get("JIRA_ORCHESTRATOR_PROGRESS"),
     )
-    try:
-        with progress:
-            task = progress.add_task("routing", total=len(entries))
+    source = entries.source
+    line = 0
+    with progress:
+        # A regular file's progress is in bytes read; a pipe's total is unknown.
+        task = progress.add_task("routing", total=entries.size, routed=0)
+        try:
             for entry in entries:
+                line = entry.line
                 if isinstance(entry, BatchProblem):
                     problems += 1
                     progress.console.print(f"[red]error:[/red] {escape(str(entry))}")
@@ -225,17 +310,26 @@ def _route_batch(router: Router, path: Path) -> None:
                     except InvalidRequest as exc:
                         problems += 1
                         progress.console.print(
-                            f"[red]error:[/red] {escape(f'{path}:{entry.line}: {exc}')}"
+                            f"[red]error:[/red] {escape(f'{source}:{entry.line}: {exc}')}"
                         )
                     else:
                         routed += 1
                         typer.echo(json.dumps(decision.summary(), ensure_ascii=False))
-                progress.advance(task)
-    finally:
-        router.close()
+                progress.update(task, completed=entries.position, routed=routed)
+        except RoutingStoreError as exc:
+            raise fail(
+                f"{exc}; stopped at {source}:{line} after {routed} requests routed",
+                EXIT_FAILURE,
+            ) from None
+        except OSError as exc:
+            raise fail(
+                f"{source}: cannot read after line {line}: {exc.strerror or exc};"
+                f" {routed} requests routed",
+                EXIT_FAILURE,
+            ) from None
     summary = f"{routed} requests routed"
     if problems:
         summary += f", {problems} bad lines skipped"
     errors.print(summary)
     if problems:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILURE)

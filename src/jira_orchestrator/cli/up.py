@@ -28,6 +28,8 @@ import typer
 from rich.console import Console
 
 from jira_orchestrator._core.errors import TransportError
+from jira_orchestrator.cli._errors import EXIT_USAGE, fail
+from jira_orchestrator.cli._files import write_text
 from jira_orchestrator.cli._supervisor import (
     Busy,
     PluginProcess,
@@ -52,8 +54,7 @@ SERVER_RESTARTS = 3
 
 def _plugins_or_exit(plugins: Path) -> Any:
     if not plugins.is_dir():
-        typer.echo(f"error: {plugins}: no such folder of plugins", err=True)
-        raise typer.Exit(1)
+        raise fail(f"{plugins}: no such folder of plugins", EXIT_USAGE)
     catalog = discover_plugins(plugins)
     for problem in catalog.problems:
         typer.echo(f"warning: {problem}", err=True)
@@ -79,12 +80,11 @@ def nats_config(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text)
-        output.chmod(0o600)
+        write_text(output, text, private=True)
         typer.echo(f"wrote {output} ({len(users)} users)", err=True)
     if credentials is not None:
-        credentials.write_text(json.dumps({u.name: u.password for u in users}, indent=2))
-        credentials.chmod(0o600)
+        passwords = json.dumps({u.name: u.password for u in users}, indent=2)
+        write_text(credentials, passwords, private=True)
 
 
 async def _wait_ready(orchestrator: Orchestrator, expected: list[str]) -> None:

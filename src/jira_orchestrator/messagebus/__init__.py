@@ -17,6 +17,7 @@ from jira_orchestrator.messagebus._bus import (
     close_message_bus,
     current_message,
     get_message_bus,
+    remaining_time,
     reset_message_bus,
 )
 from jira_orchestrator.messagebus._subscription import (
@@ -48,5 +49,6 @@ __all__ = [
     "current_message",
     "get_message_bus",
     "parse_endpoint",
+    "remaining_time",
     "reset_message_bus",
 ]

@@ -36,6 +36,7 @@ from jira_orchestrator.messagebus._subscription import (
     MessageFilter,
     Overflow,
     Subscription,
+    handler_clock,
     trace,
 )
 from jira_orchestrator.transports import Reply, Transport, open_transport
@@ -49,6 +50,7 @@ __all__ = [
     "close_message_bus",
     "current_message",
     "get_message_bus",
+    "remaining_time",
     "reset_message_bus",
 ]
 
@@ -152,7 +154,6 @@ class _Core:
             raise TransportClosed(f"the bus on {self.url} is closed")
         size = len(message.encode())
         if size > self.config.max_message_size:
-            self.stats.rejected += 1
             raise MessageTooLarge(size, self.config.max_message_size, message.topic)
 
     async def send(self, message: Message) -> None:
@@ -586,52 +587,57 @@ class MessageBus:
         1..10), `MessageTooLarge`, or `PublishTimeout` when a blocking subscriber stays full.
         """
         core = self._core
-        if (
-            message is None
-            and topic is not None
-            and message_type is _EVENT
-            and priority is DEFAULT_PRIORITY
-            and destination is ANYONE
-            and correlation_id is None
-            and metadata is None
-            and headers is None
-        ):
-            # Fast path: an event with every envelope option at its default (the very default
-            # objects, hence `is`). The same checks and errors as `_message` then
-            # `_Core.check_sendable`, in the same order, for less than half the cost: the
-            # message is a copy of this handle's template with the per-message fields
-            # replaced (`restamp`: nothing is validated twice), and its size is bounded by its
-            # payload's; the whole message is encoded only when that comes near the limit.
-            canonical = normalize_topic(topic)
-            if not is_plain_json(payload):
-                validate_payload(payload, topic=canonical)  # raises, naming the path
-            message_id = new_id()
-            if trace.get() is None:  # a new trace: its ids are within the envelope bound
-                trace_headers = {"traceId": message_id, "spanId": message_id}
-                budget = self._payload_budget
-            else:  # continuing one: ids from elsewhere, of any length (in JSON, up to 6 bytes
-                # a character)
-                trace_headers = _traced(None, message_id)
-                budget = self._payload_budget - 6 * sum(map(len, trace_headers.values()))
-            timestamp = format_timestamp(core.clock())
-            built = restamp(
-                self._template, message_id, timestamp, canonical, trace_headers, payload
-            )
-            if core.closed or payload_size(payload) > budget:
-                core.check_sendable(built)  # raises, or measures the whole message exactly
-        else:
-            built = self._message(
-                message,
-                topic=topic,
-                message_type=message_type,
-                payload=payload,
-                headers=headers,
-                priority=priority,
-                destination=destination,
-                correlation_id=correlation_id,
-                metadata=metadata,
-            )
-            core.check_sendable(built)
+        try:
+            if (
+                message is None
+                and topic is not None
+                and message_type is _EVENT
+                and priority is DEFAULT_PRIORITY
+                and destination is ANYONE
+                and correlation_id is None
+                and metadata is None
+                and headers is None
+            ):
+                # Fast path: an event with every envelope option at its default (the very
+                # default objects, hence `is`). The same checks and errors as `_message` then
+                # `_Core.check_sendable`, in the same order, for less than half the cost: the
+                # message is a copy of this handle's template with the per-message fields
+                # replaced (`restamp`: nothing is validated twice), and its size is bounded by
+                # its payload's; the whole message is encoded only when that comes near the
+                # limit.
+                canonical = normalize_topic(topic)
+                if not is_plain_json(payload):
+                    validate_payload(payload, topic=canonical)  # raises, naming the path
+                message_id = new_id()
+                if trace.get() is None:  # a new trace: its ids are within the envelope bound
+                    trace_headers = {"traceId": message_id, "spanId": message_id}
+                    budget = self._payload_budget
+                else:  # continuing one: ids from elsewhere, of any length (in JSON, up to
+                    # 6 bytes a character)
+                    trace_headers = _traced(None, message_id)
+                    budget = self._payload_budget - 6 * sum(map(len, trace_headers.values()))
+                timestamp = format_timestamp(core.clock())
+                built = restamp(
+                    self._template, message_id, timestamp, canonical, trace_headers, payload
+                )
+                if core.closed or payload_size(payload, topic=canonical) > budget:
+                    core.check_sendable(built)  # raises, or measures the whole message exactly
+            else:
+                built = self._message(
+                    message,
+                    topic=topic,
+                    message_type=message_type,
+                    payload=payload,
+                    headers=headers,
+                    priority=priority,
+                    destination=destination,
+                    correlation_id=correlation_id,
+                    metadata=metadata,
+                )
+                core.check_sendable(built)
+        except InvalidMessage:
+            core.stats.rejected += 1  # every refusal: topic, payload, priority, size
+            raise
         core.stats.published += 1
         # Not through core.send, and in memory without a coroutine: see publish_nowait.
         waiting = core.transport.publish_nowait(built)
@@ -654,18 +660,27 @@ class MessageBus:
         seconds = self._core.config.request_timeout if timeout is None else timeout
         if not seconds > 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
-        request = self._message(
-            None,
-            topic=topic,
-            message_type=message_type,
-            payload=payload,
-            headers=headers,
-            priority=priority,
-            destination=destination,
-            correlation_id=new_id(),
-            metadata=MessageMetadata(timeout_ms=max(1, round(seconds * 1000))),
-        )
-        self._core.check_sendable(request)
+        try:
+            request = self._message(
+                None,
+                topic=topic,
+                message_type=message_type,
+                payload=payload,
+                headers=headers,
+                priority=priority,
+                destination=destination,
+                correlation_id=new_id(),
+                # The deadline travels with the request: a receiver that gets to it after
+                # the caller gave up dead-letters it as expired instead of running it.
+                metadata=MessageMetadata(
+                    timeout_ms=max(1, round(seconds * 1000)),
+                    expires_at=format_timestamp(self._core.clock() + seconds),
+                ),
+            )
+            self._core.check_sendable(request)
+        except InvalidMessage:
+            self._core.stats.rejected += 1
+            raise
         self._core.stats.requests += 1
         response = await self._core.transport.request(request, timeout=seconds)
         if response.headers.get("status") == ERROR_STATUS:
@@ -715,17 +730,25 @@ class MessageBus:
         """
         if not isinstance(correlation_id, str) or not correlation_id:
             raise TypeError("respond needs the request's correlation id (a non-empty string)")
-        validate_payload(payload)
         pending = self._core.pending.get(correlation_id)
         request = (
             pending.request
             if pending is not None
             else Message(topic=f"plugin/{self.plugin_id}/request", correlation_id=correlation_id)
         )
-        response = _response(
-            request, source=self.plugin_id, payload=payload, status=status, clock=self._core.clock
-        )
-        self._core.check_sendable(response)
+        try:
+            validate_payload(payload, topic=f"plugin/{self.plugin_id}/response")
+            response = _response(
+                request,
+                source=self.plugin_id,
+                payload=payload,
+                status=status,
+                clock=self._core.clock,
+            )
+            self._core.check_sendable(response)
+        except InvalidMessage:
+            self._core.stats.rejected += 1
+            raise
         if pending is None:
             await self._core.send(response)
         else:
@@ -746,12 +769,12 @@ class MessageBus:
                     subscription
                     for handle in core.handles.values()
                     for subscription in handle._subscriptions
-                    if not subscription._settled.is_set()
+                    if not subscription._quiet
                 ]
                 if not busy:
                     return
                 for subscription in busy:
-                    await subscription._settled.wait()
+                    await subscription._wait_quiet()
 
     async def dead_letter(
         self, message: Message, *, reason: str, error: BaseException | None = None
@@ -795,6 +818,21 @@ def _traced(headers: dict[str, str] | None, message_id: str) -> dict[str, str]:
 def current_message() -> Message | None:
     """The message whose handler is running in this task, or None."""
     return trace.get()
+
+
+def remaining_time() -> float | None:
+    """Seconds left before the running handler's message expires (its sender gives up).
+
+    0.0 once the deadline has passed; None outside a handler or for a message without a
+    deadline (see `Message.deadline`). Measured with the bus's clock.
+    """
+    message = trace.get()
+    if message is None:
+        return None
+    deadline = message.deadline()
+    if deadline is None:
+        return None
+    return max(0.0, deadline - handler_clock.get()())
 
 
 _cores: dict[str, _Core] = {}

@@ -11,15 +11,27 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from jira_orchestrator._core.clock import parse_timestamp
+from msgspec import Raw
+
+from jira_orchestrator._core.clock import WallClock, wall
 from jira_orchestrator._core.errors import PublishTimeout
-from jira_orchestrator._core.message import Message
+from jira_orchestrator._core.message import _NO_METADATA as NO_METADATA
+from jira_orchestrator._core.message import Message, private_copy
 from jira_orchestrator.transports import Reply, TransportSubscription
 
 if TYPE_CHECKING:
     from jira_orchestrator.messagebus._bus import MessageBus
 
-__all__ = ["Handler", "MessageFilter", "Overflow", "Subscription", "SubscriptionStats", "trace"]
+__all__ = [
+    "QUEUE_FULL",
+    "Handler",
+    "MessageFilter",
+    "Overflow",
+    "Subscription",
+    "SubscriptionStats",
+    "handler_clock",
+    "trace",
+]
 
 log = logging.getLogger("jira_orchestrator.messagebus")
 
@@ -33,6 +45,14 @@ trace: contextvars.ContextVar[Message | None] = contextvars.ContextVar(
     "jira_orchestrator_current_message", default=None
 )
 """The message whose handler is running, so publishes inside it continue its trace."""
+
+handler_clock: contextvars.ContextVar[WallClock] = contextvars.ContextVar(
+    "jira_orchestrator_handler_clock", default=wall
+)
+"""The wall clock of the bus whose worker runs the handler (set once per worker task)."""
+
+QUEUE_FULL = "queue-full"
+"""Dead-letter reason of a message a stalled subscription could not take."""
 
 
 @dataclass
@@ -64,6 +84,17 @@ class Subscription:
     them in order). When the queue is full, ``overflow="block"`` makes the publisher wait
     (at most the bus's publish timeout, then `PublishTimeout`) and ``"drop_oldest"``
     drops the oldest queued message and counts it.
+
+    A blocking subscription that kept a publisher waiting for the whole publish timeout is
+    *stalled*: until its handler takes the next message, nobody waits for it, and what does
+    not fit its queue is counted as dropped and dead-lettered (reason ``queue-full``), so
+    one stuck subscriber never holds up the publishers, or the other subscribers, of a
+    topic. Memory grows with use: a priority's queue is allocated when a message of that
+    priority first arrives.
+
+    A transport may deliver one message to several subscriptions with its payload as JSON
+    bytes (`msgspec.Raw`, the in-process transport does); each subscription decodes a copy
+    of its own before its filter or its handler sees it.
     """
 
     def __init__(
@@ -96,11 +127,13 @@ class Subscription:
         # One FIFO per priority (index 1..10): O(1) push, pop and drop-oldest. A queued
         # entry is the message itself (no tuple per delivery, so nothing for the garbage
         # collector), or a `_Tracked` for a request this subscription must report on.
-        self._levels: list[deque[Message | _Tracked]] = [deque() for _ in range(11)]
+        # Each FIFO is created when its priority is first used: an empty deque costs 600
+        # bytes, and most subscriptions only ever see one or two priorities.
+        self._levels: list[deque[Message | _Tracked] | None] = [None] * 11
         # Arrival numbers beside each level, for drop_oldest to find the oldest message
         # across priorities; only that policy needs them.
-        self._ages: list[deque[int]] | None = (
-            [deque() for _ in range(11)] if overflow == "drop_oldest" else None
+        self._ages: list[deque[int] | None] | None = (
+            [None] * 11 if overflow == "drop_oldest" else None
         )
         self._size = 0
         self._top = 0  # highest priority that may hold messages
@@ -108,13 +141,14 @@ class Subscription:
         # message would cost a future and two task switches per message at full load.
         self._resume_at = queue_size - max(1, queue_size // 10)
         self._seq = 0
-        self._idle: deque[asyncio.Future[None]] = deque()
-        self._blocked: deque[asyncio.Future[None]] = deque()
+        self._idle: list[asyncio.Future[None]] = []  # at most max_concurrency
+        self._blocked: list[asyncio.Future[None]] = []
+        self._stalled = False  # kept a publisher waiting its whole timeout; see the class
         self._workers: list[asyncio.Task[None]] = []
         self._closed = False
         self._busy = 0  # handlers running now
-        self._settled = asyncio.Event()  # set while nothing is queued or running
-        self._settled.set()
+        self._quiet = True  # nothing queued or running
+        self._quieted: asyncio.Event | None = None  # made only for someone waiting for quiet
         self._is_async = inspect.iscoroutinefunction(handler)
         self._wire: TransportSubscription | None = None
 
@@ -136,8 +170,23 @@ class Subscription:
         if self._wire is not None:
             self._wire.unsubscribe()
             self._wire = None
-        await self._settled.wait()
+        await self._wait_quiet()
         self.unsubscribe()
+
+    async def _wait_quiet(self) -> None:
+        """Return once nothing is queued or running."""
+        while not self._quiet:
+            quieted = self._quieted
+            if quieted is None:
+                quieted = self._quieted = asyncio.Event()
+            await quieted.wait()
+
+    def _settle(self) -> None:
+        self._quiet = True
+        quieted = self._quieted
+        if quieted is not None:
+            self._quieted = None
+            quieted.set()
 
     def unsubscribe(self) -> None:
         """Stop receiving; queued messages are discarded, running handlers cancelled.
@@ -148,20 +197,23 @@ class Subscription:
         if self._wire is not None:
             self._wire.unsubscribe()
         for level in self._levels:
+            if level is None:
+                continue
             for entry in level:
                 if isinstance(entry, _Tracked):
                     self.bus._core.release(entry.message, self.bus.plugin_id, failed=None)
             level.clear()
         if self._ages is not None:
             for ages in self._ages:
-                ages.clear()
+                if ages is not None:
+                    ages.clear()
         self._size = 0
         for waiter in (*self._idle, *self._blocked):
             if not waiter.done():
                 waiter.set_result(None)
         self._idle.clear()
         self._blocked.clear()
-        self._settled.set()
+        self._settle()
         current = asyncio.current_task() if _loop_running() else None
         for worker in self._workers:
             if worker is not current:
@@ -179,6 +231,8 @@ class Subscription:
             return None
         self.stats.received += 1
         if self.filter is not None:
+            if type(message.payload) is Raw:
+                message = private_copy(message)  # the filter may look at the payload
             try:
                 wanted = self.filter(message)
             except Exception as error:
@@ -190,51 +244,91 @@ class Subscription:
         tracked = reply is not None and self.bus._core.track(message, reply)
         if self._size >= self.queue_size:
             if self.overflow == "block":
+                if self._stalled:
+                    return self._refuse(message, tracked, None)
                 return self._push_when_space(message, tracked)
             self._drop_oldest()
         self._push(message, tracked)
         return None
 
     async def _push_when_space(self, message: Message, tracked: bool) -> None:
-        await self._wait_for_space(message)
+        try:
+            await self._wait_for_space(message)
+        except PublishTimeout as error:
+            await self._refuse(message, tracked, error)
+            raise
         if self._closed:
             if tracked:
                 self.bus._core.release(message, self.bus.plugin_id, failed=None)
             return
+        if self._size >= self.queue_size:  # stalled while this publisher waited
+            await self._refuse(message, tracked, None)
+            return
         self._push(message, tracked)
+
+    async def _refuse(self, message: Message, tracked: bool, error: PublishTimeout | None) -> None:
+        """Count and dead-letter a message this stalled subscription has no room for."""
+        core = self.bus._core
+        if type(message.payload) is Raw:
+            message = private_copy(message)
+        if error is None:
+            error = PublishTimeout(
+                f"subscription {self.pattern!r} of {self.bus.plugin_id!r} is stalled with "
+                f"its queue full ({self.queue_size} messages); {message.topic!r} not delivered"
+            )
+        self.stats.dropped += 1
+        core.stats.dropped += 1
+        if tracked:  # the requester hears of it now rather than at its timeout
+            core.release(message, self.bus.plugin_id, failed=error)
+        await core.dead_letter(
+            message,
+            reason=QUEUE_FULL,
+            subscriber=self.bus.plugin_id,
+            subscription=self.pattern,
+            error=error,
+        )
 
     def _push(self, message: Message, tracked: bool) -> None:
         priority = message.priority
-        self._levels[priority].append(_Tracked(message) if tracked else message)
-        if self._ages is not None:
+        level = self._levels[priority]
+        if level is None:
+            level = self._levels[priority] = deque()
+        level.append(_Tracked(message) if tracked else message)
+        ages = self._ages
+        if ages is not None:
             self._seq += 1
-            self._ages[priority].append(self._seq)
+            kept = ages[priority]
+            if kept is None:
+                kept = ages[priority] = deque()
+            kept.append(self._seq)
         if priority > self._top:
             self._top = priority
         self._size += 1
-        self._settled.clear()
+        self._quiet = False
         if self._idle:
-            waiter = self._idle.popleft()
+            waiter = self._idle.pop()
             if not waiter.done():
                 waiter.set_result(None)
         elif len(self._workers) < self.max_concurrency:
             self._workers.append(asyncio.get_running_loop().create_task(self._work()))
 
     def _wake_blocked(self) -> None:
-        while self._blocked:
-            waiter = self._blocked.popleft()
+        blocked, self._blocked = self._blocked, []
+        for waiter in blocked:
             if not waiter.done():
                 waiter.set_result(None)
 
     def _drop_oldest(self) -> None:
         assert self._ages is not None, "only the drop_oldest policy drops"
-        oldest = -1
+        oldest: deque[int] | None = None
+        level: deque[Message | _Tracked] | None = None
         for priority, ages in enumerate(self._ages):
-            if ages and (oldest < 0 or ages[0] < self._ages[oldest][0]):
-                oldest = priority
-        assert oldest >= 0
-        self._ages[oldest].popleft()
-        entry = self._levels[oldest].popleft()
+            if ages and (oldest is None or ages[0] < oldest[0]):
+                oldest, level = ages, self._levels[priority]
+        assert oldest is not None
+        assert level is not None
+        oldest.popleft()
+        entry = level.popleft()
         if isinstance(entry, _Tracked):
             message, tracked = entry.message, True
         else:
@@ -251,12 +345,24 @@ class Subscription:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                while self._size >= self.queue_size and not self._closed:
+                while self._size >= self.queue_size and not self._closed and not self._stalled:
                     waiter: asyncio.Future[None] = loop.create_future()
                     self._blocked.append(waiter)
                     await waiter
         except TimeoutError:
             self.bus._core.stats.publish_timeouts += 1
+            if self._size >= self.queue_size and not self._closed:
+                # Stalled: nobody waits for it any more (see the class); the other
+                # publishers waiting for it give their messages up now.
+                self._stalled = True
+                self._wake_blocked()
+                log.warning(
+                    "subscription %r of %r is stalled: its queue stayed full for %gs; "
+                    "what does not fit is dead-lettered until it takes a message again",
+                    self.pattern,
+                    self.bus.plugin_id,
+                    timeout,
+                )
             raise PublishTimeout(
                 f"subscription {self.pattern!r} of {self.bus.plugin_id!r} kept its queue full "
                 f"({self.queue_size} messages) for {timeout:g}s; {message.topic!r} not delivered"
@@ -273,6 +379,8 @@ class Subscription:
         # before every handler. Publishers and other tasks never see it.
         loop = asyncio.get_running_loop()
         core = self.bus._core
+        clock = core.clock
+        handler_clock.set(clock)  # for `remaining_time`; this task's context only
         stats = self.stats
         is_async = self._is_async
         set_trace = trace.set
@@ -284,7 +392,7 @@ class Subscription:
                         busy = False
                         self._busy -= 1
                         if not self._busy:
-                            self._settled.set()
+                            self._settle()
                     waiter: asyncio.Future[None] = loop.create_future()
                     self._idle.append(waiter)
                     await waiter
@@ -295,24 +403,31 @@ class Subscription:
                 # pop the oldest message of the highest priority
                 levels = self._levels
                 top = self._top
-                while not levels[top]:
+                level = levels[top]
+                while not level:
                     top -= 1
+                    level = levels[top]
                 self._top = top
-                entry = levels[top].popleft()
+                entry = level.popleft()
                 if self._ages is not None:
-                    self._ages[top].popleft()
+                    self._ages[top].popleft()  # type: ignore[union-attr]  # beside its level
                 self._size -= 1
+                self._stalled = False  # it moves again
                 if self._blocked and self._size <= self._resume_at:
                     self._wake_blocked()
                 if isinstance(entry, _Tracked):
                     message, tracked = entry.message, True
                 else:
                     message, tracked = entry, False
-                expires_at = message.metadata.expires_at
-                if expires_at is not None and parse_timestamp(expires_at) <= core.clock():
-                    stats.expired += 1
-                    await core.expired(self, message, tracked)
-                    continue
+                if type(message.payload) is Raw:  # shared by the receivers of a publish
+                    message = private_copy(message)
+                # A caller that gave up must not see its work done afterwards.
+                if message.metadata is not NO_METADATA:
+                    deadline = message.deadline()
+                    if deadline is not None and deadline <= clock():
+                        stats.expired += 1
+                        await core.expired(self, message, tracked)
+                        continue
                 set_trace(message)
                 try:
                     if is_async:
@@ -334,7 +449,7 @@ class Subscription:
             if busy:  # cancelled (unsubscribed) or failed while handling
                 self._busy -= 1
                 if not self._size and not self._busy:
-                    self._settled.set()
+                    self._settle()
 
 
 def _loop_running() -> bool:

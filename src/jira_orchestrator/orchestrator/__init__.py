@@ -23,6 +23,8 @@ from jira_orchestrator.orchestrator.chains import (
 )
 from jira_orchestrator.orchestrator.deadletters import (
     DEFAULT_DLQ_PATH,
+    DEFAULT_MAX_BACKLOG,
+    DEFAULT_MAX_BACKLOG_BYTES,
     DLQ_ENV,
     INVALID_LETTER,
     REASONS,
@@ -51,12 +53,14 @@ from jira_orchestrator.orchestrator.errors import (
     ParallelStepsFailed,
     PluginStepError,
     ReplayError,
+    ReplayNotDelivered,
     SagaFailed,
     SagaStoreError,
     StepFailed,
     StepTimeout,
     WorkflowError,
 )
+from jira_orchestrator.orchestrator.files import DEFAULT_OUTPUT, STORES_DIR, OrchestratorFiles
 from jira_orchestrator.orchestrator.sagastore import (
     SagaRun,
     SagaRunStatus,
@@ -64,7 +68,15 @@ from jira_orchestrator.orchestrator.sagastore import (
     SagaStepStatus,
     SagaStore,
 )
-from jira_orchestrator.orchestrator.tasks import TaskRecord, TaskStatus, TaskStore, TaskStoreError
+from jira_orchestrator.orchestrator.tasks import (
+    DEFAULT_TASK_RETENTION,
+    TASK_RETENTION_ENV,
+    TASKS_ENV,
+    TaskRecord,
+    TaskStatus,
+    TaskStore,
+    TaskStoreError,
+)
 from jira_orchestrator.orchestrator.workflows import (
     STEP_KINDS,
     StepRegistry,
@@ -75,11 +87,18 @@ from jira_orchestrator.orchestrator.workflows import (
 
 __all__ = [
     "DEFAULT_DLQ_PATH",
+    "DEFAULT_MAX_BACKLOG",
+    "DEFAULT_MAX_BACKLOG_BYTES",
+    "DEFAULT_OUTPUT",
+    "DEFAULT_TASK_RETENTION",
     "DLQ_ENV",
     "INVALID_LETTER",
     "ORCHESTRATOR_ID",
     "REASONS",
     "STEP_KINDS",
+    "STORES_DIR",
+    "TASKS_ENV",
+    "TASK_RETENTION_ENV",
     "Attempt",
     "ChainError",
     "CollectorStats",
@@ -95,6 +114,7 @@ __all__ = [
     "DispatchResult",
     "FunctionStep",
     "Orchestrator",
+    "OrchestratorFiles",
     "Parallel",
     "ParallelResult",
     "ParallelStepsFailed",
@@ -103,6 +123,7 @@ __all__ = [
     "PluginStep",
     "PluginStepError",
     "ReplayError",
+    "ReplayNotDelivered",
     "Saga",
     "SagaFailed",
     "SagaRecovery",

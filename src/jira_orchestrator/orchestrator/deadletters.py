@@ -19,14 +19,18 @@ import logging
 import os
 from collections import deque
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from jira_orchestrator._core.clock import WallClock, format_timestamp, wall
-from jira_orchestrator._core.errors import InvalidMessage, InvalidTopic
+from jira_orchestrator._core.errors import (
+    InvalidMessage,
+    InvalidTopic,
+    NoResponders,
+    RequestTimeout,
+)
 from jira_orchestrator._core.ids import new_id
-from jira_orchestrator._core.message import Message, MessageMetadata
+from jira_orchestrator._core.message import Message, MessageMetadata, MessageType
 from jira_orchestrator._core.sqlite import SQLiteStore
 from jira_orchestrator.messagebus import (
     DEAD_LETTER_TOPIC,
@@ -39,10 +43,14 @@ from jira_orchestrator.orchestrator.errors import (
     DeadLetterNotFound,
     DeadLetterStoreCorrupt,
     ReplayError,
+    ReplayNotDelivered,
 )
+from jira_orchestrator.orchestrator.files import OrchestratorFiles
 
 __all__ = [
     "DEFAULT_DLQ_PATH",
+    "DEFAULT_MAX_BACKLOG",
+    "DEFAULT_MAX_BACKLOG_BYTES",
     "DLQ_ENV",
     "INVALID_LETTER",
     "REASONS",
@@ -58,7 +66,8 @@ __all__ = [
 log = logging.getLogger("jira_orchestrator.orchestrator.deadletters")
 
 DLQ_ENV = "JIRA_ORCHESTRATOR_DLQ"
-DEFAULT_DLQ_PATH = Path(".jira-orchestrator") / "dead-letters.db"
+DEFAULT_DLQ_PATH = OrchestratorFiles().dead_letters
+"""Where ``demo`` and ``up`` (with their default ``--output``) store dead letters."""
 REASONS = (
     "handler-error",
     "filter-error",
@@ -76,6 +85,7 @@ REPLAY_HEADER = "replayOf"
 """Header a replayed message carries: the ``messageId`` of the original."""
 
 _FORMAT = "jira-orchestrator-dead-letters/1"
+_MAX_ID = 2**63 - 1
 _SCHEMA = (
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     """CREATE TABLE letters (
@@ -309,6 +319,8 @@ class DeadLetterStore(SQLiteStore):
         """The letter with this id; raises `DeadLetterNotFound`."""
         if isinstance(letter_id, bool) or not isinstance(letter_id, int):
             raise TypeError(f"a dead letter id is an int, got {letter_id!r}")
+        if not 1 <= letter_id <= _MAX_ID:  # SQLite could not even look it up
+            raise DeadLetterNotFound(letter_id)
         rows = self._read(f"SELECT {_COLUMNS} FROM letters WHERE id = ?", (letter_id,))
         if not rows:
             raise DeadLetterNotFound(letter_id)
@@ -413,16 +425,27 @@ def replay_message(letter: DeadLetter) -> Message:
 
 
 _REPLAYER = "jira-orchestrator"
+_REPLAY_TIMEOUT = 30.0
 
 
 async def replay_letter(
-    store: DeadLetterStore, letter_id: int, *, url: str | None = None
+    store: DeadLetterStore, letter_id: int, *, url: str | None = None, timeout: float | None = None
 ) -> Message:
     """Publish the letter's original message again on its topic and mark it replayed.
 
     It is published through the bus handle of the original ``source`` on ``url``
     (``$JIRA_ORCHESTRATOR_BUS_URL`` or ``memory://`` by default), so the receiver sees the
-    same sender. Raises `DeadLetterNotFound`, or `ReplayError` leaving the letter as it was.
+    same sender. The letter is marked replayed only once the delivery is confirmed:
+
+    - on ``memory://``, a subscriber of this process matches the topic (else nothing is
+      published);
+    - on a durable NATS topic (``plugin/*/request`` by default), JetStream acknowledged it;
+    - on another NATS topic, an original request is sent as a request and its answer,
+      within ``timeout`` seconds (default: the original's timeout, else 30), is the
+      confirmation; an event there cannot be confirmed and is not sent.
+
+    Raises `DeadLetterNotFound`, `ReplayError` (no usable original) or `ReplayNotDelivered`
+    (nobody confirmed it), each leaving the letter as it was.
     """
     letter = store.get(letter_id)
     message = replay_message(letter)
@@ -430,52 +453,127 @@ async def replay_letter(
         bus = get_message_bus(message.source or _REPLAYER, url)
     except InvalidTopic:
         bus = get_message_bus(_REPLAYER, url)
+    confirmed = bus.transport.confirms(message.topic)
+    nobody = f"nobody subscribes to {message.topic!r} on {bus.url}"
+    if confirmed is False:
+        raise ReplayNotDelivered(letter.id, nobody)
     try:
-        sent = await bus.publish(message)
+        if confirmed:
+            sent = await bus.publish(message)
+        elif message.message_type == MessageType.REQUEST:
+            sent = await _ask(bus, message, timeout)
+        else:
+            raise ReplayNotDelivered(
+                letter.id,
+                f"{bus.url} cannot confirm that anyone receives an event on "
+                f"{message.topic!r} (make the topic durable to replay it)",
+            )
     except (InvalidMessage, InvalidTopic) as exc:
         raise ReplayError(letter.id, f"the bus refused the message: {exc}") from None
+    except NoResponders:
+        raise ReplayNotDelivered(letter.id, nobody) from None
+    except RequestTimeout as exc:
+        raise ReplayNotDelivered(
+            letter.id,
+            f"no answer on {message.topic!r} within {exc.timeout:g}s (it may still "
+            "be handled: check before replaying it again)",
+        ) from None
     store.mark_replayed(letter.id, sent.message_id)
     return sent
 
 
+async def _ask(bus: MessageBus, message: Message, timeout: float | None) -> Message:
+    """Send a replayed request as a request (as ``bus``'s plugin); return it once answered."""
+    if timeout is None:
+        timeout_ms = message.metadata.timeout_ms
+        timeout = _REPLAY_TIMEOUT if timeout_ms is None else timeout_ms / 1000
+    request = Message(
+        correlation_id=new_id(),
+        source=bus.plugin_id,
+        destination=message.destination,
+        topic=message.topic,
+        message_type=message.message_type,
+        priority=message.priority,
+        headers=message.headers,
+        payload=message.payload,
+        metadata=MessageMetadata(
+            retry_count=message.metadata.retry_count, timeout_ms=max(1, round(timeout * 1000))
+        ),
+    )
+    await bus.transport.request(request, timeout=timeout)  # an error answer is delivered too
+    return request
+
+
 @dataclass
 class CollectorStats:
-    """Counters of a `DeadLetterCollector`."""
+    """Counters of a `DeadLetterCollector`.
+
+    ``dropped`` counts letters refused while the backlog was full; ``backlog`` and
+    ``backlog_bytes`` are what waits in memory for the store now.
+    """
 
     received: int = 0
     stored: int = 0
     duplicates: int = 0
     malformed: int = 0
     failed_writes: int = 0
+    dropped: int = 0
     backlog: int = 0
+    backlog_bytes: int = 0
+
+
+DEFAULT_MAX_BACKLOG = 1000
+"""Letters a `DeadLetterCollector` keeps in memory at most while its store cannot write."""
+
+DEFAULT_MAX_BACKLOG_BYTES = 32 * 1024 * 1024
+"""Bytes (of encoded letters) a `DeadLetterCollector` keeps in memory at most."""
 
 
 class DeadLetterCollector:
     """Stores every letter published on ``system/dead-letter`` in a `DeadLetterStore`.
 
     A letter the store cannot write (disk full, locked) is kept in memory, counted in
-    ``failed_writes``, and written again before the next letter and on `flush`. ``queue``
-    makes several orchestrator replicas share the letters instead of storing each twice.
+    ``failed_writes``, and written again before the next letter and on `flush`. That
+    backlog is bounded by ``max_backlog`` letters and ``max_backlog_bytes``: once it is
+    full, new letters are dropped and counted in ``dropped`` (logged once per burst, and
+    once more with the count when the store writes again); the letters kept are written, in
+    order, as soon as it can. ``queue`` makes several orchestrator replicas share the
+    letters instead of storing each twice.
     """
 
     def __init__(
-        self, bus: MessageBus, store: DeadLetterStore, *, queue: str | None = "dead-letter-store"
+        self,
+        bus: MessageBus,
+        store: DeadLetterStore,
+        *,
+        queue: str | None = "dead-letter-store",
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
+        max_backlog_bytes: int = DEFAULT_MAX_BACKLOG_BYTES,
     ) -> None:
         if not isinstance(bus, MessageBus):
             raise TypeError(f"bus must be a MessageBus, got {type(bus).__name__}")
         if not isinstance(store, DeadLetterStore):
             raise TypeError(f"store must be a DeadLetterStore, got {type(store).__name__}")
+        for name, value in (("max_backlog", max_backlog), ("max_backlog_bytes", max_backlog_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, not {value!r}")
         self.bus = bus
         self.store = store
         self.queue = queue
+        self.max_backlog = max_backlog
+        self.max_backlog_bytes = max_backlog_bytes
         self._stats = CollectorStats()
-        self._backlog: deque[tuple[Any, str, float]] = deque()
+        self._backlog: deque[tuple[Any, str, float, int]] = deque()
+        self._backlog_bytes = 0
+        self._failing = False  # a write failed and none succeeded since: one log line
+        self._dropped_in_burst = 0
         self._subscription: Subscription | None = None
         self._writing = asyncio.Lock()  # one writer drains the backlog, in order
 
     def stats(self) -> dict[str, int]:
         """The counters, as a dict."""
         self._stats.backlog = len(self._backlog)
+        self._stats.backlog_bytes = self._backlog_bytes
         return asdict(self._stats)
 
     def start(self) -> None:
@@ -509,8 +607,35 @@ class DeadLetterCollector:
         if not isinstance(message.payload, dict) or parse_letter(message.payload)[1] is not None:
             self._stats.malformed += 1
             log.warning("malformed dead letter %s stored raw", message.message_id)
-        self._backlog.append((message.payload, message.message_id, self.store.clock()))
+        size = len(message.encode())
+        if self._full(size):
+            await self.flush()  # the store may write again: make room first
+        if self._full(size):
+            self._drop(message.message_id)
+            return
+        self._backlog.append((message.payload, message.message_id, self.store.clock(), size))
+        self._backlog_bytes += size
         await self.flush()
+
+    def _full(self, size: int) -> bool:
+        """Whether one more letter of ``size`` bytes would overfill the backlog."""
+        return bool(self._backlog) and (
+            len(self._backlog) >= self.max_backlog
+            or self._backlog_bytes + size > self.max_backlog_bytes
+        )
+
+    def _drop(self, letter_id: str) -> None:
+        self._stats.dropped += 1
+        self._dropped_in_burst += 1
+        if self._dropped_in_burst == 1:
+            log.error(
+                "dead-letter backlog full (%d letters, %d bytes) while %s cannot be written: "
+                "dropping new letters until it can (first dropped: %s)",
+                len(self._backlog),
+                self._backlog_bytes,
+                self.store.path,
+                letter_id,
+            )
 
     async def flush(self) -> bool:
         """Write the backlog; True when it is empty."""
@@ -519,16 +644,28 @@ class DeadLetterCollector:
 
     async def _drain(self) -> bool:
         while self._backlog:
-            payload, letter_id, received_at = self._backlog[0]
+            payload, letter_id, received_at, size = self._backlog[0]
             try:
                 _, stored = await asyncio.to_thread(
                     self.store.add, payload, letter_id=letter_id, received_at=received_at
                 )
             except DeadLetterError as exc:
                 self._stats.failed_writes += 1
-                log.error("could not store dead letter %s (kept in memory): %s", letter_id, exc)
+                if not self._failing:
+                    self._failing = True
+                    log.error("could not store dead letter %s (kept in memory): %s", letter_id, exc)
                 return False
             self._backlog.popleft()
+            self._backlog_bytes -= size
+            if self._failing:
+                self._failing = False
+                log.warning("dead-letter store %s writes again", self.store.path)
+            if self._dropped_in_burst:
+                log.warning(
+                    "%d dead letters were dropped while the backlog was full",
+                    self._dropped_in_burst,
+                )
+                self._dropped_in_burst = 0
             if stored:
                 self._stats.stored += 1
             else:

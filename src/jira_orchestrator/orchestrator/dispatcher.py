@@ -373,11 +373,14 @@ class Orchestrator:
         parameters: Mapping[str, Any] | None = None,
         files: Sequence[str] = (),
         task_id: str | None = None,
+        decision: RoutingDecision | None = None,
     ) -> DispatchResult:
         """Route ``request`` (a Jira issue or text) and have a plugin do it.
 
-        Never raises for a plugin's failure: the result says what happened. Raises
-        `InvalidRequest` for a request the router cannot read.
+        ``decision``, when the caller has already routed the request (to show the decision
+        before the work starts), is used instead of routing it again. Never raises for a
+        plugin's failure: the result says what happened. Raises `InvalidRequest` for a
+        request the router cannot read.
         """
         routing = (
             RoutingRequest.from_text(request, files=files)
@@ -393,7 +396,8 @@ class Orchestrator:
                 command,
             )
         started = self.clock()
-        decision = await self.router.aroute(routing)
+        if decision is None:
+            decision = await self.router.aroute(routing)
         candidates = self.candidates(decision)
         await self._event(
             "orchestration/task-start",

@@ -4,7 +4,8 @@ JiraOrchestratorError
 ├── DeadLetterError                       the dead-letter store
 │   ├── DeadLetterStoreCorrupt            not SQLite, damaged, or not a dead-letter store
 │   ├── DeadLetterNotFound (LookupError)  no letter with that id
-│   └── ReplayError (ValueError)          the letter's original message cannot be replayed
+│   ├── ReplayError (ValueError)          the letter's original message cannot be replayed
+│   └── ReplayNotDelivered                nobody confirmed receiving the replay; still pending
 ├── WorkflowError (ValueError)            a workflow file or definition, every problem at once
 ├── ChainError                            a chain failed while running
 │   ├── StepFailed                        one step raised; names its path in the chain
@@ -33,6 +34,7 @@ __all__ = [
     "ParallelStepsFailed",
     "PluginStepError",
     "ReplayError",
+    "ReplayNotDelivered",
     "SagaFailed",
     "SagaStoreError",
     "StepFailed",
@@ -64,6 +66,15 @@ class ReplayError(DeadLetterError, ValueError):
         self.letter_id = letter_id
         self.reason = reason
         super().__init__(f"dead letter {letter_id} cannot be replayed: {reason}")
+
+
+class ReplayNotDelivered(DeadLetterError):
+    """Nobody confirmed receiving a replayed letter, so it was not marked replayed."""
+
+    def __init__(self, letter_id: int, reason: str) -> None:
+        self.letter_id = letter_id
+        self.reason = reason
+        super().__init__(f"dead letter {letter_id} not replayed: {reason}; it stays pending")
 
 
 class WorkflowError(JiraOrchestratorError, ValueError):

@@ -2,7 +2,8 @@
 
 A task is written before it is sent and updated as it moves, each write one durable
 transaction, so a restarted orchestrator knows every task it had not finished:
-`TaskStore.unfinished` lists them for the orchestrator to resume.
+`TaskStore.unfinished` lists them for the orchestrator to resume. `TaskStore.prune`
+deletes finished tasks older than a retention age (``jira-orchestrator tasks prune``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,23 @@ from jira_orchestrator._core.clock import WallClock
 from jira_orchestrator._core.errors import JiraOrchestratorError
 from jira_orchestrator._core.sqlite import SQLiteStore
 
-__all__ = ["TaskRecord", "TaskStatus", "TaskStore", "TaskStoreError"]
+__all__ = [
+    "DEFAULT_TASK_RETENTION",
+    "TASKS_ENV",
+    "TASK_RETENTION_ENV",
+    "TaskRecord",
+    "TaskStatus",
+    "TaskStore",
+    "TaskStoreError",
+]
+
+TASKS_ENV = "JIRA_ORCHESTRATOR_TASKS"
+"""The task database ``jira-orchestrator tasks`` reads when ``--db`` is not given."""
+
+TASK_RETENTION_ENV = "JIRA_ORCHESTRATOR_TASK_RETENTION"
+"""How long finished tasks are kept (``30d``, ``12h``): ``tasks prune``'s default age."""
+
+DEFAULT_TASK_RETENTION = "30d"
 
 TaskStatus = Literal["pending", "running", "completed", "failed"]
 _FORMAT = "jira-orchestrator-tasks/1"
@@ -132,6 +149,26 @@ class TaskStore(SQLiteStore):
     def all(self, *, limit: int = 1000) -> list[TaskRecord]:
         """The most recent tasks first."""
         return self._select("ORDER BY created DESC LIMIT ?", (limit,))
+
+    def prune(self, before: float) -> int:
+        """Delete the completed and failed tasks last updated before ``before`` (seconds
+        since the epoch); pending and running ones are kept whatever their age. Returns how
+        many were deleted."""
+        with self._write("pruning tasks") as db:
+            return int(
+                db.execute(
+                    "DELETE FROM tasks WHERE status IN ('completed', 'failed') AND updated < ?",
+                    (float(before),),
+                ).rowcount
+            )
+
+    def prunable(self, before: float) -> int:
+        """How many tasks `prune` would delete."""
+        rows = self._read(
+            "SELECT COUNT(*) FROM tasks WHERE status IN ('completed', 'failed') AND updated < ?",
+            (float(before),),
+        )
+        return int(rows[0][0])
 
     def counts(self) -> dict[str, int]:
         """How many tasks are in each status."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 
 from jira_orchestrator.plugins.manifest import PLUGIN_ID_PATTERN
@@ -144,17 +148,23 @@ A jira-orchestrator plugin.
 def scaffold_plugin(name: str, directory: str | Path = ".", *, description: str = "") -> Path:
     """Write a new plugin folder ``directory/name`` and return its path.
 
-    Raises ``ValueError`` for a name that cannot be a plugin id and ``FileExistsError`` if
-    the folder exists.
+    The folder is built in a temporary sibling and renamed into place at the end, so it
+    either appears whole or not at all: a failure (disk full, permissions) leaves nothing
+    behind and a retry can succeed. Raises ``ValueError`` for a name that cannot be a plugin
+    id, ``FileExistsError`` if the folder exists, ``NotADirectoryError`` if ``directory``
+    is a file, and ``OSError`` for what the file system refuses.
     """
     if not re.fullmatch(PLUGIN_ID_PATTERN, name):
         raise ValueError(
             f"{name!r} cannot be a plugin id: use letters, digits, '-' and '_' "
             f"(pattern {PLUGIN_ID_PATTERN})"
         )
-    root = Path(directory) / name
+    parent = Path(directory)
+    root = parent / name
     if root.exists():
         raise FileExistsError(f"{root} already exists")
+    if parent.exists() and not parent.is_dir():
+        raise NotADirectoryError(f"{parent} is not a folder")
     manifest = {
         "name": name,
         "description": description or f"The {name} plugin.",
@@ -177,8 +187,23 @@ def scaffold_plugin(name: str, directory: str | Path = ".", *, description: str 
         ".gitignore": "*.db\n*.db-wal\n*.db-shm\noutput/\n",
         "pytest.ini": _PYTEST_INI,
     }
-    for relative, text in files.items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+    parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent))
+    try:
+        for relative, text in files.items():
+            path = building / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+        umask = os.umask(0o022)
+        os.umask(umask)
+        building.chmod(0o777 & ~umask)  # mkdtemp made it private
+        try:
+            building.rename(root)  # atomic; fails on a non-empty folder that appeared since
+        except OSError as error:
+            if error.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                raise FileExistsError(f"{root} already exists") from None
+            raise
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
     return root

@@ -10,7 +10,7 @@ print(decision.explain())
 """
 
 from jira_orchestrator.routing.baseline import BM25Baseline
-from jira_orchestrator.routing.batch import BatchItem, BatchProblem, read_batch
+from jira_orchestrator.routing.batch import BatchItem, BatchProblem, BatchReader, read_batch
 from jira_orchestrator.routing.cache import IndexCache
 from jira_orchestrator.routing.classifier import (
     Classification,
@@ -30,6 +30,7 @@ from jira_orchestrator.routing.errors import (
     InvalidRequest,
     NoPlugins,
     RoutingError,
+    RoutingStoreError,
     UnknownRequest,
 )
 from jira_orchestrator.routing.evaluation import (
@@ -52,6 +53,7 @@ __all__ = [
     "BM25Baseline",
     "BatchItem",
     "BatchProblem",
+    "BatchReader",
     "Classification",
     "CollaborationPlan",
     "Complexity",
@@ -72,6 +74,7 @@ __all__ = [
     "RoutingDecision",
     "RoutingError",
     "RoutingRequest",
+    "RoutingStoreError",
     "ScoringWeights",
     "Semantic",
     "UnknownRequest",

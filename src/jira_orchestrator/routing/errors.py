@@ -4,14 +4,16 @@ JiraOrchestratorError
 └── RoutingError
     ├── InvalidRequest (ValueError)      empty text, malformed ADF, a bad batch line
     ├── UnknownRequest (KeyError)        an outcome or correction for an unknown id
-    └── NoPlugins                        the plugins directory holds no usable plugin
+    ├── NoPlugins                        the plugins directory holds no usable plugin
+    └── RoutingStoreError                the decision store: locked, disk full, damaged,
+                                         another program's file
 """
 
 from __future__ import annotations
 
 from jira_orchestrator._core.errors import JiraOrchestratorError
 
-__all__ = ["InvalidRequest", "NoPlugins", "RoutingError", "UnknownRequest"]
+__all__ = ["InvalidRequest", "NoPlugins", "RoutingError", "RoutingStoreError", "UnknownRequest"]
 
 
 class RoutingError(JiraOrchestratorError):
@@ -40,3 +42,8 @@ class UnknownRequest(RoutingError, KeyError):
 
 class NoPlugins(RoutingError):
     """There is no plugin to route to (an empty or unreadable plugins directory)."""
+
+
+class RoutingStoreError(RoutingError):
+    """The decision store cannot be opened, read or written: locked by another process
+    for longer than its timeout, disk full, damaged, or another program's database."""

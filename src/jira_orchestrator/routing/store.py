@@ -4,7 +4,19 @@ and for learning.
 One file (WAL mode), three tables: ``decisions`` (the decision JSON and the request's
 text and files), ``outcomes`` (did the chosen plugin succeed) and ``corrections`` (the
 plugin that should have been chosen). ``":memory:"`` keeps everything in memory.
-Thread-safe: one connection behind a lock.
+Thread-safe: one connection behind a lock; several processes may share a file (a writer
+waits up to ``timeout`` seconds for another's lock).
+
+The file carries a format tag, as the project's other stores do: a file of another
+program (or of another kind of store) is refused with `RoutingStoreError` and left
+untouched; a file this project wrote before the tag existed is recognised by its tables
+and tagged. Errors name the file and say what went wrong: locked by another process,
+disk full, damaged.
+
+Retention: `DecisionStore.prune` drops the decisions and outcomes older than a time;
+``retention`` (seconds) does it when the store opens and then about once an hour while
+decisions are saved. Corrections are kept: they are few, written by people, and what the
+router learns from.
 """
 
 from __future__ import annotations
@@ -12,47 +24,66 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import threading
-import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from datetime import timedelta
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
-from jira_orchestrator.routing.errors import RoutingError
+from jira_orchestrator._core.clock import WallClock, wall
+from jira_orchestrator._core.errors import JiraOrchestratorError
+from jira_orchestrator._core.sqlite import SQLiteStore
+from jira_orchestrator.routing.errors import RoutingStoreError
 from jira_orchestrator.routing.request import RoutingRequest
 
-__all__ = ["Correction", "DecisionStore", "Outcome", "StoredDecision"]
+__all__ = ["Correction", "DecisionStore", "Outcome", "Pruned", "StoredDecision"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS decisions (
-    request_id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    text TEXT NOT NULL,
-    files TEXT NOT NULL,
-    primary_plugin TEXT,
-    decision TEXT NOT NULL,
-    extra TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS outcomes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    request_id TEXT NOT NULL,
-    plugin TEXT NOT NULL,
-    success INTEGER NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS corrections (
-    request_id TEXT PRIMARY KEY,
-    plugin TEXT NOT NULL,
-    text TEXT NOT NULL,
-    files TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    extra TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS outcomes_request ON outcomes (request_id);
-"""
-# The rest of a request besides its text and files (``extra``: labels, components, issue
-# type and key, requester), added after the first release: older files gain the column.
+_T = TypeVar("_T")
+_FORMAT = "jira-orchestrator-routing/1"
+_META = "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS outcomes_request ON outcomes (request_id)",
+    "CREATE INDEX IF NOT EXISTS decisions_created ON decisions (created_at)",
+)
+_SCHEMA = (
+    _META,
+    """CREATE TABLE decisions (
+        request_id TEXT PRIMARY KEY,
+        created_at REAL NOT NULL,
+        text TEXT NOT NULL,
+        files TEXT NOT NULL,
+        primary_plugin TEXT,
+        decision TEXT NOT NULL,
+        extra TEXT NOT NULL DEFAULT '{}'
+    )""",
+    """CREATE TABLE outcomes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        request_id TEXT NOT NULL,
+        plugin TEXT NOT NULL,
+        success INTEGER NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+    """CREATE TABLE corrections (
+        request_id TEXT PRIMARY KEY,
+        plugin TEXT NOT NULL,
+        text TEXT NOT NULL,
+        files TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        extra TEXT NOT NULL DEFAULT '{}'
+    )""",
+    *_INDEXES,
+)
+# The columns of the files written before the format tag: the first release's, and the
+# later ``extra`` (labels, components, issue type and key, requester) of two of them.
+_UNTAGGED = {
+    "decisions": {"request_id", "created_at", "text", "files", "primary_plugin", "decision"},
+    "outcomes": {"id", "request_id", "plugin", "success", "created_at"},
+    "corrections": {"request_id", "plugin", "text", "files", "created_at"},
+}
 _EXTRA_TABLES = ("decisions", "corrections")
+_MAX_ROWS = 2**62
+# Below this much free space, an I/O error writing the file is taken for a full disk
+# (SQLite reports a failed write of its WAL index as "disk I/O error").
+_FULL_BELOW = 1024 * 1024
 
 
 def _extra(request: RoutingRequest) -> str:
@@ -88,21 +119,31 @@ _OUTCOME_COLUMNS = "o.request_id, o.plugin, o.success, o.created_at"
 _CORRECTION_COLUMNS = "request_id, plugin, text, files, created_at, extra"
 
 
-def _stored(row: tuple[Any, ...]) -> StoredDecision:
+def _files(text: str) -> tuple[str, ...]:
+    files = json.loads(text)
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise ValueError(f"files is not a list of strings: {text[:60]!r}")
+    return tuple(files)
+
+
+def _stored(row: Sequence[Any]) -> StoredDecision:
     rid, text, files, primary, decision, created, extra = row
+    found = json.loads(decision)
+    if not isinstance(found, dict):
+        raise ValueError(f"decision is not a JSON object: {decision[:60]!r}")
     return StoredDecision(
-        rid, text, tuple(json.loads(files)), primary, json.loads(decision), created, extra
+        str(rid), str(text), _files(files), primary, found, float(created), str(extra)
     )
 
 
-def _outcome(row: tuple[Any, ...]) -> Outcome:
+def _outcome(row: Sequence[Any]) -> Outcome:
     rid, plugin, success, created = row
-    return Outcome(rid, plugin, bool(success), created)
+    return Outcome(str(rid), str(plugin), bool(success), float(created))
 
 
-def _correction(row: tuple[Any, ...]) -> Correction:
+def _correction(row: Sequence[Any]) -> Correction:
     rid, plugin, text, files, created, extra = row
-    return Correction(rid, plugin, text, tuple(json.loads(files)), created, extra)
+    return Correction(str(rid), str(plugin), str(text), _files(files), float(created), str(extra))
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,138 +191,266 @@ class Correction:
         return _request(self.request_id, self.text, self.files, self.extra)
 
 
-class DecisionStore:
-    """Decisions, outcomes and corrections in one SQLite file."""
+class Pruned(NamedTuple):
+    """What `DecisionStore.prune` dropped (or would drop)."""
 
-    def __init__(self, path: str | os.PathLike[str] = ":memory:") -> None:
-        self.path = str(path)
-        try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            for table in _EXTRA_TABLES:
-                columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-                if "extra" not in columns:
-                    self._db.execute(
-                        f"ALTER TABLE {table} ADD COLUMN extra TEXT NOT NULL DEFAULT '{{}}'"
-                    )
-        except (sqlite3.Error, OSError) as exc:
-            raise RoutingError(f"routing store {self.path}: cannot open: {exc}") from None
-        self._lock = threading.Lock()
+    decisions: int
+    outcomes: int
 
-    def close(self) -> None:
-        """Close the file; later calls raise."""
-        with self._lock:
-            self._db.close()
 
-    def __enter__(self) -> DecisionStore:
-        return self
+class DecisionStore(SQLiteStore):
+    """Decisions, outcomes and corrections in one SQLite file.
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    ``timeout`` (seconds) is how long to wait for another process's lock; ``retention``
+    (seconds, or a `timedelta`) how long decisions and outcomes are kept (None: for
+    ever); ``clock`` stamps them. Raises `RoutingStoreError` naming the file when it
+    cannot be opened, read or written.
+    """
 
-    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
+    KIND = "routing store"
+    FORMAT = _FORMAT
+    SCHEMA = _SCHEMA
+    TABLES = frozenset(_UNTAGGED)
+    ERROR = RoutingStoreError
+    CORRUPT = RoutingStoreError
+    # Decisions are for analysis and learning: a commit need not wait for the disk (WAL
+    # keeps the file consistent; a power cut may lose the last few).
+    PRAGMAS = ("synchronous=NORMAL",)
+    PRUNE_EVERY: ClassVar[float] = 3600.0
+    """With a ``retention``, how often (seconds) saving a decision prunes the old ones."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        timeout: float = 5.0,
+        retention: float | timedelta | None = None,
+        clock: WallClock = wall,
+    ) -> None:
+        if isinstance(retention, timedelta):
+            retention = retention.total_seconds()
+        if retention is not None and not retention > 0:
+            raise ValueError(f"retention must be a positive number of seconds, got {retention}")
+        self.timeout = timeout
+        self.retention = retention
+        self.clock = clock
+        super().__init__(path, timeout=timeout)
+        self._pruned_at = clock()
+        if retention is not None:
             try:
-                return self._db.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise RoutingError(f"routing store {self.path}: {exc}") from None
+                self.prune(before=self._pruned_at - retention)
+            except BaseException:
+                self.close()
+                raise
+
+    def _open(self) -> None:
+        self._tag_untagged()
+        super()._open()
+
+    def _tag_untagged(self) -> None:
+        """Tag a file of this store written before the format tag (recognised by its
+        tables and their columns, and nothing else), adding the columns it lacks."""
+        db = self._conn()
+        try:
+            names = self._table_names(db)
+            if "meta" in names or names != set(_UNTAGGED):
+                return  # new, tagged, or not ours: the base class decides
+            db.execute("BEGIN IMMEDIATE")
+            if self._table_names(db) != set(_UNTAGGED):
+                db.execute("ROLLBACK")
+                return
+            columns = {
+                table: {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                for table in _UNTAGGED
+            }
+            if not all(
+                first <= columns[table] <= first | {"extra"} for table, first in _UNTAGGED.items()
+            ):
+                db.execute("ROLLBACK")
+                return
+            for table in _EXTRA_TABLES:
+                if "extra" not in columns[table]:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN extra TEXT NOT NULL DEFAULT '{{}}'")
+            for statement in (_META, *_INDEXES):
+                db.execute(statement)
+            db.execute("INSERT INTO meta VALUES ('format', ?)", (self.FORMAT,))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise self._error(exc, "opening") from exc
+
+    @staticmethod
+    def _table_names(db: sqlite3.Connection) -> set[str]:
+        rows = db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+        return {row[0] for row in rows}
+
+    def _error(self, exc: sqlite3.Error, doing: str) -> JiraOrchestratorError:
+        code = getattr(exc, "sqlite_errorname", "") or ""
+        if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            return self.ERROR(
+                f"{self.KIND} {self.path} is locked by another process"
+                f" (waited {self.timeout:g} s): {doing} failed"
+            )
+        if code.startswith("SQLITE_FULL") or (code.startswith("SQLITE_IOERR") and self._full()):
+            return self.ERROR(f"{self.KIND} {self.path}: disk full: {doing} failed ({exc})")
+        return super()._error(exc, doing)
+
+    def _full(self) -> bool:
+        if self.in_memory:
+            return False
+        try:
+            space = os.statvfs(self.path.parent)
+        except OSError:
+            return False
+        return space.f_bavail * space.f_frsize < _FULL_BELOW
+
+    def _rows(
+        self, sql: str, arguments: Sequence[Any], reader: Callable[[Sequence[Any]], _T]
+    ) -> list[_T]:
+        """The rows of a query, each through ``reader``; a row that cannot be read (written
+        by hand, damaged) is an error naming its request."""
+        found = []
+        for row in self._read(sql, arguments):
+            try:
+                found.append(reader(row))
+            except (ValueError, TypeError, AttributeError) as exc:
+                raise self.ERROR(
+                    f"{self.KIND} {self.path}: damaged row for request {row[0]!r}: {exc}"
+                ) from None
+        return found
 
     def save_decision(self, request: RoutingRequest, decision: dict[str, Any]) -> None:
         """Store (or replace) the decision made for ``request``."""
-        self._execute(
-            "INSERT OR REPLACE INTO decisions"
-            " (request_id, created_at, text, files, primary_plugin, decision, extra)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                request.request_id,
-                time.time(),
-                request.text,
-                json.dumps(list(request.files)),
-                decision.get("primaryPlugin"),
-                json.dumps(decision, separators=(",", ":")),
-                _extra(request),
-            ),
-        )
+        now = self.clock()
+        with self._write("saving a decision") as db:
+            db.execute(
+                "INSERT OR REPLACE INTO decisions"
+                " (request_id, created_at, text, files, primary_plugin, decision, extra)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    request.request_id,
+                    now,
+                    request.text,
+                    json.dumps(list(request.files)),
+                    decision.get("primaryPlugin"),
+                    json.dumps(decision, separators=(",", ":")),
+                    _extra(request),
+                ),
+            )
+        if self.retention is not None and now - self._pruned_at >= min(
+            self.PRUNE_EVERY, self.retention
+        ):
+            self._pruned_at = now
+            self.prune(before=now - self.retention)
 
     def get_decision(self, request_id: str) -> StoredDecision | None:
         """The stored decision for ``request_id``, or None."""
-        rows = self._execute(
-            f"SELECT {_DECISION_COLUMNS} FROM decisions d WHERE request_id = ?", (request_id,)
+        rows = self._rows(
+            f"SELECT {_DECISION_COLUMNS} FROM decisions d WHERE request_id = ?",
+            (request_id,),
+            _stored,
         )
-        return _stored(rows[0]) if rows else None
+        return rows[0] if rows else None
 
     def recent_decisions(self, limit: int = 20) -> list[StoredDecision]:
         """The ``limit`` latest decisions, newest first."""
-        rows = self._execute(
+        return self._rows(
             f"SELECT {_DECISION_COLUMNS} FROM decisions d"
             " ORDER BY d.created_at DESC, d.request_id LIMIT ?",
-            (max(0, limit),),
+            (max(0, min(limit, _MAX_ROWS)),),
+            _stored,
         )
-        return [_stored(row) for row in rows]
 
     def count_decisions(self) -> int:
         """How many decisions are stored."""
-        return int(self._execute("SELECT COUNT(*) FROM decisions")[0][0])
+        return int(self._read("SELECT COUNT(*) FROM decisions")[0][0])
 
     def record_outcome(self, request_id: str, plugin: str, success: bool) -> None:
         """Append an outcome."""
-        self._execute(
-            "INSERT INTO outcomes (request_id, plugin, success, created_at) VALUES (?, ?, ?, ?)",
-            (request_id, plugin, int(success), time.time()),
-        )
+        with self._write("recording an outcome") as db:
+            db.execute(
+                "INSERT INTO outcomes (request_id, plugin, success, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (request_id, plugin, int(success), self.clock()),
+            )
 
     def outcomes(self) -> list[Outcome]:
         """Every outcome, oldest first."""
-        rows = self._execute(f"SELECT {_OUTCOME_COLUMNS} FROM outcomes o ORDER BY o.id")
-        return [_outcome(row) for row in rows]
+        return self._rows(f"SELECT {_OUTCOME_COLUMNS} FROM outcomes o ORDER BY o.id", (), _outcome)
 
     def outcomes_of(self, request_id: str) -> list[Outcome]:
         """The outcomes of one request, oldest first."""
-        rows = self._execute(
+        return self._rows(
             f"SELECT {_OUTCOME_COLUMNS} FROM outcomes o WHERE o.request_id = ? ORDER BY o.id",
             (request_id,),
+            _outcome,
         )
-        return [_outcome(row) for row in rows]
 
     def correction_of(self, request_id: str) -> Correction | None:
         """The correction of one request, or None."""
-        rows = self._execute(
-            f"SELECT {_CORRECTION_COLUMNS} FROM corrections WHERE request_id = ?", (request_id,)
+        rows = self._rows(
+            f"SELECT {_CORRECTION_COLUMNS} FROM corrections WHERE request_id = ?",
+            (request_id,),
+            _correction,
         )
-        return _correction(rows[0]) if rows else None
+        return rows[0] if rows else None
 
     def record_correction(self, request: RoutingRequest, plugin: str) -> None:
         """Store (or replace) the right plugin for ``request``."""
-        self._execute(
-            "INSERT OR REPLACE INTO corrections"
-            " (request_id, plugin, text, files, created_at, extra) VALUES (?, ?, ?, ?, ?, ?)",
-            (
-                request.request_id,
-                plugin,
-                request.text,
-                json.dumps(list(request.files)),
-                time.time(),
-                _extra(request),
-            ),
-        )
+        with self._write("recording a correction") as db:
+            db.execute(
+                "INSERT OR REPLACE INTO corrections"
+                " (request_id, plugin, text, files, created_at, extra) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    request.request_id,
+                    plugin,
+                    request.text,
+                    json.dumps(list(request.files)),
+                    self.clock(),
+                    _extra(request),
+                ),
+            )
 
     def corrections(self) -> list[Correction]:
         """Every correction, oldest first."""
-        rows = self._execute(
-            f"SELECT {_CORRECTION_COLUMNS} FROM corrections ORDER BY created_at, request_id"
+        return self._rows(
+            f"SELECT {_CORRECTION_COLUMNS} FROM corrections ORDER BY created_at, request_id",
+            (),
+            _correction,
         )
-        return [_correction(row) for row in rows]
 
     def outcome_requests(self) -> list[tuple[Outcome, StoredDecision]]:
         """Every outcome with the decision it is about (for learning:
         ``stored.request()`` is the request as routed)."""
-        rows = self._execute(
-            f"SELECT {_OUTCOME_COLUMNS}, {_DECISION_COLUMNS}"
-            " FROM outcomes o JOIN decisions d ON d.request_id = o.request_id ORDER BY o.id"
+        return self._rows(
+            f"SELECT {_DECISION_COLUMNS}, {_OUTCOME_COLUMNS}"
+            " FROM outcomes o JOIN decisions d ON d.request_id = o.request_id ORDER BY o.id",
+            (),
+            lambda row: (_outcome(row[7:]), _stored(row[:7])),
         )
-        return [(_outcome(row[:4]), _stored(row[4:])) for row in rows]
+
+    def prune(self, *, before: float, dry_run: bool = False) -> Pruned:
+        """Drop the outcomes recorded and the decisions made before ``before`` (seconds
+        since the epoch), and say how many; ``dry_run`` only counts them.
+
+        A decision with a later outcome stays while that outcome does (together they are
+        an example the router learns from). Corrections are kept.
+        """
+        outcomes_sql = "FROM outcomes WHERE created_at < ?"
+        decisions_sql = (
+            "FROM decisions WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM outcomes o"
+            " WHERE o.request_id = decisions.request_id AND o.created_at >= ?)"
+        )
+        cut = float(before)
+        if dry_run:
+            return Pruned(
+                int(self._read(f"SELECT COUNT(*) {decisions_sql}", (cut, cut))[0][0]),
+                int(self._read(f"SELECT COUNT(*) {outcomes_sql}", (cut,))[0][0]),
+            )
+        with self._write("pruning") as db:
+            outcomes = db.execute(f"DELETE {outcomes_sql}", (cut,)).rowcount
+            decisions = db.execute(f"DELETE {decisions_sql}", (cut, cut)).rowcount
+        return Pruned(decisions, outcomes)

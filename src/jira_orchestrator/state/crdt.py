@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any, ClassVar, Self, TypeAlias
@@ -47,7 +48,14 @@ _MAX_DEPTH = 100
 def _check_json(value: object, path: str, depth: int, what: str) -> None:
     if depth > _MAX_DEPTH:
         raise InvalidStateValue(f"{what} at {path} is nested deeper than {_MAX_DEPTH} levels")
-    if value is None or isinstance(value, bool | int | str):
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        if not _writable_int(value):
+            raise InvalidStateValue(
+                f"{what} at {path} is an int too large to write as JSON "
+                f"(over {sys.get_int_max_str_digits()} digits)"
+            )
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -70,6 +78,25 @@ def _check_json(value: object, path: str, depth: int, what: str) -> None:
     raise InvalidStateValue(f"{what} at {path} is a {type(value).__name__}, not JSON{hint}")
 
 
+def _writable_int(value: int) -> bool:
+    """Whether ``str(value)`` works (Python refuses ints over a number of digits)."""
+    if value.bit_length() < 2_000:  # under 603 digits, below the lowest limit Python allows
+        return True
+    try:
+        str(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
+def _over_limit(what: str, size: int, max_bytes: int) -> InvalidStateValue:
+    return InvalidStateValue(f"{what} is {size} bytes as JSON, over the limit of {max_bytes}")
+
+
 def canonical_json(value: object, *, max_bytes: int | None = None, what: str = "value") -> str:
     """The canonical JSON text of ``value`` (sorted keys, no spaces), its identity.
 
@@ -86,7 +113,7 @@ def canonical_json(value: object, *, max_bytes: int | None = None, what: str = "
     except UnicodeEncodeError as exc:
         raise InvalidStateValue(f"{what} holds a str that is not valid Unicode: {exc}") from None
     if max_bytes is not None and size > max_bytes:
-        raise InvalidStateValue(f"{what} is {size} bytes as JSON, over the limit of {max_bytes}")
+        raise _over_limit(what, size, max_bytes)
     return text
 
 
@@ -138,6 +165,14 @@ class CRDT(ABC):
     @abstractmethod
     def copy(self) -> Self:
         """An independent copy."""
+
+    @abstractmethod
+    def check_size(self, max_bytes: int) -> None:
+        """Raise `InvalidStateValue` if a value it holds is over ``max_bytes`` as JSON.
+
+        The same limit a local write gets: a register's value, each set element, each
+        counter total (its digits).
+        """
 
     def _same_type(self, other: object) -> None:
         if type(other) is not type(self):
@@ -225,6 +260,11 @@ class LWWRegister(CRDT):
         twin._text, twin.timestamp = self._text, self.timestamp
         return twin
 
+    def check_size(self, max_bytes: int) -> None:
+        size = _utf8_size(self._text)
+        if size > max_bytes:
+            raise _over_limit("value", size, max_bytes)
+
     def to_dict(self) -> dict[str, Any]:
         ts = None if self.timestamp is None else self.timestamp.to_json()
         return {"type": self.TYPE, "ts": ts, "value": self.value}
@@ -296,6 +336,17 @@ class PNCounter(CRDT):
     def copy(self) -> PNCounter:
         return PNCounter(self.p, self.n)
 
+    def check_size(self, max_bytes: int) -> None:
+        for side in (self.p, self.n):
+            for replica, total in side.items():
+                if total.bit_length() > 3 * max_bytes:  # fewer digits than bits / 3.3
+                    digits = len(str(total))
+                    if digits > max_bytes:
+                        raise InvalidStateValue(
+                            f"counter total of replica {replica!r} is {digits} digits, "
+                            f"over the limit of {max_bytes}"
+                        )
+
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.TYPE, "p": dict(self.p), "n": dict(self.n)}
 
@@ -310,6 +361,11 @@ class PNCounter(CRDT):
                     raise InvalidDelta(f"{cls.TYPE}.{name}: replica {replica!r} is not a str")
                 if isinstance(total, bool) or not isinstance(total, int) or total < 0:
                     raise InvalidDelta(f"{cls.TYPE}.{name}.{replica}: {total!r} is not an int >= 0")
+                if not _writable_int(total):
+                    raise InvalidDelta(
+                        f"{cls.TYPE}.{name}.{replica}: a total too large to write as JSON "
+                        f"(over {sys.get_int_max_str_digits()} digits)"
+                    )
             sides.append(side)
         return cls(sides[0], sides[1])
 
@@ -416,6 +472,12 @@ class ORSet(CRDT):
 
     def add(self, element: JSON, replica: str) -> ORSet:
         """Add ``element`` as ``replica``; returns the delta. Raises `InvalidStateValue`."""
+        delta = self.add_delta(element, replica)
+        self.merge(delta)
+        return delta
+
+    def add_delta(self, element: JSON, replica: str) -> ORSet:
+        """The delta `add` would make, leaving this set as it is (cost: the delta's)."""
         _check_replica(replica)
         text = canonical_json(element, what="element")
         dot = self._context.next_dot(replica)
@@ -423,15 +485,19 @@ class ORSet(CRDT):
         delta._entries[text] = {dot}
         delta._owner[dot] = text
         delta._context = _Context(cloud={*self._entries.get(text, ()), dot})
-        self.merge(delta)
         return delta
 
     def remove(self, element: JSON) -> ORSet:
         """Remove the adds of ``element`` seen so far; returns the delta (empty if absent)."""
+        delta = self.remove_delta(element)
+        self.merge(delta)
+        return delta
+
+    def remove_delta(self, element: JSON) -> ORSet:
+        """The delta `remove` would make, leaving this set as it is."""
         text = canonical_json(element, what="element")
         delta = ORSet()
         delta._context = _Context(cloud=self._entries.get(text, ()))
-        self.merge(delta)
         return delta
 
     def merge(self, other: ORSet) -> bool:
@@ -467,6 +533,12 @@ class ORSet(CRDT):
         before = (dict(self._context.vv), set(self._context.cloud))
         self._context.merge(other._context)
         return changed or before != (self._context.vv, self._context.cloud)
+
+    def check_size(self, max_bytes: int) -> None:
+        for text in self._entries:
+            size = _utf8_size(text)
+            if size > max_bytes:
+                raise _over_limit("element", size, max_bytes)
 
     def copy(self) -> ORSet:
         twin = ORSet()

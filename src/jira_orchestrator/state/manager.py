@@ -41,6 +41,7 @@ from jira_orchestrator.state.crdt import (
 from jira_orchestrator.state.errors import (
     InvalidDelta,
     InvalidStateKey,
+    InvalidStateValue,
     StateClockDrift,
     StateClosed,
     StateCorrupt,
@@ -67,6 +68,7 @@ StateDelta: TypeAlias = dict[str, dict[str, Any]]
 
 _C = TypeVar("_C", bound=CRDT)
 _PLUGIN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_COMPACT_FLOOR_BYTES = 32 * 1024  # a set's deltas are kept apart up to this much at least
 _log = logging.getLogger(__name__)
 
 
@@ -201,6 +203,17 @@ class DistributedStateManager:
                 state[key] = crdt_from_dict(data)
             except InvalidDelta as exc:
                 raise StateCorrupt(f"state database {self.path}: key {key!r}: {exc}") from None
+        self._row_bytes = self._store.row_sizes()
+        self._log_bytes: dict[str, int] = {}
+        for key, data, size in self._store.load_log():
+            try:
+                delta = crdt_from_dict(data)
+                state.setdefault(key, type(delta)()).merge(delta)
+            except (InvalidDelta, StateTypeMismatch) as exc:
+                raise StateCorrupt(
+                    f"state database {self.path}: a delta of key {key!r}: {exc}"
+                ) from None
+            self._log_bytes[key] = self._log_bytes.get(key, 0) + size
         return state
 
     @property
@@ -226,26 +239,58 @@ class DistributedStateManager:
             raise StateTypeMismatch(f"key {key!r} holds a {current.KIND}, not a {kind.KIND}")
         return current
 
-    def _mutate(self, key: object, kind: type[_C], op: Callable[[_C], CRDT]) -> _C:
+    def _mutate(self, key: object, kind: type[_C], change: Callable[[_C], _C]) -> _C:
+        """Apply ``change(current)``, which returns a delta and leaves ``current`` as is."""
         key = validate_key(key, self.max_key_bytes)
         with self._lock:
             current = self._get(key, kind)
-            updated = current.copy() if current is not None else kind()
-            delta = op(updated)
+            base = current if current is not None else kind()
+            delta = change(base)
             if delta == kind():  # nothing changed (a remove of an absent element, + 0)
-                return updated
-            self._store.put({key: updated.to_dict()})
+                return base
+            delta.check_size(self.max_value_bytes)  # a counter's total, as a remote gets
+            old = self._old_value(key, current, kind)
+            wire = delta.to_dict()
+            if kind is ORSet and not self._compaction_due(key):
+                # A set can be large and a delta is small: append the delta, then merge it
+                # in place once it is on disk. No copy, no rewriting of the whole set.
+                self._log_bytes[key] = (
+                    self._log_bytes.get(key, 0) + self._store.append({key: wire})[key]
+                )
+                base.merge(delta)
+                updated: _C = base
+            else:  # small values, or time to write the set whole and drop its deltas
+                updated = base.copy()
+                updated.merge(delta)
+                self._put({key: updated})
             self._state[key] = updated
-            self._notify(key, current, updated, remote=False)
-        self._send({key: delta.to_dict()})
+            self._notify(key, old, updated, remote=False)
+        self._send({key: wire})
         return updated
 
-    def _notify(self, key: str, before: CRDT | None, after: CRDT, *, remote: bool) -> None:
+    def _compaction_due(self, key: str) -> bool:
+        # Deltas are appended until they outweigh the row they follow (and a floor), so
+        # rewriting a set costs its size once per as many bytes of deltas: amortised O(1).
+        logged = self._log_bytes.get(key, 0)
+        return logged >= max(_COMPACT_FLOOR_BYTES, self._row_bytes.get(key, 0))
+
+    def _put(self, rows: Mapping[str, CRDT]) -> None:
+        sizes = self._store.put({key: crdt.to_dict() for key, crdt in rows.items()})
+        self._row_bytes.update(sizes)
+        for key in sizes:
+            self._log_bytes.pop(key, None)
+
+    def _old_value(self, key: str, current: CRDT | None, kind: type[CRDT]) -> JSON:
+        """The value watchers compare against, computed only when someone watches."""
+        if not self._watches.get(key):
+            return None
+        return (current if current is not None else kind()).value
+
+    def _notify(self, key: str, old: JSON, after: CRDT, *, remote: bool) -> None:
         watches = self._watches.get(key)
         if not watches:
             return
         value = after.value
-        old = before.value if before is not None else type(after)().value
         if canonical_json(old) == canonical_json(value):
             return
         for watch in list(watches):
@@ -264,40 +309,43 @@ class DistributedStateManager:
     def set_register(self, key: str, value: JSON) -> None:
         """Set a last-writer-wins register; raises `InvalidStateValue` if not JSON."""
         canonical_json(value, max_bytes=self.max_value_bytes)
-        self._mutate(key, LWWRegister, lambda reg: reg.set(value, self._clock.now()))
+        self._mutate(key, LWWRegister, lambda _: LWWRegister(value, self._clock.now()))
 
     def get_register(self, key: str, default: JSON = None) -> JSON:
         """The register's value, or ``default`` if the key was never set."""
-        reg = self._get(key, LWWRegister)
-        return default if reg is None else reg.value
+        with self._lock:
+            reg = self._get(key, LWWRegister)
+            return default if reg is None else reg.value
 
     def increment_counter(self, key: str, n: int = 1) -> int:
         """Add ``n`` (an int) to a counter; returns the new value."""
-        return self._mutate(key, PNCounter, lambda c: c.increment(self.replica_id, n)).value
+        return self._mutate(key, PNCounter, lambda c: c.copy().increment(self.replica_id, n)).value
 
     def decrement_counter(self, key: str, n: int = 1) -> int:
         """Subtract ``n`` (an int) from a counter; returns the new value."""
-        return self._mutate(key, PNCounter, lambda c: c.decrement(self.replica_id, n)).value
+        return self._mutate(key, PNCounter, lambda c: c.copy().decrement(self.replica_id, n)).value
 
     def get_counter(self, key: str) -> int:
         """The counter's value; 0 if the key was never used."""
-        counter = self._get(key, PNCounter)
-        return 0 if counter is None else counter.value
+        with self._lock:
+            counter = self._get(key, PNCounter)
+            return 0 if counter is None else counter.value
 
     def add_to_set(self, key: str, element: JSON) -> None:
         """Add a JSON element (objects are equal whatever their key order)."""
         canonical_json(element, max_bytes=self.max_value_bytes, what="element")
-        self._mutate(key, ORSet, lambda s: s.add(element, self.replica_id))
+        self._mutate(key, ORSet, lambda s: s.add_delta(element, self.replica_id))
 
     def remove_from_set(self, key: str, element: JSON) -> None:
         """Remove an element; a concurrent add elsewhere wins (add-wins)."""
         canonical_json(element, what="element")
-        self._mutate(key, ORSet, lambda s: s.remove(element))
+        self._mutate(key, ORSet, lambda s: s.remove_delta(element))
 
     def get_set(self, key: str) -> list[JSON]:
         """The set's elements, sorted by canonical JSON; ``[]`` if the key was never used."""
-        found = self._get(key, ORSet)
-        return [] if found is None else found.value
+        with self._lock:  # sets change in place (see _mutate)
+            found = self._get(key, ORSet)
+            return [] if found is None else found.value
 
     def watch(self, key: str, *, maxsize: int = 64) -> StateWatch:
         """An async iterator of the key's changes, local and remote, from now on.
@@ -330,9 +378,10 @@ class DistributedStateManager:
     def apply_remote(self, delta: Mapping[str, Mapping[str, Any]]) -> list[str]:
         """Merge a delta or snapshot from another replica, durably; returns the changed keys.
 
-        All or nothing: raises `InvalidDelta` (malformed, a bad key, or `StateClockDrift`: a
-        register timestamp more than ``max_drift`` ahead) or `StateTypeMismatch` (a key of
-        another kind here) before writing anything.
+        All or nothing: raises `InvalidDelta` (malformed, a bad key, a value over
+        ``max_value_bytes`` as local writes get, or `StateClockDrift`: a register timestamp
+        more than ``max_drift`` ahead) or `StateTypeMismatch` (a key of another kind here)
+        before writing anything.
         """
         if not isinstance(delta, Mapping):
             raise InvalidDelta(f"a delta must be a dict of key -> CRDT, got {type(delta).__name__}")
@@ -342,7 +391,11 @@ class DistributedStateManager:
                 validate_key(key, self.max_key_bytes)
             except InvalidStateKey as exc:
                 raise InvalidDelta(f"delta key: {exc}") from None
-            remote[key] = crdt_from_dict(data)
+            try:
+                crdt = remote[key] = crdt_from_dict(data)
+                crdt.check_size(self.max_value_bytes)
+            except (InvalidDelta, InvalidStateValue) as exc:
+                raise InvalidDelta(f"delta key {key!r}: {exc}") from None
         stamps = [c.timestamp for c in remote.values() if isinstance(c, LWWRegister)]
         latest = max((ts for ts in stamps if ts is not None), default=None)
         with self._lock:
@@ -358,10 +411,13 @@ class DistributedStateManager:
                     self._clock.update(latest)
                 except ClockDriftError as exc:
                     raise StateClockDrift(exc.remote, exc.local_wall_ms, exc.max_drift) from None
-            self._store.put({key: updated.to_dict() for key, (_, updated) in merged.items()})
-            for key, (mine, updated) in merged.items():
+            olds = {
+                key: self._old_value(key, mine, type(new)) for key, (mine, new) in merged.items()
+            }
+            self._put({key: updated for key, (_, updated) in merged.items()})
+            for key, (_, updated) in merged.items():
                 self._state[key] = updated
-                self._notify(key, mine, updated, remote=True)
+                self._notify(key, olds[key], updated, remote=True)
         return sorted(merged)
 
     async def replicate(self, bus: MessageBus, **options: Any) -> StateReplicator:

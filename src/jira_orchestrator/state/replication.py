@@ -5,8 +5,11 @@ on ``state/<id>/change``: every local mutation is published once committed, and 
 replica merges what it receives (CRDT merges are idempotent and commutative, so order,
 duplicates and replays do not matter). Anti-entropy repairs what was missed: a replica
 that starts publishes ``state/<id>/sync`` and every peer answers by publishing its full
-snapshot on ``state/<id>/change``; each replica also republishes its snapshot every
-``anti_entropy`` seconds. Push, not request/response: nobody waits on a peer that is down.
+snapshot on ``state/<id>/change``; the starting replica publishes its own snapshot too
+(on ``change`` and, for its exports, on ``export``), so what changed while it was down
+reaches its peers and the importers already running at once; each replica also
+republishes its snapshot every ``anti_entropy`` seconds. Push, not request/response:
+nobody waits on a peer that is down.
 
 Sharing: ``export_state(key, value)`` sets a register other plugins may read with
 ``import_state(plugin_id, key)``. Changes to exported keys are also published, alone, on
@@ -21,7 +24,7 @@ Wire form (payloads)::
 
     state/<id>/change   {"replica": "<replica id>", "delta": {key: crdt_dict}, "snapshot": false}
     state/<id>/export   {"replica": ..., "delta": {exported key: crdt_dict}, "exports": [keys],
-                         "snapshot": false}
+                         "sharedWith": [ids], "declared": true, "snapshot": false}
     state/<id>/sync     {"replica": "<asking replica>", "exportsOnly": false}
 """
 
@@ -111,7 +114,7 @@ class StateReplicator:
         self._imports = list(imports)
         self._mirror_path = Path(mirror_path) if mirror_path else _beside(manager.path)
         self._mirror: DistributedStateManager | None = None
-        self._mirrored: dict[str, asyncio.Event] = {}
+        self._mirrored: dict[str, asyncio.Event] = {}  # plugin -> set at its next message
         self._subscriptions: list[Subscription] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -128,6 +131,10 @@ class StateReplicator:
         await self.bus.publish(
             topic=sync_topic(self.owner), payload={"replica": self.manager.replica_id}
         )
+        # Announce this replica's state: what changed while it was down reaches its peers,
+        # and its exports reach the importers already running, without waiting for them
+        # to ask or for the next anti-entropy round.
+        await self.publish_snapshot()
         for plugin in self._imports:
             await self._mirror_plugin(plugin)
         if self.anti_entropy:
@@ -195,6 +202,7 @@ class StateReplicator:
                         "delta": shared,
                         "exports": exports,
                         "sharedWith": self.shared_with,
+                        "declared": self.exports is not None,
                         "snapshot": snapshot,
                     },
                 )
@@ -284,24 +292,29 @@ class StateReplicator:
         """The latest value of ``plugin_id``'s exported ``key``, from the local mirror.
 
         The first import of a plugin subscribes to it and asks its replicas for their
-        state, waiting at most ``timeout`` seconds. Raises `StateAccessDenied` for a key
-        the exporter does not export, `StateError` when no state of ``plugin_id`` has ever
-        reached this replica.
+        state. An import waits at most ``timeout`` seconds while nothing of ``plugin_id``
+        has reached this replica or it exports nothing yet; a plugin that starts in the
+        meantime answers at once, since a replica announces its exports when it starts.
+        Raises `StateAccessDenied` for a key the exporter does not export, `StateError`
+        when no state of ``plugin_id`` has ever reached this replica.
         """
         if plugin_id == self.owner:
             return self.manager.get_register(key)
         mirror = await self._mirror_plugin(plugin_id)
-        arrived = self._mirrored[plugin_id]
-        if mirror.get_register(f"{plugin_id}/{_POLICY}") is None:
-            try:
-                async with asyncio.timeout(timeout):
-                    await arrived.wait()
-            except TimeoutError:
+        policy = f"{plugin_id}/{_POLICY}"
+        try:
+            async with asyncio.timeout(timeout):
+                # Wait while nothing of it has arrived, or while it exports nothing yet (a
+                # plugin that has just started may export in a moment).
+                while not mirror.get_register(policy):
+                    await self._mirrored[plugin_id].wait()
+        except TimeoutError:
+            if mirror.get_register(policy) is None:
                 raise StateError(
                     f"no state of {plugin_id!r} has reached {self.owner!r} "
                     f"(is {plugin_id} running, and does it export state?)"
                 ) from None
-        allowed = mirror.get_register(f"{plugin_id}/{_POLICY}") or []
+        allowed = mirror.get_register(policy) or []
         if not isinstance(allowed, list) or key not in allowed:
             raise StateAccessDenied(f"{plugin_id} does not export {key!r} (it exports {allowed})")
         return mirror.get_register(f"{plugin_id}/{key}")
@@ -310,8 +323,6 @@ class StateReplicator:
         mirror = self._open_mirror()
         if plugin_id not in self._mirrored:
             self._mirrored[plugin_id] = asyncio.Event()
-            if mirror.get_register(f"{plugin_id}/{_POLICY}") is not None:
-                self._mirrored[plugin_id].set()  # known from an earlier run
 
             async def on_change(message: Message) -> None:
                 await self._on_foreign_change(plugin_id, message)
@@ -329,14 +340,21 @@ class StateReplicator:
             return
         _, delta, exports = decoded
         audience = message.payload.get("sharedWith", ["*"])
+        mirror = self._open_mirror()
+        known = mirror.get_register(f"{plugin_id}/{_POLICY}")
         if isinstance(audience, list) and "*" not in audience and self.owner not in audience:
             exports = []  # this plugin may import nothing from that one
-        mirror = self._open_mirror()
-        if mirror.get_register(f"{plugin_id}/{_POLICY}") != exports:
-            mirror.set_register(f"{plugin_id}/{_POLICY}", sorted(exports))
+        elif message.payload.get("declared") is False and isinstance(known, list):
+            # Keys shared by export_state are never withdrawn, and a replica that has not
+            # caught up yet (a new one) knows fewer of them: what any replica exported stays.
+            exports = [*known, *exports]
+        policy = sorted(set(exports))
+        if known != policy:
+            mirror.set_register(f"{plugin_id}/{_POLICY}", policy)
         shared = {key: crdt for key, crdt in delta.items() if key in exports}
         await self._merge(mirror, shared, message, lambda key: f"{plugin_id}/{key}")
-        self._mirrored[plugin_id].set()
+        arrived, self._mirrored[plugin_id] = self._mirrored[plugin_id], asyncio.Event()
+        arrived.set()  # wakes the imports waiting for this message, and only them
 
     def _open_mirror(self) -> DistributedStateManager:
         if self._mirror is None:

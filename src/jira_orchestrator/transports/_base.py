@@ -78,6 +78,15 @@ class Transport(abc.ABC):
         ``timeout`` seconds.
         """
 
+    def confirms(self, topic: str) -> bool | None:
+        """Whether a publish on ``topic`` made now is known to reach a subscriber.
+
+        True: a subscriber takes it (in this process), or the server stores it until one
+        does and acknowledges that to the publisher; False: nobody would receive it; None
+        (the default): this transport cannot tell.
+        """
+        return None
+
     async def flush(self) -> None:  # noqa: B027 - optional: a no-op where nothing is in flight
         """Wait until the wire has taken every message published so far (no-op in memory).
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable
+from typing import Any
+
+import msgspec
+from msgspec.structs import force_setattr
 
 from jira_orchestrator._core.errors import NoResponders, RequestTimeout, TransportClosed
 from jira_orchestrator._core.message import Message
@@ -14,6 +18,36 @@ from jira_orchestrator.transports._base import Deliver, Transport
 __all__ = ["MemoryTransport"]
 
 _ROUTES_LIMIT = 4096
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def _shared(message: Message) -> Message:
+    """The message as every receiver of one delivery shares it: its payload as JSON bytes.
+
+    Encoded once per publish, the payload is then safe from the publisher's later changes,
+    and each subscription decodes a copy of its own just before its handler runs (see
+    `Subscription`), so that copy lives only while it is handled.
+    """
+    shared: Message = message.__copy__()  # type: ignore[attr-defined]  # not in the stubs
+    force_setattr(shared, "payload", msgspec.Raw(_encode(message.payload)))
+    return shared
+
+
+def _own(message: Message) -> Message:
+    """A copy of ``message`` with a payload and headers of its own (for one receiver)."""
+    own: Message = message.__copy__()  # type: ignore[attr-defined]  # not in the stubs
+    force_setattr(own, "headers", dict(message.headers))
+    force_setattr(own, "payload", _decode(_encode(message.payload)))
+    return own
+
+
+async def _all(waiting: list[Awaitable[None]]) -> None:
+    """Await every delivery that waits, side by side; then raise the first failure."""
+    results: list[Any] = await asyncio.gather(*waiting, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 class _MemorySubscription:
@@ -31,10 +65,14 @@ class _MemorySubscription:
 
 
 class MemoryTransport(Transport):
-    """Delivers within this process by direct calls; nothing is serialised.
+    """Delivers within this process by direct calls.
 
-    Subscribers receive the publisher's `Message` object itself, so payloads must be
-    treated as read-only (they are plain JSON data, which the bus checks).
+    Like a wire, it gives every subscription its own copy of the message's payload and
+    headers: what one subscriber or the publisher changes afterwards, no other sees (the
+    payload travels as `msgspec.Raw` JSON, decoded by each subscription). A
+    subscription whose delivery waits (backpressure) holds up neither the others nor the
+    ones after it: each gets the message at once, and the publish then waits for the
+    ones that push back, side by side.
     """
 
     def __init__(self, url: str = "memory://") -> None:
@@ -99,21 +137,20 @@ class MemoryTransport(Transport):
         targets = self._routes.get(message.topic)
         if targets is None:
             targets = self._targets(message.topic)
-        for index, subscription in enumerate(targets):
-            waiting = subscription.deliver(message, None)
+        if not targets:
+            return None
+        shared = _shared(message)
+        waits: list[Awaitable[None]] | None = None
+        for subscription in targets:
+            waiting = subscription.deliver(shared, None)
             if waiting is not None:
-                return self._deliver_rest(waiting, message, targets[index + 1 :])
-        return None
-
-    @staticmethod
-    async def _deliver_rest(
-        waiting: Awaitable[None], message: Message, rest: tuple[_MemorySubscription, ...]
-    ) -> None:
-        await waiting
-        for subscription in rest:
-            waiting_more = subscription.deliver(message, None)
-            if waiting_more is not None:
-                await waiting_more
+                if waits is None:
+                    waits = [waiting]
+                else:
+                    waits.append(waiting)
+        if waits is None:
+            return None
+        return waits[0] if len(waits) == 1 else _all(waits)
 
     async def request(self, message: Message, *, timeout: float) -> Message:
         self._check_open()
@@ -124,17 +161,26 @@ class MemoryTransport(Transport):
 
         async def reply(response: Message) -> None:
             if not answer.done():
-                answer.set_result(response)
+                # the responder's payload stays its own, as on a wire
+                answer.set_result(_own(response))
 
+        shared = _shared(message)
         try:
             async with asyncio.timeout(timeout):
-                for subscription in targets:
-                    waiting = subscription.deliver(message, reply)
-                    if waiting is not None:
-                        await waiting
+                waits = [
+                    waiting
+                    for subscription in targets
+                    if (waiting := subscription.deliver(shared, reply)) is not None
+                ]
+                if waits:
+                    await _all(waits)
                 return await answer
         except TimeoutError:
             raise RequestTimeout(message.topic, timeout) from None
+
+    def confirms(self, topic: str) -> bool:
+        """Whether a subscription of this process matches ``topic`` (canonical)."""
+        return bool(self._index.match(topic))
 
     async def close(self) -> None:
         self._closed = True

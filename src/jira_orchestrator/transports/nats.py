@@ -379,6 +379,11 @@ class NatsTransport(Transport):
             for wire in subscription.wires:
                 await wire._pending_queue.join()
 
+    def confirms(self, topic: str) -> bool | None:
+        """True for a durable topic (JetStream acknowledges each publish once stored);
+        None for the others: core NATS does not tell a publisher who received a message."""
+        return True if self._route(topic)[1] is not None else None
+
     async def close(self) -> None:
         if self._closed:
             return

@@ -1,0 +1,119 @@
+"""The Jira loop assembled for ``serve`` and ``demo --jira``: the HTTP server with the
+webhook receiver, the inbox, the orchestrator and the service that connects them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.routing import BaseRoute
+
+from jira_orchestrator.integrations.jira import (
+    JiraClient,
+    JiraConfig,
+    Secret,
+    WebhookInbox,
+    WebhookReceiver,
+)
+from jira_orchestrator.integrations.jira.poller import JqlPoller
+from jira_orchestrator.integrations.jira.service import JiraService, Processed
+from jira_orchestrator.orchestrator import Orchestrator
+from jira_orchestrator.orchestrator.files import OrchestratorFiles
+from jira_orchestrator.orchestrator.tasks import TaskStore
+from jira_orchestrator.web import HTTPServer
+
+__all__ = ["JiraLoop", "jira_loop"]
+
+
+@dataclass
+class JiraLoop:
+    """The running parts, for the command that started them."""
+
+    server: HTTPServer
+    receiver: WebhookReceiver
+    inbox: WebhookInbox
+    client: JiraClient
+    orchestrator: Orchestrator
+    service: JiraService
+    poller: JqlPoller | None = None
+
+
+@contextlib.asynccontextmanager
+async def jira_loop(
+    config: JiraConfig,
+    plugins: Path,
+    output: Path,
+    *,
+    host: str,
+    port: int,
+    bus_url: str,
+    environ: Mapping[str, str] | None = None,
+    extra_routes: Iterable[BaseRoute] = (),
+    on_processed: Callable[[Processed], object] | None = None,
+    poll: bool = False,
+    concurrency: int = 4,
+) -> AsyncIterator[JiraLoop]:
+    """Start everything, yield it, stop everything (in reverse) whatever happened."""
+    files = OrchestratorFiles.of(output)
+    files.folder.mkdir(parents=True, exist_ok=True)
+    secret_bytes = config.jira.webhook.secret_bytes(environ)
+    secret = None if secret_bytes is None else Secret(secret_bytes.decode())
+    async with contextlib.AsyncExitStack() as stack:
+        client = JiraClient.from_config(config, environ)
+        stack.push_async_callback(client.aclose)
+        inbox = WebhookInbox(files.folder / "jira-inbox.db")
+        stack.callback(inbox.close)
+        tasks = TaskStore(files.tasks)
+        orchestrator = Orchestrator(
+            plugins,
+            bus_url=bus_url,
+            tasks=tasks,
+            decisions=files.decisions,
+            dead_letters=files.dead_letters,
+        )
+        stack.callback(orchestrator.close)
+        await orchestrator.start()
+        stack.push_async_callback(orchestrator.stop)
+        service = JiraService(
+            config,
+            client,
+            orchestrator,
+            inbox,
+            on_processed=on_processed,
+            concurrency=concurrency,
+        )
+        receiver = WebhookReceiver(
+            inbox,
+            secret=secret,
+            projects=config.jira.projects,
+            max_body_bytes=config.jira.webhook.max_body_bytes,
+            on_stored=service.notify,
+        )
+        stack.push_async_callback(receiver.aclose)
+        server = HTTPServer(
+            [*receiver.routes(), *extra_routes],
+            host=host,
+            port=port,
+            ready_checks={"inbox": receiver.ready},
+        )
+        await server.start()
+        stack.push_async_callback(server.stop)
+        await service.start()
+        stack.push_async_callback(service.stop)
+        poller: JqlPoller | None = None
+        if poll:
+            poller = JqlPoller(
+                config, client, inbox, files.folder / "jira-poll.json", on_stored=service.notify
+            )
+            polling = asyncio.create_task(poller.run(), name="jira-poller")
+            stack.push_async_callback(_cancel, polling)
+        yield JiraLoop(server, receiver, inbox, client, orchestrator, service, poller)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

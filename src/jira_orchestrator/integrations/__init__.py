@@ -1,0 +1,1 @@
+"""Integrations with outside systems (layer 5); Jira Cloud is in ``integrations.jira``."""
