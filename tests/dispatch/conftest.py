@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -46,11 +47,15 @@ class Ecosystem:
         return self.orchestrator
 
     async def stop(self) -> None:
-        if self.orchestrator is not None:
-            await self.orchestrator.stop()
-            self.orchestrator.close()
-        for plugin in self.plugins.values():
-            await plugin.stop(timeout=5)
+        """Stop all of it; each part even when another one fails to stop."""
+        orchestrator, self.orchestrator = self.orchestrator, None
+        plugins, self.plugins = list(self.plugins.values()), {}
+        async with contextlib.AsyncExitStack() as stack:  # exits run last in, first out
+            for plugin in plugins:
+                stack.push_async_callback(plugin.stop, timeout=5)
+            if orchestrator is not None:
+                stack.callback(orchestrator.close)
+                stack.push_async_callback(orchestrator.stop)
 
 
 @pytest.fixture
@@ -60,9 +65,13 @@ async def ecosystem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIte
     monkeypatch.setenv("JIRA_ORCHESTRATOR_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("DEMO_FAIL", raising=False)
     world = Ecosystem(tmp_path)
-    yield world
-    await world.stop()
-    await close_message_bus()
+    try:
+        yield world
+    finally:
+        try:
+            await world.stop()
+        finally:
+            await close_message_bus()
 
 
 Start = Callable[..., object]

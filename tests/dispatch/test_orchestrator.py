@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import nats
 import pytest
 
 from jira_orchestrator import RPCError
@@ -21,10 +23,11 @@ from jira_orchestrator.messagebus import (
     get_message_bus,
     reset_message_bus,
 )
-from jira_orchestrator.orchestrator.dispatcher import Orchestrator, issue_parameters
+from jira_orchestrator.orchestrator.dispatcher import DispatchResult, Orchestrator, issue_parameters
 from jira_orchestrator.orchestrator.tasks import TaskStore
 from jira_orchestrator.plugins import Issue, Plugin
 from jira_orchestrator.routing import InvalidRequest, NoPlugins
+from jira_orchestrator.transports.nats_server import NatsServer
 from tests.dispatch.conftest import EXAMPLES, Ecosystem
 
 ISSUES = json.loads((EXAMPLES.parent / "issues.json").read_text())
@@ -153,6 +156,28 @@ async def test_can_route_to_is_enforced_when_a_plugin_delegates(ecosystem: Ecosy
     assert "canRouteTo" in caught.value.data["message"]
 
 
+async def test_a_refused_delegation_is_one_warning_line_and_counted(
+    ecosystem: Ecosystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    orchestrator = await ecosystem.start()
+    frontend = ecosystem.plugins["frontend-design-system"]  # canRouteTo: []
+    caplog.set_level(logging.DEBUG)
+    for _ in range(3):  # any plugin can do this as often as it likes
+        with pytest.raises(RPCError) as caught:
+            await frontend.delegate("lobbi-platform-manager", "create_tenant", tenant_id="x")
+        assert caught.value.data == {
+            "type": "CommandRejected",
+            "message": "'frontend-design-system' may not route work to "
+            "'lobbi-platform-manager' (canRouteTo)",
+        }
+    refusals = [r for r in caplog.records if "delegat" in r.getMessage()]
+    assert [(r.levelno, r.exc_info) for r in refusals] == [(logging.WARNING, None)] * 3
+    assert "\n" not in refusals[-1].getMessage()
+    assert "'frontend-design-system' may not route work to" in refusals[-1].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert orchestrator.status()["refusedDelegations"] == 3
+
+
 async def test_health_tracks_plugins_that_stop(ecosystem: Ecosystem) -> None:
     orchestrator = await ecosystem.start()
     assert orchestrator.availability("exec-automator") == 1.0
@@ -255,3 +280,75 @@ async def test_a_task_in_flight_when_the_orchestrator_is_killed_is_resumed(
         orchestrator.close()
         await healthy.stop()
         await close_message_bus()
+
+
+async def _line(stream: asyncio.StreamReader, starting: str) -> str:
+    """The next line of a child's output that starts with ``starting`` (its own event)."""
+    while True:
+        line = (await stream.readline()).decode()
+        if not line:
+            raise AssertionError(f"the process ended before printing {starting!r}")
+        if line.startswith(starting):
+            return line.strip()
+
+
+async def stored_requests(server: NatsServer) -> int:
+    """Requests JetStream holds for plugins (taken by one and not answered, or waiting)."""
+    client = await nats.connect(server.url, allow_reconnect=False)
+    try:
+        info = await client.jetstream().stream_info("JO_REQUESTS")
+        return info.state.messages
+    finally:
+        await client.close()
+
+
+async def test_a_plugin_killed_mid_request_falls_back_when_its_heartbeat_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not after the 300 s task timeout: once the heartbeat finds nobody answering."""
+    with NatsServer(tmp_path / "nats") as server:
+        monkeypatch.setenv("JIRA_ORCHESTRATOR_BUS_URL", server.url)
+        monkeypatch.setenv("JIRA_ORCHESTRATOR_OUTPUT", str(tmp_path / "output"))
+        monkeypatch.setenv("JIRA_ORCHESTRATOR_STATE_DIR", str(tmp_path / "state"))
+        reset_message_bus()
+        world = Ecosystem(tmp_path)
+        hanging = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "tests.dispatch._hanging_plugin"],
+            *[str(EXAMPLES / "k8s-helm-deployer"), server.url, str(tmp_path / "k8s.db")],
+            stdout=asyncio.subprocess.PIPE,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        task: asyncio.Task[DispatchResult] | None = None
+        try:
+            assert hanging.stdout is not None
+            async with asyncio.timeout(45):  # bounds a failure; the task timeout is 300 s
+                await _line(hanging.stdout, "READY")
+                orchestrator = await world.start("exec-automator", heartbeat=0.2)
+                assert orchestrator.manifests["k8s-helm-deployer"].orchestration.task_timeout >= 300
+                task = asyncio.create_task(orchestrator.dispatch(issue("OPS-401")))
+                assert await _line(hanging.stdout, "HANDLING") == "HANDLING OPS-401"
+                assert await stored_requests(server) == 1  # taken, not answered
+                hanging.kill()
+                await hanging.wait()
+                result = await task
+                await orchestrator.bus.flush()
+                # withdrawn: a k8s-helm-deployer restarted later is not handed it again
+                assert await stored_requests(server) == 0
+            assert result.outcome == "completed"
+            assert result.primary == "k8s-helm-deployer"
+            assert result.plugin == "exec-automator"  # the primary's declared fallback
+            lost = result.attempts[0]
+            assert (lost.plugin, lost.outcome) == ("k8s-helm-deployer", "failed")
+            assert "lost while handling the request" in (lost.error or "")
+            assert orchestrator.health["k8s-helm-deployer"].status == "stopped"
+        finally:
+            if task is not None:
+                task.cancel()
+            if hanging.returncode is None:
+                hanging.kill()
+                await hanging.wait()
+            try:
+                await world.stop()
+            finally:
+                await close_message_bus()

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import nats
+import pytest
 from typer.testing import CliRunner
 
 from jira_orchestrator.cli import app
@@ -19,6 +23,7 @@ from jira_orchestrator.plugins import discover_plugins
 from jira_orchestrator.transports.nats_server import NatsServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+OWN_EVENTS = "plugin.fastapi-backend.events"
 
 
 def test_up_runs_the_demo_over_nats_with_one_process_per_plugin(tmp_path: Path) -> None:
@@ -74,42 +79,63 @@ def test_nats_config_of_a_missing_folder_is_an_error(tmp_path: Path) -> None:
     assert "no such folder" in result.output
 
 
-async def test_the_server_refuses_a_plugin_publishing_on_another_plugins_subjects(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+def secured_server(tmp_path: Path) -> Iterator[tuple[NatsServer, dict[str, str]]]:
+    """A nats-server with one user per example plugin, and each user's password."""
     text, users = nats_authorization(discover_plugins(EXAMPLES / "plugins"))
-    password = {user.name: user.password for user in users}
     with NatsServer(tmp_path / "nats", extra_config=text) as server:
-        errors: list[Exception] = []
+        yield server, {user.name: user.password for user in users}
 
-        async def on_error(error: Exception) -> None:
-            errors.append(error)
 
-        watcher = await nats.connect(
-            server.url_for("jira-orchestrator", password["jira-orchestrator"])
-        )
-        backend = await nats.connect(
-            server.url_for("fastapi-backend", password["fastapi-backend"]),
-            error_cb=on_error,
-        )
-        seen: list[str] = []
+@contextlib.asynccontextmanager
+async def connected(url: str, **options: Any) -> AsyncIterator[nats.NATS]:
+    """A raw nats-py client, closed however the test ends (an open one fails a later test
+    through a ResourceWarning when it is collected)."""
+    client = await nats.connect(url, allow_reconnect=False, **options)
+    try:
+        yield client
+    finally:
+        await client.close()
 
-        async def record(msg: nats.aio.msg.Msg) -> None:
-            seen.append(msg.subject)
 
+async def test_the_server_refuses_a_plugin_publishing_on_another_plugins_subjects(
+    secured_server: tuple[NatsServer, dict[str, str]],
+) -> None:
+    server, password = secured_server
+    refused: list[Exception] = []
+    refusal = asyncio.Event()
+
+    async def on_error(error: Exception) -> None:
+        refused.append(error)
+        refusal.set()
+
+    seen: list[str] = []
+    arrived = {subject: asyncio.Event() for subject in ("plugin.x.probe", OWN_EVENTS)}
+
+    async def record(msg: nats.aio.msg.Msg) -> None:
+        seen.append(msg.subject)
+        if msg.subject in arrived:
+            arrived[msg.subject].set()
+
+    watcher_url = server.url_for("jira-orchestrator", password["jira-orchestrator"])
+    backend_url = server.url_for("fastapi-backend", password["fastapi-backend"])
+    async with (
+        connected(watcher_url) as watcher,
+        connected(backend_url, error_cb=on_error) as backend,
+        asyncio.timeout(30),  # each wait below is for an event; this only bounds a failure
+    ):
         await watcher.subscribe("plugin.>", cb=record)
-        await watcher.flush()
+        # The subscription is live once it carries the watcher's own probe: nats-py's flush()
+        # writes its PING ahead of a SUB still queued for its flusher task, so a flush
+        # proves nothing about the subscription.
+        await watcher.publish("plugin.x.probe", b"{}")
+        await arrived["plugin.x.probe"].wait()
         await backend.publish("plugin.lobbi-platform-manager.events", b"{}")  # not its own
-        await backend.publish("plugin.fastapi-backend.events", b"{}")  # its own
-        await backend.flush()
-        await watcher.flush()
-        async with asyncio.timeout(10):
-            while not seen or not errors:  # noqa: ASYNC110 - another process's answer
-                await asyncio.sleep(0.01)
-        assert seen == ["plugin.fastapi-backend.events"]
-        assert any("permissions violation" in str(e).lower() for e in errors)
-        await backend.close()
-        await watcher.close()
+        await backend.publish(OWN_EVENTS, b"{}")  # its own, sent after
+        await arrived[OWN_EVENTS].wait()
+        await refusal.wait()
+    assert seen == ["plugin.x.probe", OWN_EVENTS]  # the refused one never reached anybody
+    assert ["permissions violation" in str(e).lower() for e in refused] == [True]
 
 
 def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
@@ -130,15 +156,19 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
         text=True,
         env={**env, "PYTHONUNBUFFERED": "1"},
     ) as process:
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:  # blocks until `up` says it runs
-            lines.append(line)
-            if "Ctrl-C stops everything" in line:
-                break
-        process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=60)
-        assert process.returncode == 0, "".join(lines) + rest
+        try:
+            assert process.stdout is not None
+            lines = []
+            for line in process.stdout:  # blocks until `up` says it runs
+                lines.append(line)
+                if "Ctrl-C stops everything" in line:
+                    break
+            process.send_signal(signal.SIGINT)
+            rest, _ = process.communicate(timeout=60)
+            assert process.returncode == 0, "".join(lines) + rest
+        finally:
+            if process.poll() is None:  # a failure above: its children die with it
+                process.kill()
     plugins = [p.name for p in (EXAMPLES / "plugins").iterdir() if p.is_dir()]
     for plugin in plugins:  # each drained and stopped, after the orchestrator
         assert f"{plugin} stopped" in rest, rest

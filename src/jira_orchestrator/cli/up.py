@@ -5,22 +5,24 @@ per plugin, one process per plugin that has a ``plugin.py`` entry point, and the
 orchestrator in this process. Every line a process prints is prefixed with its name.
 Ctrl-C (or ``--exit-after``) stops everything: the orchestrator, then the plugins (SIGTERM,
 they drain), then the server.
+
+It supervises what it started (`jira_orchestrator.cli._supervisor`): a plugin that exits
+during start-up stops ``up`` at once, naming it; one that dies later is reported, its
+requests in flight go to fallbacks, and it is restarted with backoff (``--restarts`` in a
+row, then ``up`` gives up on it); a dead nats-server is restarted on its port. No child
+outlives ``up``, and an ``up`` on the output folder of a killed one ends what it left.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
-import subprocess
-import sys
-import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,14 +30,26 @@ from rich.console import Console
 from jira_orchestrator._core.errors import TransportError
 from jira_orchestrator.cli._errors import EXIT_USAGE, fail
 from jira_orchestrator.cli._files import write_text
+from jira_orchestrator.cli._supervisor import (
+    Busy,
+    PluginProcess,
+    RestartPolicy,
+    RunFolder,
+    Supervisor,
+    describe_exit,
+)
 from jira_orchestrator.cli.demo import dispatch_all, read_issues
 from jira_orchestrator.orchestrator.dispatcher import ORCHESTRATOR_ID, Orchestrator
 from jira_orchestrator.orchestrator.natsconfig import nats_authorization
 from jira_orchestrator.plugins import discover_plugins
 
+if TYPE_CHECKING:
+    from jira_orchestrator.transports.nats_server import NatsServer
+
 __all__ = ["nats_config", "up"]
 
 READY_TIMEOUT = 60.0
+SERVER_RESTARTS = 3
 
 
 def _plugins_or_exit(plugins: Path) -> Any:
@@ -73,63 +87,73 @@ def nats_config(
         write_text(credentials, passwords, private=True)
 
 
-def _pump(name: str, stream: IO[str], width: int) -> None:
-    for line in stream:
-        sys.stdout.write(f"[{name:<{width}}] {line}")
-        sys.stdout.flush()
+async def _wait_ready(orchestrator: Orchestrator, expected: list[str]) -> None:
+    """Until every expected plugin answers its health check and has work capacity."""
+
+    def waiting() -> list[str]:
+        return [
+            p
+            for p in expected
+            if orchestrator.availability(p) == 0
+            or orchestrator.health[p].status in ("unknown", "stopped")
+        ]
+
+    while waiting():
+        await asyncio.sleep(0.2)  # polling other processes' readiness, bounded by the caller
+        await orchestrator.refresh_health()
 
 
-@contextmanager
-def _processes(
-    runnable: list[tuple[str, Path]], urls: dict[str, str], env: dict[str, str]
-) -> Iterator[list[subprocess.Popen[str]]]:
-    width = max([len(name) for name, _ in runnable] + [len("orchestrator")])
-    started: list[subprocess.Popen[str]] = []
-    pumps: list[threading.Thread] = []
+async def _serve(
+    orchestrator: Orchestrator,
+    supervisor: Supervisor,
+    url: str,
+    expected: list[str],
+    issues: list[dict[str, Any]] | None,
+    console: Console,
+) -> int | None:
+    """Wait for the plugins, resume, dispatch the issues; the exit code so far, or None
+    when the plugins did not get ready."""
     try:
-        for name, entry in runnable:
-            process = subprocess.Popen(
-                [sys.executable, str(entry)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env={**env, "JIRA_ORCHESTRATOR_BUS_URL": urls[name], "PYTHONUNBUFFERED": "1"},
-                # Ctrl-C reaches `up` alone; it stops the plugins after the orchestrator
-                start_new_session=True,
-            )
-            assert process.stdout is not None
-            threading.Thread(target=_pump, args=(name, process.stdout, width), daemon=True).start()
-            started.append(process)
-        yield started
-    finally:
-        for process in started:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in started:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        for pump in pumps:  # print what the plugins said on their way out
-            pump.join(timeout=5)
+        async with asyncio.timeout(READY_TIMEOUT):
+            await _wait_ready(orchestrator, expected)
+    except TimeoutError:
+        late = [p for p in expected if orchestrator.availability(p) == 0]
+        console.print(
+            f"[orchestrator] plugins not ready within {READY_TIMEOUT:g}s: {', '.join(late)}",
+            markup=False,
+        )
+        return None
+    supervisor.running()
+    console.print(
+        f"[orchestrator] {len(expected)} plugin(s) ready on {url.split('@')[-1]}", markup=False
+    )
+    code = 0
+    resumed = await orchestrator.resume()
+    if resumed:
+        console.print(f"[orchestrator] resumed {len(resumed)} unfinished task(s)", markup=False)
+    if issues is not None:
+        results = await dispatch_all(orchestrator, issues, console)
+        code = 0 if all(r.outcome == "completed" for r in results) else 1
+    return code
 
 
 async def _orchestrate(
     plugins: Path,
     url: str,
-    expected: list[str],
+    runnable: list[PluginProcess],
     issues: list[dict[str, Any]] | None,
     exit_after: bool,
-    output: Path,
+    folder: RunFolder,
+    policy: RestartPolicy,
+    server: NatsServer | None,
     console: Console,
 ) -> int:
     orchestrator = Orchestrator(
         plugins,
         bus_url=url,
-        tasks=output / ".orchestrator" / "tasks.db",
-        decisions=output / ".orchestrator" / "decisions.db",
-        dead_letters=output / ".orchestrator" / "dead-letters.db",
+        tasks=folder.root / "tasks.db",
+        decisions=folder.root / "decisions.db",
+        dead_letters=folder.root / "dead-letters.db",
         heartbeat=5.0,
     )
     try:
@@ -138,40 +162,160 @@ async def _orchestrate(
         console.print(f"[orchestrator] error: {error}", markup=False)
         orchestrator.close()
         return 1
-    await orchestrator.start()
+
+    def say(text: str) -> None:
+        console.print(text, markup=False, soft_wrap=True)  # one line each, to grep
+
+    def lost(name: str, how: str) -> None:
+        orchestrator.plugin_lost(name, f"its process {how}")
+
+    supervisor = Supervisor(folder, runnable, say=say, policy=policy, on_exit=lost)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    watching: asyncio.Task[None] | None = None
     code = 0
     try:
-        async with asyncio.timeout(READY_TIMEOUT):
-            while any(orchestrator.availability(p) == 0 for p in expected) or any(
-                orchestrator.health[p].status in ("unknown", "stopped") for p in expected
-            ):
-                await asyncio.sleep(0.2)  # polling other processes' readiness, bounded
-                await orchestrator.refresh_health()
-        console.print(
-            f"[orchestrator] {len(expected)} plugin(s) ready on {url.split('@')[-1]}",
-            markup=False,
-        )
-        resumed = await orchestrator.resume()
-        if resumed:
-            console.print(f"[orchestrator] resumed {len(resumed)} unfinished task(s)", markup=False)
-        if issues is not None:
-            results = await dispatch_all(orchestrator, issues, console)
-            code = 0 if all(r.outcome == "completed" for r in results) else 1
-        if not exit_after:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, stop.set)
-            console.print("[orchestrator] running; Ctrl-C stops everything", markup=False)
-            await stop.wait()
-            console.print("[orchestrator] stopping", markup=False)
-    except TimeoutError:
-        console.print(f"[orchestrator] plugins not ready within {READY_TIMEOUT:g}s", markup=False)
-        code = 1
+        await supervisor.start()
+        if server is not None:
+            watching = loop.create_task(_watch_server(server, supervisor, folder, say))
+        await orchestrator.start()
+        expected = [p.name for p in runnable]
+        serving = loop.create_task(_serve(orchestrator, supervisor, url, expected, issues, console))
+        stopped = loop.create_task(stop.wait())
+        try:
+            await asyncio.wait(
+                (serving, stopped, supervisor.failure), return_when=asyncio.FIRST_COMPLETED
+            )
+            if serving.done():
+                served = serving.result()
+                code = 1 if served is None else served
+                if served is not None and not exit_after:
+                    say("[orchestrator] running; Ctrl-C stops everything")
+                    await asyncio.wait(
+                        (stopped, supervisor.failure), return_when=asyncio.FIRST_COMPLETED
+                    )
+        finally:
+            stopped.cancel()
+            serving.cancel()
+            await asyncio.gather(serving, stopped, return_exceptions=True)
+        if supervisor.failure.done():
+            say(f"[up] {supervisor.failure.result()}; stopping")
+            code = 1
+        elif stopped.done() and not stopped.cancelled():
+            say("[orchestrator] stopping")
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         await orchestrator.stop()
         orchestrator.close()
+        await supervisor.stop()
+        if watching is not None:
+            watching.cancel()
     return code
+
+
+async def _watch_server(
+    server: NatsServer, supervisor: Supervisor, folder: RunFolder, say: Callable[[str], None]
+) -> None:
+    """Restart the embedded server when it dies (same port, same store), a few times."""
+    restarts = 0
+    while server.process is not None:
+        code = await asyncio.to_thread(server.process.wait)
+        if supervisor.stopping:
+            return
+        how = describe_exit(code)
+        if restarts >= SERVER_RESTARTS:
+            supervisor.fail(f"nats-server {how} again after {restarts} restart(s)")
+            return
+        restarts += 1
+        say(
+            f"[nats-server] {how}; restarting it on {server.url} "
+            f"(restart {restarts} of {SERVER_RESTARTS}); log: {server.log}"
+        )
+        try:
+            server.restart()  # from the loop's thread, so it still dies with us
+        except RuntimeError as error:
+            supervisor.fail(f"nats-server {how} and could not be restarted: {error}")
+            return
+        assert server.process is not None
+        folder.record("nats-server", server.process.pid)
+        say(f"[nats-server] running again on {server.url}; the plugins reconnect")
+
+
+async def _up(
+    catalog: Any,
+    plugins: Path,
+    bus: str | None,
+    runnable: list[tuple[str, Path]],
+    env: dict[str, str],
+    issues: list[dict[str, Any]] | None,
+    exit_after: bool,
+    output: Path,
+    policy: RestartPolicy,
+    console: Console,
+) -> int:
+    from jira_orchestrator.transports.nats_server import NatsServer
+
+    folder = RunFolder(output)
+    try:
+        folder.acquire()
+    except Busy as error:
+        console.print(f"[up] error: {error}", markup=False, soft_wrap=True)
+        return 1
+    try:
+        cleared = folder.clear_leftovers()
+        if cleared:
+            console.print(
+                "[up] an earlier up on this output folder was killed; ended what it left "
+                f"running: {', '.join(cleared)}",
+                markup=False,
+                soft_wrap=True,
+            )
+        server = None
+        if bus is None:
+            folder.nats.mkdir(mode=0o700)  # its configuration holds every user's password
+            text, users = nats_authorization(catalog)
+            try:
+                server = NatsServer(folder.nats, extra_config=text).start()
+            except RuntimeError as error:
+                console.print(f"[nats-server] error: {error}", markup=False)
+                return 1
+            assert server.process is not None
+            folder.record("nats-server", server.process.pid)
+            urls = {u.name: server.url_for(u.name, u.password) for u in users}
+            console.print(
+                f"[nats-server] embedded on {server.url}, one user per plugin", markup=False
+            )
+        else:
+            urls = dict.fromkeys([ORCHESTRATOR_ID, *(name for name, _ in runnable)], bus)
+        children = [
+            PluginProcess(
+                name,
+                entry,
+                {**env, "JIRA_ORCHESTRATOR_BUS_URL": urls[name], "PYTHONUNBUFFERED": "1"},
+            )
+            for name, entry in runnable
+        ]
+        try:
+            return await _orchestrate(
+                plugins,
+                urls[ORCHESTRATOR_ID],
+                children,
+                issues,
+                exit_after,
+                folder,
+                policy,
+                server,
+                console,
+            )
+        finally:
+            if server is not None:
+                server.stop()
+                folder.clear_server()
+    finally:
+        folder.release()
 
 
 def up(
@@ -192,10 +336,14 @@ def up(
     exit_after: Annotated[
         bool, typer.Option("--exit-after", help="stop once the issues are dispatched")
     ] = False,
+    restarts: Annotated[
+        int,
+        typer.Option(
+            min=0, help="restarts in a row of a plugin that keeps dying before up gives up on it"
+        ),
+    ] = RestartPolicy.limit,
 ) -> None:
     """Start the orchestrator and one process per plugin on NATS, until Ctrl-C."""
-    from jira_orchestrator.transports.nats_server import NatsServer
-
     catalog = _plugins_or_exit(plugins)
     loaded = read_issues(issues) if issues is not None else None
     runnable = sorted(
@@ -203,7 +351,6 @@ def up(
         for plugin in catalog.plugins
         if (plugin.root / "plugin.py").is_file()
     )
-    names = [name for name, _ in runnable]
     output = output.resolve()
     env = {
         **os.environ,
@@ -212,25 +359,19 @@ def up(
         "DEMO_FAIL": ",".join(fail or []),
     }
     console = Console(width=max(Console().width, 100))  # plugin names fit on one line
-    with tempfile.TemporaryDirectory(prefix="jira-orchestrator-nats-") as scratch:
-        server = None
-        if bus is None:
-            text, users = nats_authorization(catalog)
-            server = NatsServer(Path(scratch), extra_config=text).start()
-            urls = {u.name: server.url_for(u.name, u.password) for u in users}
-            console.print(
-                f"[nats-server] embedded on {server.url}, one user per plugin", markup=False
-            )
-        else:
-            urls = dict.fromkeys([ORCHESTRATOR_ID, *names], bus)
-        try:
-            with _processes(runnable, urls, env):
-                code = asyncio.run(
-                    _orchestrate(
-                        plugins, urls[ORCHESTRATOR_ID], names, loaded, exit_after, output, console
-                    )
-                )
-        finally:
-            if server is not None:
-                server.stop()
+    logging.basicConfig(level=logging.WARNING, format="[orchestrator] %(levelname)s %(message)s")
+    code = asyncio.run(
+        _up(
+            catalog,
+            plugins,
+            bus,
+            runnable,
+            env,
+            loaded,
+            exit_after,
+            output,
+            RestartPolicy(limit=restarts),
+            console,
+        )
+    )
     raise typer.Exit(code)

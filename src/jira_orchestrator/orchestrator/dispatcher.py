@@ -25,6 +25,7 @@ from jira_orchestrator._core.errors import (
     JiraOrchestratorError,
     NoResponders,
     RequestTimeout,
+    RPCError,
 )
 from jira_orchestrator._core.ids import new_id
 from jira_orchestrator.messagebus import (
@@ -63,6 +64,7 @@ log = logging.getLogger("jira_orchestrator.orchestrator")
 
 ORCHESTRATOR_ID = "jira-orchestrator"
 DEFAULT_COMMAND = "handle_issue"
+_METHOD_FAILED = -32603  # JSON-RPC "internal error", what RPCServer answers a failing method
 
 
 class PluginFailed(JiraOrchestratorError):
@@ -222,6 +224,8 @@ class Orchestrator:
         self._subscriptions: list[Subscription] = []
         self._server: RPCServer | None = None
         self._beat: asyncio.Task[None] | None = None
+        self.refused_delegations = 0
+        self._lost_watch: dict[str, set[asyncio.Future[str]]] = {}
 
     # -- health ----------------------------------------------------------------------------
 
@@ -263,7 +267,7 @@ class Orchestrator:
             try:
                 answer = await client.call("health_check", timeout=self.health_timeout)
             except NoResponders:
-                health.status = "stopped"
+                self.plugin_lost(plugin, "its health check finds nobody answering")
             except (RequestTimeout, DeliveryError, JiraOrchestratorError):
                 health.status = "unhealthy"
             else:
@@ -325,7 +329,7 @@ class Orchestrator:
             self.dead_letters.store.close()
 
     def status(self) -> dict[str, Any]:
-        """Plugins' health and availability, and task counts."""
+        """Plugins' health and availability, task counts, and delegations refused."""
         return {
             "plugins": {
                 name: {
@@ -339,6 +343,7 @@ class Orchestrator:
                 for name, health in self.health.items()
             },
             "tasks": self.tasks.counts(),
+            "refusedDelegations": self.refused_delegations,
         }
 
     # -- dispatch --------------------------------------------------------------------------
@@ -483,7 +488,43 @@ class Orchestrator:
                 raise InvalidParams(f"{plugin}: {message}")  # the request's fault: no retry
             raise PluginFailed(plugin, message, reply.get("errorType"))
 
-        return await policy.execute(attempt)
+        # The request is durable, so nothing on the bus says that the process holding it
+        # died: without this, the wait would last the whole timeout (``taskTimeout``, 300 s
+        # by default) before any fallback. `plugin_lost` ends it at once.
+        work = asyncio.ensure_future(policy.execute(attempt))
+        lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        watching = self._lost_watch.setdefault(plugin, set())
+        watching.add(lost)
+        try:
+            await asyncio.wait((work, lost), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watching.discard(lost)
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+        if work.cancelled() and lost.done():
+            raise PluginFailed(plugin, f"lost while handling the request: {lost.result()}")
+        return work.result()
+
+    def plugin_lost(self, plugin: str, reason: str) -> None:
+        """Record that ``plugin`` is gone (its process died, nobody answers for it).
+
+        It is marked stopped, so the router sends it nothing, and every request it was
+        handling gives up on it now and goes to the next candidate. A plugin that stops
+        cleanly does not need this: it finishes its requests before it says "stopped".
+        """
+        health = self.health.get(plugin)
+        if health is None:
+            return
+        health.status = "stopped"
+        waiting = self._lost_watch.pop(plugin, set())
+        if waiting:
+            log.warning(
+                "%s lost (%s): %d request(s) it held go to fallbacks", plugin, reason, len(waiting)
+            )
+        for future in waiting:
+            if not future.done():
+                future.set_result(reason)
 
     async def resume(self) -> list[DispatchResult]:
         """Dispatch again every task a previous run left pending or running.
@@ -533,7 +574,18 @@ class Orchestrator:
         """Hand work to another plugin, as allowed by the caller's ``canRouteTo``."""
         message = current_message()
         source = "" if message is None else message.source
-        return await self.delegate(source, target, command, parameters)
+        try:
+            return await self.delegate(source, target, command, parameters)
+        except CommandRejected as refusal:
+            # Any plugin can ask as often as it likes: one line each, not a traceback.
+            self.refused_delegations += 1
+            log.warning("delegation refused (%d so far): %s", self.refused_delegations, refusal)
+            # the reply every failing method gets, without the server's error log
+            raise RPCError(
+                _METHOD_FAILED,
+                f"CommandRejected: {refusal}",
+                {"type": "CommandRejected", "message": str(refusal)},
+            ) from None
 
     async def _rpc_dispatch(
         self, request: dict[str, Any] | str, command: str = DEFAULT_COMMAND

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -864,8 +865,9 @@ class NatsTransport(Transport):
 
     async def _store(
         self, nc: Client, subject: str, message: Message, reply_to: str | None, deadline: float
-    ) -> None:
-        """Publish to JetStream and wait for its ack, retrying through reconnects.
+    ) -> tuple[str, int] | None:
+        """Publish to JetStream and wait for its ack, retrying through reconnects; return
+        where it is stored (stream, sequence), if the ack says.
 
         A retry carries the same ``Nats-Msg-Id``, so JetStream stores the message once.
         """
@@ -904,7 +906,7 @@ class NatsTransport(Transport):
                 raise TransportError(
                     f"{self.url}: JetStream refused {message.topic!r}: {response.data.decode()}"
                 )
-            return
+            return _stored_at(response.data)
 
     async def _reconnected(self, deadline: float) -> None:
         remaining = deadline - asyncio.get_running_loop().time()
@@ -923,6 +925,7 @@ class NatsTransport(Transport):
         future: asyncio.Future[Msg] = loop.create_future()
         self._replies[token] = (future, durable is not None)
         inbox = self._inbox + token
+        stored: tuple[str, int] | None = None
         try:
             if durable is None:
                 if not nc.is_connected:
@@ -943,13 +946,19 @@ class NatsTransport(Transport):
                 if not await self._anybody(nc, message.topic, durable, deadline):
                     raise NoResponders(message.topic)
                 try:
-                    await self._store(nc, durable, message, inbox, deadline)
+                    stored = await self._store(nc, durable, message, inbox, deadline)
                 except (RequestTimeout, PublishTimeout):
                     raise RequestTimeout(message.topic, timeout) from None
             try:
                 answer = await asyncio.wait_for(future, max(deadline - loop.time(), 0))
             except TimeoutError:
                 raise RequestTimeout(message.topic, timeout) from None
+            except asyncio.CancelledError:
+                # The caller withdrew the request (it gave up on the member that took it,
+                # and asks another): JetStream must not hand it to anybody again.
+                if durable is not None and stored is not None:
+                    self._spawn(self._withdraw(nc, *stored))
+                raise
         finally:
             self._replies.pop(token, None)
         if answer.headers and answer.headers.get("Status") == "503":
@@ -960,6 +969,27 @@ class NatsTransport(Transport):
             raise InvalidMessage(
                 f"the reply to {message.topic!r} is not a message: {error}"
             ) from None
+
+    async def _withdraw(self, nc: Client, stream: str, sequence: int) -> None:
+        """Delete a stored request, so that no member is handed it again."""
+        payload = json.dumps({"seq": sequence, "no_erase": True}).encode()
+        try:
+            response = await nc.request(
+                f"$JS.API.STREAM.MSG.DELETE.{stream}",
+                payload,
+                timeout=self.options.publish_ack_timeout,
+            )
+        except Exception as error:  # it stays: at worst a member runs it once more
+            log.warning("NATS %s: could not withdraw %s #%d: %s", self.url, stream, sequence, error)
+            return
+        if b'"error"' in response.data and b"no message found" not in response.data:
+            log.warning(
+                "NATS %s: could not withdraw %s #%d: %s",
+                self.url,
+                stream,
+                sequence,
+                response.data.decode(errors="replace"),
+            )
 
     async def _anybody(self, nc: Client, topic: str, durable: str, deadline: float) -> bool:
         """Whether some subscription, here or elsewhere, would answer a durable request."""
@@ -991,6 +1021,20 @@ class NatsTransport(Transport):
         log.debug("NATS %s: presence probe for %s answered: %r", self.url, topic, answer.headers)
         self._presence[topic] = loop.time() + self.options.presence_ttl
         return True
+
+
+def _stored_at(ack: bytes) -> tuple[str, int] | None:
+    """(stream, sequence) from JetStream's publish ack, None if it does not say."""
+    try:
+        answer = json.loads(ack)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict):
+        return None
+    stream, sequence = answer.get("stream"), answer.get("seq")
+    if isinstance(stream, str) and isinstance(sequence, int):
+        return stream, sequence
+    return None
 
 
 def _still_waited(message: Message) -> float:

