@@ -206,3 +206,33 @@ async def test_a_server_without_jetstream_is_named_and_durable_can_be_switched_o
         core_only.subscribe("plugin/x/request", lambda m: got.append(m.payload))
         await core_only.publish(topic="plugin/x/request", payload="plain")
         await until(lambda: got == ["plain"])
+
+
+async def test_after_flush_a_new_subscription_hears_the_very_next_message(
+    nats_server: NatsServer,
+) -> None:
+    # nats-py writes flush()'s PING ahead of commands still queued for its flusher, so a
+    # SUB could reach the server after the PONG: a message published by another connection
+    # right after flush() then went to nobody.
+    transport = NatsTransport(peer(nats_server, "listener"))
+    raw = await nats.connect(nats_server.url)
+    try:
+        for round_ in range(200):
+            heard: asyncio.Queue[Message] = asyncio.Queue()
+            subscription = transport.subscribe(
+                f"probe/flush/{round_}",
+                lambda message, _reply, heard=heard: heard.put_nowait(message),
+            )
+            await transport.flush()
+            message = Message(topic=f"probe/flush/{round_}", payload={})
+            await raw.publish(f"probe.flush.{round_}", message.encode())
+            await raw.flush()
+            try:
+                got = await asyncio.wait_for(heard.get(), WAIT)
+            except TimeoutError:
+                pytest.fail(f"round {round_}: the message published after flush() was lost")
+            assert got.message_id == message.message_id
+            subscription.unsubscribe()
+    finally:
+        await raw.close()
+        await transport.close()

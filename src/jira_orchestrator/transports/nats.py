@@ -369,7 +369,12 @@ class NatsTransport(Transport):
         while True:
             await self._reconnected(deadline)
             try:
-                await nc.flush(timeout=max(deadline - loop.time(), 0.001))  # type: ignore[arg-type]
+                # Twice: nats-py writes flush()'s PING straight to the socket, ahead of
+                # commands (a SUB) still queued for its flusher task, so one PONG can come
+                # back before the server has read them. By the first PONG the flusher has
+                # written them, so the second PING follows them and its PONG covers them.
+                for _ in range(2):
+                    await nc.flush(timeout=max(deadline - loop.time(), 0.001))  # type: ignore[arg-type]
                 break
             except nats.errors.ConnectionClosedError:
                 raise TransportClosed(f"transport {self.url} is closed") from None
