@@ -137,3 +137,38 @@ def test_cli_refuses_a_bad_threshold(ecosystem: Path, bad: str) -> None:
     )
     assert result.exit_code == 2
     assert f"--min-confidence: must be a number from 0 to 1, not '{bad}'" in result.stderr
+
+
+def test_decisions_show_a_triaged_request_and_stats_do_not_count_the_pick_as_an_error(
+    ecosystem: Path, tmp_path: Path
+) -> None:
+    from jira_orchestrator.cli._app import app as full
+
+    db = tmp_path / "routing.db"
+    for request_id, floor in (("OPS-3", "0.6"), ("DOC-4", "0")):
+        text = AMBIGUOUS if request_id == "OPS-3" else "Write the README"
+        routed = runner.invoke(
+            full,
+            ["route", text, "--plugins", str(ecosystem), "--db", str(db), "--id", request_id,
+             "--min-confidence", floor],
+        )  # fmt: skip
+        assert routed.exit_code == 0, routed.output
+    for request_id, plugin in (("OPS-3", "cloud-ops"), ("DOC-4", "api-forge")):
+        result = runner.invoke(
+            full,
+            ["decisions", "correct", request_id, plugin, "--db", str(db), "--plugins",
+             str(ecosystem)],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+    listed = runner.invoke(full, ["decisions", "list", "--db", str(db)])
+    assert "(triage)" in listed.stdout
+    entries = runner.invoke(full, ["decisions", "list", "--db", str(db), "--json"]).stdout
+    by_id = {e["id"]: e for e in map(json.loads, entries.splitlines())}
+    assert by_id["OPS-3"]["executionStrategy"] == "triage"
+    assert 0 < by_id["OPS-3"]["confidence"] < 0.6
+    report = json.loads(
+        runner.invoke(full, ["decisions", "stats", "--db", str(db), "--json"]).stdout
+    )
+    assert report["corrected"] == 1  # DOC-4 only: picking for a triaged request is no error
+    assert report["triagePicked"] == 1
+    assert report["confusions"] == [{"routedTo": "doc-scribe", "shouldBe": "api-forge", "count": 1}]

@@ -121,6 +121,13 @@ def _check_plugin(plugins: Path, plugin: str) -> None:
         raise fail(f"unknown plugin {plugin!r} in {plugins} (known: {known})")
 
 
+def _primary(entry: dict[str, Any]) -> str:
+    """The primary plugin, or why there is none (left to a person, or no plugin fits)."""
+    if entry["primaryPlugin"]:
+        return str(entry["primaryPlugin"])
+    return "(triage)" if entry.get("executionStrategy") == "triage" else "-"
+
+
 def _when(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -133,6 +140,8 @@ def _entry(store: DecisionStore, stored: StoredDecision) -> dict[str, Any]:
         "text": stored.text,
         "files": list(stored.files),
         "primaryPlugin": stored.primary_plugin,
+        "confidence": stored.decision.get("confidence"),
+        "executionStrategy": stored.decision.get("executionStrategy"),
         "correctedTo": correction.plugin if correction else None,
         "outcomes": [
             {"plugin": o.plugin, "success": o.success, "at": _when(o.created_at)}
@@ -168,7 +177,7 @@ def list_decisions(
         table.add_row(
             escape(entry["id"]),
             entry["createdAt"],
-            escape(entry["primaryPlugin"] or "-"),
+            escape(_primary(entry)),
             escape(entry["correctedTo"] or ""),
             escape(outcomes),
             escape(text),
@@ -196,7 +205,7 @@ def show(
     )
     if stored.files:
         console.print("files: " + escape(", ".join(stored.files)))
-    console.print(f"primary: {escape(entry['primaryPlugin'] or '-')}")
+    console.print(f"primary: {escape(_primary(entry))}")
     fallbacks = stored.decision.get("fallbackPlugins") or []
     if fallbacks:
         console.print("fallbacks: " + escape(", ".join(map(str, fallbacks))))
@@ -255,10 +264,14 @@ def stats(db: DbOption = None, as_json: JsonOption = False) -> None:
     with _open(db) as store:
         total = store.count_decisions()
         confusions: Counter[tuple[str, str]] = Counter()
+        picked = 0  # triaged requests a person picked the plugin for: not the router's error
         for correction in store.corrections():
             stored = store.get_decision(correction.request_id)
             if stored is None:
                 continue  # its decision was pruned: the correction still teaches the router
+            if stored.decision.get("executionStrategy") == "triage":
+                picked += 1
+                continue
             chosen = stored.primary_plugin or "-"
             if chosen != correction.plugin:
                 confusions[(chosen, correction.plugin)] += 1
@@ -282,11 +295,14 @@ def stats(db: DbOption = None, as_json: JsonOption = False) -> None:
             "corrected": wrong,
             "correctedShare": round(share, 4),
             "confusions": confused,
+            "triagePicked": picked,
             "outcomes": handled,
         }
         typer.echo(json.dumps(report))
         return
     typer.echo(f"{total} decisions, {wrong} corrected ({share:.1%})")
+    if picked:
+        typer.echo(f"  {picked} left to a person (triage) and picked")
     for item in confused:
         typer.echo(f"  {item['routedTo']} -> {item['shouldBe']}: {item['count']}")
     for item in handled:
