@@ -27,6 +27,8 @@ CASES: list[tuple[list[str], int]] = [
     (["decisions", "outcome", "x"], 2),
     (["decisions", "stats", "--no-such-option"], 2),
     (["decisions", "prune", "--older-than", "soon", "--db", "MISSING"], 2),
+    (["decisions", "export-corrections", "--db", "MISSING"], 2),
+    (["decisions", "import-corrections", "GARBAGE", "--db", "MISSING"], 2),
     (["plugins", "validate"], 2),
     (["plugins", "validate", "MISSING"], 1),  # a problem found: validate's answer
     (["plugins", "list", "MISSING"], 2),

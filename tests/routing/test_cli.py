@@ -97,7 +97,15 @@ def test_batch_json_lines_in_input_order(ecosystem: Path, tmp_path: Path) -> Non
         ("r2", "cloud-ops"),
         ("r3", "pixel-kit"),
     ]
-    assert set(lines[0]) == {"id", "primaryPlugin", "fallbackPlugins", "scores"}
+    assert set(lines[0]) == {
+        "id",
+        "primaryPlugin",
+        "fallbackPlugins",
+        "confidence",
+        "executionStrategy",
+        "scores",
+    }
+    assert all(0.0 < d["confidence"] <= 1.0 for d in lines)  # on every line
     assert {"plugin", "score"} == set(lines[0]["scores"][0])
     assert f"{batch}:2: invalid JSON" in result.stderr
     assert "3 requests routed, 1 bad lines skipped" in result.stderr

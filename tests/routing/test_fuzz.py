@@ -88,7 +88,12 @@ def test_any_json_as_a_jira_issue_builds_or_names_the_field(issue: Any) -> None:
 @given(lines=st.lists(st.one_of(st.text(max_size=60), json_values.map(json.dumps)), max_size=6))
 def test_any_batch_file_yields_items_or_numbered_problems(tmp_path: Path, lines: list[str]) -> None:
     path = tmp_path / "batch.jsonl"
-    path.write_text("\n".join(line.replace("\n", " ").replace("\r", " ") for line in lines))
+    text = "\n".join(line.replace("\n", " ").replace("\r", " ") for line in lines)
+    path.write_text(text)
+    if "\x00" in text:  # a NUL byte: a binary file, refused at once and named
+        with pytest.raises(InvalidRequest, match="not a text file"):
+            list(read_batch(path))
+        return
     for entry in read_batch(path):
         assert isinstance(entry, BatchItem | BatchProblem)
         assert entry.line >= 1

@@ -7,20 +7,29 @@ say which were wrong.
     jira-orchestrator decisions outcome ID PLUGIN --success | --failure
     jira-orchestrator decisions stats [--json]
     jira-orchestrator decisions prune --older-than DURATION | --before TIME [--dry-run]
+    jira-orchestrator decisions export-corrections [--output FILE]
+    jira-orchestrator decisions import-corrections FILE|- [--dry-run] [--plugins DIR]
 
 The database is the one ``route --db`` (or ``$JIRA_ORCHESTRATOR_ROUTING_DB``) writes.
 A correction or an outcome recorded here sways every later ``route`` with the same
 database, as `Router.record_correction` and `Router.record_outcome` do. ``prune`` drops
 the decisions and outcomes older than a duration (``90d``) or a time; corrections stay.
+``export-corrections`` writes the corrections as JSON Lines (see
+`jira_orchestrator.routing.corrections`) and ``import-corrections`` reads them into a
+database (created if need be), so a team keeps them across upgrades and shares them
+between environments; of two corrections of one request the newer wins.
 
 Exit status: 0 done; 1 the database failed (locked by another process for longer than
 5 s, disk full, damaged, another program's database); 2 bad input (no database, an
-unknown request id or plugin, a value out of range). Nothing is written on an error.
+unknown request id or plugin, a value out of range, an unreadable file to import). Nothing
+is written on an error; ``import-corrections`` imports the good lines of a file and exits
+1 naming each bad one (``FILE:LINE: reason``).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,9 +46,14 @@ from jira_orchestrator._core.clock import parse_timestamp, wall
 from jira_orchestrator.cli._duration import parse_duration
 from jira_orchestrator.cli._errors import EXIT_FAILURE, fail
 from jira_orchestrator.cli.route import DB_ENV, PLUGINS_ENV, open_store
-from jira_orchestrator.plugins import discover_plugins
+from jira_orchestrator.plugins import PluginCatalog, discover_plugins
 from jira_orchestrator.routing import RoutingStoreError
-from jira_orchestrator.routing.store import DecisionStore, StoredDecision
+from jira_orchestrator.routing.corrections import (
+    CorrectionProblem,
+    read_corrections,
+    write_corrections,
+)
+from jira_orchestrator.routing.store import Correction, DecisionStore, StoredDecision
 
 __all__ = ["decisions_app"]
 
@@ -91,17 +105,27 @@ def _decision(store: DecisionStore, request_id: str) -> StoredDecision:
     return found
 
 
-def _check_plugin(plugins: Path, plugin: str) -> None:
+def _catalog(plugins: Path) -> PluginCatalog:
     try:
-        catalog = discover_plugins(plugins)
+        return discover_plugins(plugins)
     except NotADirectoryError as exc:
         raise fail(f"{exc} (set --plugins or ${PLUGINS_ENV})") from None
     except OSError as exc:
         raise fail(f"plugins directory {str(plugins)!r}: {exc.strerror or exc}") from None
-    names = sorted(info.name for info in catalog.plugins)
+
+
+def _check_plugin(plugins: Path, plugin: str) -> None:
+    names = sorted(info.name for info in _catalog(plugins).plugins)
     if plugin not in names:
         known = ", ".join(names) or "none"
         raise fail(f"unknown plugin {plugin!r} in {plugins} (known: {known})")
+
+
+def _primary(entry: dict[str, Any]) -> str:
+    """The primary plugin, or why there is none (left to a person, or no plugin fits)."""
+    if entry["primaryPlugin"]:
+        return str(entry["primaryPlugin"])
+    return "(triage)" if entry.get("executionStrategy") == "triage" else "-"
 
 
 def _when(timestamp: float) -> str:
@@ -116,6 +140,8 @@ def _entry(store: DecisionStore, stored: StoredDecision) -> dict[str, Any]:
         "text": stored.text,
         "files": list(stored.files),
         "primaryPlugin": stored.primary_plugin,
+        "confidence": stored.decision.get("confidence"),
+        "executionStrategy": stored.decision.get("executionStrategy"),
         "correctedTo": correction.plugin if correction else None,
         "outcomes": [
             {"plugin": o.plugin, "success": o.success, "at": _when(o.created_at)}
@@ -151,7 +177,7 @@ def list_decisions(
         table.add_row(
             escape(entry["id"]),
             entry["createdAt"],
-            escape(entry["primaryPlugin"] or "-"),
+            escape(_primary(entry)),
             escape(entry["correctedTo"] or ""),
             escape(outcomes),
             escape(text),
@@ -179,7 +205,7 @@ def show(
     )
     if stored.files:
         console.print("files: " + escape(", ".join(stored.files)))
-    console.print(f"primary: {escape(entry['primaryPlugin'] or '-')}")
+    console.print(f"primary: {escape(_primary(entry))}")
     fallbacks = stored.decision.get("fallbackPlugins") or []
     if fallbacks:
         console.print("fallbacks: " + escape(", ".join(map(str, fallbacks))))
@@ -238,10 +264,14 @@ def stats(db: DbOption = None, as_json: JsonOption = False) -> None:
     with _open(db) as store:
         total = store.count_decisions()
         confusions: Counter[tuple[str, str]] = Counter()
+        picked = 0  # triaged requests a person picked the plugin for: not the router's error
         for correction in store.corrections():
             stored = store.get_decision(correction.request_id)
             if stored is None:
                 continue  # its decision was pruned: the correction still teaches the router
+            if stored.decision.get("executionStrategy") == "triage":
+                picked += 1
+                continue
             chosen = stored.primary_plugin or "-"
             if chosen != correction.plugin:
                 confusions[(chosen, correction.plugin)] += 1
@@ -265,11 +295,14 @@ def stats(db: DbOption = None, as_json: JsonOption = False) -> None:
             "corrected": wrong,
             "correctedShare": round(share, 4),
             "confusions": confused,
+            "triagePicked": picked,
             "outcomes": handled,
         }
         typer.echo(json.dumps(report))
         return
     typer.echo(f"{total} decisions, {wrong} corrected ({share:.1%})")
+    if picked:
+        typer.echo(f"  {picked} left to a person (triage) and picked")
     for item in confused:
         typer.echo(f"  {item['routedTo']} -> {item['shouldBe']}: {item['count']}")
     for item in handled:
@@ -323,3 +356,109 @@ def prune(
         pruned = store.prune(before=cut, dry_run=dry_run)
     verb = "would prune" if dry_run else "pruned"
     typer.echo(f"{verb} {pruned.decisions} decisions and {pruned.outcomes} outcomes from {db}")
+
+
+@decisions_app.command("export-corrections")
+def export_corrections(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write them to this file (default: standard output)."),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Write every correction, with its whole request, as JSON Lines (oldest first)."""
+    with _open(db) as store:
+        corrections = store.corrections()
+    errors = Console(stderr=True, highlight=False)
+    if output is None or str(output) == "-":
+        count = write_corrections(corrections, sys.stdout)
+    else:
+        if output.is_dir():
+            raise fail(f"--output: {output} is a directory")
+        partial = output.with_name(output.name + ".partial")
+        try:
+            with partial.open("w", encoding="utf-8") as out:
+                count = write_corrections(corrections, out)
+            partial.replace(output)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise fail(
+                f"--output: cannot write {output}: {exc.strerror or exc}", EXIT_FAILURE
+            ) from None
+    errors.print(f"{count} corrections exported from {db}")
+
+
+@decisions_app.command("import-corrections")
+def import_corrections(
+    file: Annotated[
+        Path,
+        typer.Argument(metavar="FILE", help="JSON Lines from export-corrections (- for stdin)."),
+    ],
+    db: DbOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say what would be imported.")
+    ] = False,
+    plugins: Annotated[
+        Path | None,
+        typer.Option(
+            "--plugins",
+            help="Say which corrections name a plugin not in this folder (they are kept).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Read corrections exported by export-corrections into the database (created if need
+    be); of two corrections of one request the newer wins. Bad lines are named and skipped."""
+    if db is None:
+        raise fail(f"give --db FILE (or set ${DB_ENV}): the file `route --db` writes")
+    lines = _lines(file)
+    found: list[Correction] = []
+    problems: list[CorrectionProblem] = []
+    for entry in read_corrections(lines, str(file)):
+        if isinstance(entry, Correction):
+            found.append(entry)
+        else:
+            problems.append(entry)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    for problem in problems:
+        errors.print(f"[red]error:[/red] {escape(str(problem))}")
+    if plugins is not None:
+        known = {info.name for info in _catalog(plugins).plugins}
+        missing = sorted({c.plugin for c in found} - known)
+        if missing:
+            errors.print(
+                f"warning: {sum(c.plugin in missing for c in found)} corrections name plugins"
+                f" not in {plugins}: {', '.join(missing)} (imported; the router uses them once"
+                " those plugins are installed)"
+            )
+    store = open_store(db)
+    try:
+        with store:
+            done = store.import_corrections(found, dry_run=dry_run)
+    except RoutingStoreError as exc:
+        raise fail(str(exc), EXIT_FAILURE) from None
+    verb = "would import" if dry_run else "imported"
+    summary = (
+        f"{verb} {done.added + done.replaced} corrections into {db}"
+        f" ({done.added} new, {done.replaced} replacing older ones);"
+        f" {done.kept} already there or older than the database's own"
+    )
+    if problems:
+        summary += f"; {len(problems)} bad lines skipped"
+    typer.echo(summary)
+    if problems:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _lines(file: Path) -> list[str]:
+    """The lines of ``file`` (``-``: standard input), or exit 2 naming why not."""
+    try:
+        data = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
+    except OSError as exc:
+        raise fail(f"{file}: cannot read: {exc.strerror or exc}") from None
+    if b"\x00" in data:
+        raise fail(f"{file}: not a text file (a NUL byte)")
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise fail(f"{file}: not UTF-8 (byte {exc.start})") from None

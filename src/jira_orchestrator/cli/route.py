@@ -1,8 +1,12 @@
 """``jira-orchestrator route``: which plugin should handle a request, or a batch of them.
 
     jira-orchestrator route "TEXT" [--file PATH]... [--plugins DIR] [--json] [--explain]
-        [--id ID] [--db FILE [--retention DURATION]]
-    jira-orchestrator route --plugins DIR --batch FILE|- [--json] [--db FILE]
+        [--id ID] [--db FILE [--retention DURATION]] [--min-confidence X]
+    jira-orchestrator route --plugins DIR --batch FILE|- [--json] [--db FILE] [--min-confidence X]
+
+Below ``--min-confidence`` (0..1; ``$JIRA_ORCHESTRATOR_MIN_CONFIDENCE``) a decision is
+left to a person: strategy ``triage``, no primary plugin, the best three candidates shown
+with their evidence (exit 0: the router did its job).
 
 The index is built once per run, or read from the cache (``--cache DIR``, default
 ``$JIRA_ORCHESTRATOR_CACHE`` or ``~/.cache/jira-orchestrator``; ``--no-cache``) when the
@@ -11,7 +15,8 @@ plugins have not changed since it was built.
 A batch FILE (``-``: standard input) is JSON Lines (``id``, ``text``, optional ``files``,
 ``labels``, ``components``) or a Jira CSV export (Issue key, Summary, Description, Labels,
 Component/s). It is read as it is routed: the output is JSON Lines, one decision a line
-(``id``, ``primaryPlugin``, ``fallbackPlugins``, ``scores``), in input order, each printed
+(``id``, ``primaryPlugin``, ``fallbackPlugins``, ``confidence``, ``executionStrategy``,
+``scores``), in input order, each printed
 as soon as it is made, with a progress bar on stderr. A bad line is reported on stderr as
 ``FILE:LINE: reason`` and skipped.
 
@@ -25,6 +30,7 @@ batch file, a bad ``--retention``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -67,6 +73,7 @@ __all__ = ["PLUGINS_ENV", "route"]
 PLUGINS_ENV = "JIRA_ORCHESTRATOR_PLUGINS"
 DB_ENV = "JIRA_ORCHESTRATOR_ROUTING_DB"
 RETENTION_ENV = "JIRA_ORCHESTRATOR_ROUTING_RETENTION"
+MIN_CONFIDENCE_ENV = "JIRA_ORCHESTRATOR_MIN_CONFIDENCE"
 STORE_TIMEOUT = 5.0
 """How long (seconds) a command waits for another process's lock on a routing database."""
 _SHOWN = 5
@@ -90,13 +97,16 @@ def _routing(
     semantic: bool = False,
     cache: Path | None = None,
     retention: float | None = None,
+    min_confidence: float = 0.0,
 ) -> Iterator[Router]:
     """A router over ``plugins`` (with the store at ``db``), closed on exit; a store
     failure while it is used exits 1 with the reason."""
     store = None if db is None else open_store(db, retention)
     try:
         try:
-            router = Router.from_directory(plugins, store=store, cache=cache)
+            router = Router.from_directory(
+                plugins, store=store, cache=cache, min_confidence=min_confidence
+            )
         except NoPlugins as exc:
             raise fail(f"{exc} (set --plugins or ${PLUGINS_ENV})") from None
         except RoutingStoreError as exc:
@@ -130,6 +140,18 @@ def _retention(text: str | None, db: Path | None) -> float | None:
         return parse_duration(text)
     except ValueError as exc:
         raise fail(f"--retention: {exc}") from None
+
+
+def _min_confidence(text: str | None) -> float:
+    if text is None:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise fail(f"--min-confidence: must be a number from 0 to 1, not {text!r}")
+    return value
 
 
 def route(
@@ -213,15 +235,27 @@ def route(
             show_default=False,
         ),
     ] = None,
+    min_confidence: Annotated[
+        str | None,
+        typer.Option(
+            "--min-confidence",
+            envvar=MIN_CONFIDENCE_ENV,
+            help="Below this confidence (0..1, the probability that the plugin is right), "
+            "leave the request to a person: strategy 'triage', the best three candidates "
+            f"listed (or ${MIN_CONFIDENCE_ENV}; default 0: always route).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Decide which plugin should handle a request (or each request of a batch), and why."""
     cache = None if no_cache else (cache or default_cache_dir())
     keep = _retention(retention, db)
+    floor = _min_confidence(min_confidence)
     if batch is not None:
         if text is not None or file or request_id is not None:
             raise fail("give either TEXT (with --file, --id) or --batch FILE, not both")
         entries = _open_batch(batch)
-        with entries, _routing(plugins, db, semantic, cache, keep) as router:
+        with entries, _routing(plugins, db, semantic, cache, keep, floor) as router:
             _route_batch(router, entries)
         return
     if text is None:
@@ -230,7 +264,7 @@ def route(
         request = RoutingRequest.from_text(text, files=file or (), request_id=request_id)
     except InvalidRequest as exc:
         raise fail(f"request: {exc}") from None
-    with _routing(plugins, db, semantic, cache, keep) as router:
+    with _routing(plugins, db, semantic, cache, keep, floor) as router:
         try:
             decision = router.route(request)
         except InvalidRequest as exc:
@@ -244,12 +278,22 @@ def route(
         typer.echo(decision.explain())
     else:
         _print(decision)
-    if decision.primary_plugin is None:
+    if decision.primary_plugin is None and not decision.triaged:
         raise typer.Exit(1)
 
 
 def _print(decision: RoutingDecision) -> None:
     console = Console(highlight=False)
+    if decision.triaged:
+        console.print(
+            f"[bold]Not sure enough to route[/bold] (confidence {decision.confidence:.0%},"
+            f" needs {decision.min_confidence:.0%}): a person should pick. Candidates:"
+        )
+        for rank, score in enumerate(decision.candidates, 1):
+            console.print(f"{rank}. [bold]{escape(score.plugin)}[/bold] (score {score.score:.1f})")
+            for line in score.evidence[:2]:
+                console.print(f"   - {escape(line)}")
+        return
     if decision.primary_plugin is None:
         console.print("No plugin fits this request.")
         return

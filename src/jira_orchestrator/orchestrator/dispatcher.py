@@ -103,7 +103,8 @@ class DispatchResult:
     issue_key: str | None
     primary: str | None
     plugin: str | None
-    outcome: Literal["completed", "failed"]
+    outcome: Literal["completed", "failed", "triaged"]
+    """``triaged``: the router was not sure enough; nothing was dispatched."""
     result: Any
     error: str | None
     duration: float
@@ -188,6 +189,7 @@ class Orchestrator:
         clock: MonotonicClock = monotonic,
         heartbeat: float | None = None,
         health_timeout: float = 2.0,
+        min_confidence: float = 0.0,
     ) -> None:
         if isinstance(plugins, PluginCatalog):
             self.catalog = plugins
@@ -213,7 +215,10 @@ class Orchestrator:
             bus=self.bus,
             store=decisions,
             requester=ORCHESTRATOR_ID,
+            min_confidence=min_confidence,
         )
+        self.abstentions = 0
+        """Requests the router was not sure enough to dispatch (``routing.minConfidence``)."""
         self.heartbeat = heartbeat
         self.health_timeout = health_timeout
         self.dead_letters = (
@@ -344,6 +349,7 @@ class Orchestrator:
             },
             "tasks": self.tasks.counts(),
             "refusedDelegations": self.refused_delegations,
+            "abstentions": self.abstentions,
         }
 
     # -- dispatch --------------------------------------------------------------------------
@@ -398,6 +404,8 @@ class Orchestrator:
         started = self.clock()
         if decision is None:
             decision = await self.router.aroute(routing)
+        if decision.triaged:
+            return await self._triaged(task_id, routing, decision, started)
         candidates = self.candidates(decision)
         await self._event(
             "orchestration/task-start",
@@ -459,6 +467,35 @@ class Orchestrator:
             error=error,
             duration=duration,
             attempts=attempts,
+            decision=decision,
+        )
+        completion = dispatched.to_dict()
+        completion.pop("result")
+        await self._event("orchestration/task-complete", completion)
+        return dispatched
+
+    async def _triaged(
+        self, task_id: str, routing: RoutingRequest, decision: RoutingDecision, started: float
+    ) -> DispatchResult:
+        """The router was not sure enough: nothing is dispatched, a person picks among the
+        decision's candidates."""
+        self.abstentions += 1
+        candidates = ", ".join(score.plugin for score in decision.candidates)
+        error = (
+            f"not sure enough to route (confidence {decision.confidence:.0%},"
+            f" needs {decision.min_confidence:.0%}); candidates: {candidates or 'none'}"
+        )
+        self.tasks.finish(task_id, status="triaged", plugin=None, attempts=[], error=error)
+        dispatched = DispatchResult(
+            task_id=task_id,
+            request_id=decision.request_id,
+            issue_key=routing.issue_key,
+            primary=None,
+            plugin=None,
+            outcome="triaged",
+            result=None,
+            error=error,
+            duration=self.clock() - started,
             decision=decision,
         )
         completion = dispatched.to_dict()

@@ -36,7 +36,7 @@ TASK_RETENTION_ENV = "JIRA_ORCHESTRATOR_TASK_RETENTION"
 
 DEFAULT_TASK_RETENTION = "30d"
 
-TaskStatus = Literal["pending", "running", "completed", "failed"]
+TaskStatus = Literal["pending", "running", "completed", "failed", "triaged"]
 _FORMAT = "jira-orchestrator-tasks/1"
 _SCHEMA = (
     "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -115,7 +115,7 @@ class TaskStore(SQLiteStore):
         self,
         task_id: str,
         *,
-        status: Literal["completed", "failed"],
+        status: Literal["completed", "failed", "triaged"],
         plugin: str | None,
         attempts: list[dict[str, Any]],
         result: Any = None,
@@ -151,13 +151,14 @@ class TaskStore(SQLiteStore):
         return self._select("ORDER BY created DESC LIMIT ?", (limit,))
 
     def prune(self, before: float) -> int:
-        """Delete the completed and failed tasks last updated before ``before`` (seconds
-        since the epoch); pending and running ones are kept whatever their age. Returns how
-        many were deleted."""
+        """Delete the completed, failed and triaged tasks last updated before ``before``
+        (seconds since the epoch); pending and running ones are kept whatever their age.
+        Returns how many were deleted."""
         with self._write("pruning tasks") as db:
             return int(
                 db.execute(
-                    "DELETE FROM tasks WHERE status IN ('completed', 'failed') AND updated < ?",
+                    "DELETE FROM tasks WHERE status IN ('completed', 'failed', 'triaged')"
+                    " AND updated < ?",
                     (float(before),),
                 ).rowcount
             )
@@ -165,7 +166,8 @@ class TaskStore(SQLiteStore):
     def prunable(self, before: float) -> int:
         """How many tasks `prune` would delete."""
         rows = self._read(
-            "SELECT COUNT(*) FROM tasks WHERE status IN ('completed', 'failed') AND updated < ?",
+            "SELECT COUNT(*) FROM tasks WHERE status IN ('completed', 'failed', 'triaged')"
+            " AND updated < ?",
             (float(before),),
         )
         return int(rows[0][0])

@@ -12,11 +12,17 @@ print(decision.explain())
 from jira_orchestrator.routing.baseline import BM25Baseline
 from jira_orchestrator.routing.batch import BatchItem, BatchProblem, BatchReader, read_batch
 from jira_orchestrator.routing.cache import IndexCache
+from jira_orchestrator.routing.calibration import Calibrator
 from jira_orchestrator.routing.classifier import (
     Classification,
     Complexity,
     classify,
     technologies_of,
+)
+from jira_orchestrator.routing.corrections import (
+    CorrectionProblem,
+    read_corrections,
+    write_corrections,
 )
 from jira_orchestrator.routing.decision import (
     AgentRecommendation,
@@ -54,9 +60,11 @@ __all__ = [
     "BatchItem",
     "BatchProblem",
     "BatchReader",
+    "Calibrator",
     "Classification",
     "CollaborationPlan",
     "Complexity",
+    "CorrectionProblem",
     "DecisionStore",
     "Evaluation",
     "ExecutionStrategy",
@@ -84,5 +92,7 @@ __all__ = [
     "evaluate",
     "load_labelled",
     "read_batch",
+    "read_corrections",
     "technologies_of",
+    "write_corrections",
 ]

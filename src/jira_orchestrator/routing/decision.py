@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
+    "CANDIDATES",
     "AgentRecommendation",
     "CollaborationPlan",
     "ExecutionStrategy",
@@ -19,9 +20,14 @@ __all__ = [
     "RoutingDecision",
 ]
 
-ExecutionStrategy = Literal["none", "single", "sequential", "parallel", "phased"]
+ExecutionStrategy = Literal["none", "single", "sequential", "parallel", "phased", "triage"]
 """``single``: one plugin; ``sequential``/``parallel``: every phase after / beside the
-other; ``phased``: some phases side by side, others after them; ``none``: no plugin fits."""
+other; ``phased``: some phases side by side, others after them; ``none``: no plugin fits;
+``triage``: the router is not sure enough (confidence below its ``min_confidence``), a
+person picks among the candidates and nothing is dispatched."""
+
+CANDIDATES = 3
+"""How many candidates a ``triage`` decision offers."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +143,8 @@ class RoutingDecision:
     collaboration_plan: CollaborationPlan | None = None
     recommended_agents: tuple[AgentRecommendation, ...] = ()
     confidence: float = 0.0
+    """The probability that the primary plugin is right (for ``triage``: that the best
+    candidate is), from the router's calibrator."""
     domains: tuple[str, ...] = ()
     technologies: tuple[str, ...] = ()
     complexity: str = "low"
@@ -148,6 +156,18 @@ class RoutingDecision:
     elapsed_ms: float = 0.0
     names: tuple[str, ...] = ()
     """Service names and paths the text mentions, read as names (weak evidence)."""
+    min_confidence: float = 0.0
+    """The router's ``min_confidence`` when it decided (below it: ``triage``)."""
+
+    @property
+    def triaged(self) -> bool:
+        """True when the router left the request to a person (strategy ``triage``)."""
+        return self.execution_strategy == "triage"
+
+    @property
+    def candidates(self) -> tuple[PluginScore, ...]:
+        """The best `CANDIDATES` plugins, best first, with their evidence."""
+        return self.scores[:CANDIDATES]
 
     def score_of(self, plugin: str) -> PluginScore | None:
         """The score entry of ``plugin``, or None when it scored nothing."""
@@ -178,21 +198,32 @@ class RoutingDecision:
             ],
             "createdAt": self.created_at,
             "elapsedMs": round(self.elapsed_ms, 3),
+            "minConfidence": self.min_confidence,
+            **({"candidates": [s.plugin for s in self.candidates]} if self.triaged else {}),
         }
 
     def summary(self) -> dict[str, Any]:
-        """The batch line: ``id``, ``primaryPlugin``, ``fallbackPlugins``, ``scores``."""
+        """The batch line: ``id``, ``primaryPlugin``, ``fallbackPlugins``, ``confidence``,
+        ``executionStrategy``, ``scores``."""
         return {
             "id": self.request_id,
             "primaryPlugin": self.primary_plugin,
             "fallbackPlugins": list(self.fallback_plugins),
+            "confidence": round(self.confidence, 4),
+            "executionStrategy": self.execution_strategy,
             "scores": [{"plugin": s.plugin, "score": round(s.score, 4)} for s in self.scores],
         }
 
     def explain(self, top: int = 5) -> str:
         """Why this decision, in words: the winner, the runners-up, and their evidence."""
         lines: list[str] = []
-        if self.primary_plugin is None:
+        if self.triaged:
+            lines.append(
+                f"Request {self.request_id}: not sure enough to route it"
+                f" (confidence {self.confidence:.0%}, needs {self.min_confidence:.0%});"
+                " a person should pick among: " + ", ".join(s.plugin for s in self.candidates) + "."
+            )
+        elif self.primary_plugin is None:
             lines.append(f"Request {self.request_id}: no plugin fits.")
         else:
             lines.append(

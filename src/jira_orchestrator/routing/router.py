@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from jira_orchestrator.plugins import AgentRegistry, PluginInfo, discover_plugins
 from jira_orchestrator.routing.cache import IndexCache
+from jira_orchestrator.routing.calibration import Calibrator, load_calibrator
 from jira_orchestrator.routing.classifier import Classification, classify, domains_of
 from jira_orchestrator.routing.decision import (
     AgentRecommendation,
@@ -108,6 +109,8 @@ class RouterStats:
     publish_failures: int = 0
     corrections: int = 0
     outcomes: int = 0
+    triaged: int = 0
+    """Decisions below ``min_confidence``: left to a person (strategy ``triage``)."""
 
 
 class Router:
@@ -120,6 +123,12 @@ class Router:
     back by the next router over the same plugins and settings (see `routing.cache`).
     ``store`` is a `DecisionStore` or a SQLite path. A decision lists the best
     ``score_limit`` plugins' scores. Raises `NoPlugins` when there is no plugin.
+
+    A decision's ``confidence`` is the probability that its primary plugin is right, from
+    ``calibrator`` (default: the one shipped with the package, see `routing.calibration`).
+    Below ``min_confidence`` (0..1, default 0: never) the router abstains: the decision's
+    strategy is ``triage``, it has no primary plugin, and its ``scores`` list the
+    candidates for a person to pick from.
 
     The index is immutable once built. `route` keeps a little state (counters, recent
     requests for corrections): call it from one thread, or one router per thread.
@@ -139,10 +148,17 @@ class Router:
         score_limit: int = 10,
         semantic: Semantic | None = None,
         cache: IndexCache | str | os.PathLike[str] | None = None,
+        min_confidence: float = 0.0,
+        calibrator: Calibrator | None = None,
     ) -> None:
         loaded = list(plugins)
         if not loaded:
             raise NoPlugins("no plugins to route to")
+        self.min_confidence = _check_confidence(min_confidence)
+        """Below this confidence a decision is left to a person (``triage``)."""
+        self.calibrator = calibrator
+        """Turns a decision's scores into its confidence; None: the package's (for words
+        alone, or for the semantic blend when `semantic` is set)."""
         self.weights = weights or ScoringWeights()
         self.fields = fields or FieldWeights()
         self.availability = availability
@@ -211,6 +227,8 @@ class Router:
         requester: str | None = "jira-orchestrator",
         score_limit: int = 10,
         cache: IndexCache | str | os.PathLike[str] | None = None,
+        min_confidence: float = 0.0,
+        calibrator: Calibrator | None = None,
     ) -> Router:
         """Discover the plugins under ``root`` and build a router over them (options as
         for the constructor).
@@ -238,6 +256,8 @@ class Router:
             requester=requester,
             score_limit=score_limit,
             cache=cache,
+            min_confidence=min_confidence,
+            calibrator=calibrator,
         )
 
     @property
@@ -436,6 +456,14 @@ class Router:
                     specificity=self._specificity[position],
                 )
             )
+        calibrator = self.calibrator or load_calibrator(
+            "words" if self.semantic is None else "semantic"
+        )
+        confidence = calibrator.confidence(ranked)
+        if ranked and confidence < self.min_confidence:
+            return self._triage(
+                request, ranked, classification, asker, excluded, confidence, started
+            )
         primary = ranked[0].plugin if ranked else None
         # A fallback must be relevant in its own right: the orchestrator sends it the
         # work when the primary fails. A plugin below ``fallback_share`` of the primary's
@@ -444,10 +472,6 @@ class Router:
         fallbacks = tuple(
             score.plugin for score in ranked[1 : 1 + _FALLBACKS] if score.score >= bar
         )
-        confidence = 0.0
-        if ranked:
-            runner_up = ranked[1].score if len(ranked) > 1 else 0.0
-            confidence = 1 - runner_up / ranked[0].score
         plan = self._plan(classification, ranked)
         strategy: ExecutionStrategy = "none" if primary is None else "single"
         if plan is not None:
@@ -478,6 +502,39 @@ class Router:
             collaboration_plan=plan,
             recommended_agents=tuple(agents),
             confidence=confidence,
+            min_confidence=self.min_confidence,
+            domains=classification.domains,
+            technologies=classification.technologies,
+            complexity=classification.complexity,
+            requester=asker,
+            excluded=excluded,
+            text=request.text,
+            files=request.files,
+            created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+            elapsed_ms=(time.perf_counter() - started) * 1000,
+            names=classification.names,
+        )
+
+    def _triage(
+        self,
+        request: RoutingRequest,
+        ranked: list[PluginScore],
+        classification: Classification,
+        asker: str | None,
+        excluded: dict[str, str],
+        confidence: float,
+        started: float,
+    ) -> RoutingDecision:
+        """The decision when the router is not sure enough: no primary, nothing to
+        dispatch, the candidates (best first, the first five with evidence) for a person."""
+        self.stats.triaged += 1
+        return RoutingDecision(
+            request_id=request.request_id,
+            primary_plugin=None,
+            scores=tuple(ranked),
+            execution_strategy="triage",
+            confidence=confidence,
+            min_confidence=self.min_confidence,
             domains=classification.domains,
             technologies=classification.technologies,
             complexity=classification.complexity,
@@ -741,6 +798,12 @@ class Router:
             _log.exception("routing decision %s could not be published", decision.request_id)
             return
         self.stats.published += 1
+
+
+def _check_confidence(value: float) -> float:
+    if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"min_confidence must be a number from 0 to 1, not {value!r}")
+    return float(value)
 
 
 def _strategy(plan: CollaborationPlan) -> ExecutionStrategy:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ClassVar, NamedTuple, TypeVar
@@ -189,6 +189,29 @@ class Correction:
     def request(self) -> RoutingRequest:
         """The request as it was routed."""
         return _request(self.request_id, self.text, self.files, self.extra)
+
+
+def correction_from_request(request: RoutingRequest, plugin: str, created_at: float) -> Correction:
+    """The `Correction` of ``request`` to ``plugin`` made at ``created_at`` (seconds)."""
+    return Correction(
+        request.request_id,
+        plugin,
+        request.text,
+        request.files,
+        created_at,
+        _extra(request),
+    )
+
+
+class Imported(NamedTuple):
+    """What `DecisionStore.import_corrections` did (or would do)."""
+
+    added: int
+    """Corrections of requests the store had none for."""
+    replaced: int
+    """Older corrections of the same request, replaced by the imported ones."""
+    kept: int
+    """Imported corrections not stored: the store's own is as new or newer."""
 
 
 class Pruned(NamedTuple):
@@ -413,6 +436,44 @@ class DecisionStore(SQLiteStore):
                     _extra(request),
                 ),
             )
+
+    def import_corrections(
+        self, corrections: Iterable[Correction], *, dry_run: bool = False
+    ) -> Imported:
+        """Store ``corrections`` (from `routing.corrections.read_corrections`, say) with
+        their own times, in one transaction. Of two corrections of the same request the
+        newer wins, so importing a file twice, or a file exported from here, changes
+        nothing. ``dry_run``: only count."""
+        added = replaced = kept = 0
+        with self._write("importing corrections") as db:
+            for correction in corrections:
+                row = db.execute(
+                    "SELECT created_at FROM corrections WHERE request_id = ?",
+                    (correction.request_id,),
+                ).fetchone()
+                if row is not None and float(row[0]) >= correction.created_at:
+                    kept += 1
+                    continue
+                if row is None:
+                    added += 1
+                else:
+                    replaced += 1
+                if dry_run:
+                    continue
+                db.execute(
+                    "INSERT OR REPLACE INTO corrections"
+                    " (request_id, plugin, text, files, created_at, extra)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        correction.request_id,
+                        correction.plugin,
+                        correction.text,
+                        json.dumps(list(correction.files)),
+                        correction.created_at,
+                        correction.extra,
+                    ),
+                )
+        return Imported(added, replaced, kept)
 
     def corrections(self) -> list[Correction]:
         """Every correction, oldest first."""
