@@ -73,6 +73,7 @@ async def jira_loop(
             tasks=tasks,
             decisions=files.decisions,
             dead_letters=files.dead_letters,
+            min_confidence=config.routing.min_confidence,
         )
         stack.callback(orchestrator.close)
         await orchestrator.start()

@@ -197,3 +197,23 @@ def test_demo_jira_shows_the_whole_loop(tmp_path: Path, monkeypatch: pytest.Monk
     assert result.exit_code == 0, result.output
     assert f"{len(ISSUES)}/{len(ISSUES)} issues completed, 2 by a fallback plugin" in result.output
     assert result.output.count("written") == len(ISSUES)
+
+
+async def test_an_unsure_router_asks_a_person_in_jira(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JIRA_ORCHESTRATOR_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.setenv("DEMO_FAIL", "")
+    reset_message_bus()
+    try:
+        async for running in _start(tmp_path / "out", min_confidence=0.999):
+            key = running.sandbox.create_issue("OPS", "Something is slow somewhere")
+            await running.settle()
+            assert running.sandbox.issue(key)["fields"]["labels"] == ["needs-triage"]
+            [comment] = running.comments(key)
+            assert "needs 100%" in comment
+            assert "Candidates:" in comment
+            assert running.loop.orchestrator.tasks.all() == []
+            assert running.loop.service.stats["triaged"] == 1
+    finally:
+        await close_message_bus()

@@ -220,7 +220,9 @@ class JiraService:
         # The first claim of the event: no comment can carry this task's reference yet.
         first = item.attempts <= 1
         floor = self.config.routing.min_confidence
-        unsure = decision.primary_plugin is not None and decision.confidence < floor
+        unsure = decision.triaged or (
+            decision.primary_plugin is not None and decision.confidence < floor
+        )
         candidates = self.orchestrator.candidates(decision)
         if plugin is None and (unsure or not candidates):
             self.stats["triaged"] += 1

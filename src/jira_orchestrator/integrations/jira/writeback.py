@@ -207,7 +207,7 @@ class JiraWriteBack:
                 paragraph(text(score.plugin, strong=True), f" (score {score.score:.2f})"),
                 *([bullet_list(*score.evidence[:2])] if score.evidence else []),
             ]
-            for score in decision.scores[:_CANDIDATES]
+            for score in (decision.candidates or decision.scores)[:_CANDIDATES]
         ]
         if candidates:
             blocks.append(paragraph("Candidates:"))
