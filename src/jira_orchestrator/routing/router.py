@@ -460,39 +460,44 @@ class Router:
             "words" if self.semantic is None else "semantic"
         )
         confidence = calibrator.confidence(ranked)
-        if ranked and confidence < self.min_confidence:
-            return self._triage(
-                request, ranked, classification, asker, excluded, confidence, started
+        # Not sure enough: no primary, nothing to dispatch; the candidates go to a person.
+        triage = bool(ranked) and confidence < self.min_confidence
+        primary = ranked[0].plugin if ranked and not triage else None
+        fallbacks: tuple[str, ...] = ()
+        plan: CollaborationPlan | None = None
+        agents: list[AgentRecommendation] = []
+        strategy: ExecutionStrategy = "triage"
+        if triage:
+            self.stats.triaged += 1
+        else:
+            # A fallback must be relevant in its own right: the orchestrator sends it the
+            # work when the primary fails. A plugin below ``fallback_share`` of the primary's
+            # score shares a word or two with the request, not its subject.
+            bar = ranked[0].score * weights.fallback_share if ranked else 0.0
+            fallbacks = tuple(
+                score.plugin for score in ranked[1 : 1 + _FALLBACKS] if score.score >= bar
             )
-        primary = ranked[0].plugin if ranked else None
-        # A fallback must be relevant in its own right: the orchestrator sends it the
-        # work when the primary fails. A plugin below ``fallback_share`` of the primary's
-        # score shares a word or two with the request, not its subject.
-        bar = ranked[0].score * weights.fallback_share if ranked else 0.0
-        fallbacks = tuple(
-            score.plugin for score in ranked[1 : 1 + _FALLBACKS] if score.score >= bar
-        )
-        plan = self._plan(classification, ranked)
-        strategy: ExecutionStrategy = "none" if primary is None else "single"
-        if plan is not None:
-            strategy = _strategy(plan)
-        chosen = list(plan.plugins) if plan else ([primary] if primary else [])
-        agents = self._agents(request, chosen, component_scores)
-        if plan is not None:
-            plan = CollaborationPlan(
-                tuple(
-                    Phase(
-                        id=phase.id,
-                        plugin=phase.plugin,
-                        domain=phase.domain,
-                        depends_on=phase.depends_on,
-                        agents=tuple(a.qualified_name for a in agents if a.plugin == phase.plugin)[
-                            :2
-                        ],
+            plan = self._plan(classification, ranked)
+            strategy = "none" if primary is None else "single"
+            if plan is not None:
+                strategy = _strategy(plan)
+            chosen = list(plan.plugins) if plan else ([primary] if primary else [])
+            agents = self._agents(request, chosen, component_scores)
+            if plan is not None:
+                plan = CollaborationPlan(
+                    tuple(
+                        Phase(
+                            id=phase.id,
+                            plugin=phase.plugin,
+                            domain=phase.domain,
+                            depends_on=phase.depends_on,
+                            agents=tuple(
+                                a.qualified_name for a in agents if a.plugin == phase.plugin
+                            )[:2],
+                        )
+                        for phase in plan.phases
                     )
-                    for phase in plan.phases
                 )
-            )
         return RoutingDecision(
             request_id=request.request_id,
             primary_plugin=primary,
@@ -501,38 +506,6 @@ class Router:
             execution_strategy=strategy,
             collaboration_plan=plan,
             recommended_agents=tuple(agents),
-            confidence=confidence,
-            min_confidence=self.min_confidence,
-            domains=classification.domains,
-            technologies=classification.technologies,
-            complexity=classification.complexity,
-            requester=asker,
-            excluded=excluded,
-            text=request.text,
-            files=request.files,
-            created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
-            elapsed_ms=(time.perf_counter() - started) * 1000,
-            names=classification.names,
-        )
-
-    def _triage(
-        self,
-        request: RoutingRequest,
-        ranked: list[PluginScore],
-        classification: Classification,
-        asker: str | None,
-        excluded: dict[str, str],
-        confidence: float,
-        started: float,
-    ) -> RoutingDecision:
-        """The decision when the router is not sure enough: no primary, nothing to
-        dispatch, the candidates (best first, the first five with evidence) for a person."""
-        self.stats.triaged += 1
-        return RoutingDecision(
-            request_id=request.request_id,
-            primary_plugin=None,
-            scores=tuple(ranked),
-            execution_strategy="triage",
             confidence=confidence,
             min_confidence=self.min_confidence,
             domains=classification.domains,
