@@ -14,6 +14,7 @@ only once it is on disk.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import json
 import logging
 import os
@@ -384,7 +385,7 @@ class DeadLetterStore(SQLiteStore):
         topic: str | None = None,
         below: int | None = None,
         limit: int = 50,
-    ) -> list[DeadLetter]:
+    ) -> builtins.list[DeadLetter]:
         """Up to ``limit`` letters, newest first, with an id below ``below`` (the last id of
         the previous page), by reason and topic (a topic, or a prefix ending in ``*``).
 
