@@ -99,6 +99,8 @@ def redact_url(url: str) -> str:
     except ValueError:
         return "***"
     netloc = parts.netloc
+    if "@" not in netloc and not parts.query:
+        return url
     if "@" in netloc:
         userinfo, _, host = netloc.rpartition("@")
         user, colon, _ = userinfo.partition(":")
