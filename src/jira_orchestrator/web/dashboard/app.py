@@ -92,7 +92,7 @@ _HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # "no-referrer" makes Origin "null" on POSTs
     "Cache-Control": "no-store",
 }
 
@@ -175,6 +175,7 @@ class Dashboard:
         )
         self._templates.filters["pretty"] = data.pretty
         self._templates.filters["percent"] = lambda v: "–" if v is None else f"{v:.0%}"
+        self._templates.filters["when"] = _when
         self._static = {name: (_HERE / "static" / name).read_bytes() for name in _STATIC}
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -399,6 +400,8 @@ class Dashboard:
             found = self._flashes.get(flash_id)
             if found is not None and found[0] == session.id:
                 flash = {"kind": found[1], "text": found[2]}
+        context.setdefault("nav", None)
+        context.setdefault("status", status)
         html = self._templates.get_template(template).render(
             csrf=self.guard.csrf_token(session),
             csrf_field=CSRF_FIELD,
@@ -950,6 +953,13 @@ class Dashboard:
         response = Response(self._static[name], media_type=_STATIC[name])
         response.headers["Cache-Control"] = "no-cache"
         return response
+
+
+def _when(value: Any) -> str:
+    """An ISO 8601 time as ``2026-01-31 13:05:09`` (the full time stays in ``datetime``)."""
+    if not isinstance(value, str):
+        return ""
+    return value.replace("T", " ")[:19]
 
 
 def _quote(text: str) -> str:

@@ -32,7 +32,7 @@
       inFlight: String(p.inFlight),
       successRate: success,
       p50Ms: p.p50Ms == null ? "–" : p.p50Ms.toFixed(1) + " ms",
-      lastSeen: p.lastSeen || "never",
+      lastSeen: p.lastSeen ? p.lastSeen.replace("T", " ").slice(0, 19) : "never",
     };
   }
 
@@ -79,7 +79,7 @@
     var row = document.createElement("tr");
     row.dataset.id = d.id;
     row.className = "new flash-row";
-    row.appendChild(cell(d.createdAt));
+    row.appendChild(cell(d.createdAt ? d.createdAt.replace("T", " ").slice(0, 19) : "", "when"));
     var link = document.createElement("a");
     link.href = "/decisions/" + encodeURIComponent(d.id);
     link.textContent = d.id;
