@@ -103,8 +103,10 @@ async def ecosystem(
     try:
         await dashboard.start()
         await server.start()
-        for name in plugins if plugins is not None else sorted(
-            p.name for p in EXAMPLES.iterdir() if p.is_dir()
+        for name in (
+            plugins
+            if plugins is not None
+            else sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
         ):
             plugin = load_example(name)
             await plugin.start()

@@ -23,7 +23,12 @@ from jira_orchestrator.messagebus import Message, get_message_bus
 from jira_orchestrator.orchestrator import SagaStore
 from tests.web._dashboard import CHROMIUM, CHROMIUM_ARGS, EXAMPLES, ROOT, ecosystem
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="needs Debian's chromium: apt-get install chromium"
+    ),
+]
 
 ISSUES = json.loads((EXAMPLES.parent / "issues.json").read_text())
 TOKEN = "a-long-enough-dashboard-token"
@@ -47,8 +52,6 @@ async def eventually(check: Callable[[], bool], what: str, timeout: float = 20.0
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("needs Debian's chromium: apt-get install chromium")
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
@@ -95,7 +98,9 @@ async def test_the_overview_lists_the_plugins_and_shows_a_breaker_opening(
         result = await world.orchestrator.dispatch(issue("UI-301"))  # fails, twice: opens
         assert result.attempts[0].plugin == "frontend-design-system"
         await expect(breaker).to_have_text("open")
-        success = page.locator('tr[data-plugin="frontend-design-system"] [data-field="successRate"]')
+        success = page.locator(
+            'tr[data-plugin="frontend-design-system"] [data-field="successRate"]'
+        )
         await expect(success).to_contain_text("0%")
         assert await page.evaluate("window.__loaded") is True  # no reload: live
         await page.context.close()
@@ -228,7 +233,9 @@ async def test_screenshots_of_every_page(
     browser: Browser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DEMO_FAIL", "frontend-design-system")
-    target = ROOT / "docs" / "images" if os.environ.get("JIRA_ORCHESTRATOR_SCREENSHOTS") else tmp_path
+    target = (
+        ROOT / "docs" / "images" if os.environ.get("JIRA_ORCHESTRATOR_SCREENSHOTS") else tmp_path
+    )
     target.mkdir(parents=True, exist_ok=True)
     async with ecosystem(tmp_path, monkeypatch) as world:
         for item in ISSUES[:8]:
@@ -278,5 +285,6 @@ async def test_screenshots_of_every_page(
         await page.screenshot(path=str(target / "dashboard-route.png"))
         for name in [*shots, "route"]:
             png = (target / f"dashboard-{name}.png").read_bytes()
-            assert png.startswith(b"\x89PNG") and len(png) < 400_000
+            assert png.startswith(b"\x89PNG")
+            assert len(png) < 400_000
         await page.context.close()

@@ -371,7 +371,7 @@ class Dashboard:
         if not self.guard.same_origin(request):
             raise _Refused(403, "cross-origin", "the request comes from another site")
         presented = request.headers.get(CSRF_HEADER) or request.state.form.get(CSRF_FIELD)
-        if not isinstance(presented, str) or not self.guard.csrf_ok(session, presented):
+        if not self.guard.csrf_ok(session, presented if isinstance(presented, str) else None):
             raise _Refused(
                 403,
                 "csrf",
