@@ -22,6 +22,12 @@ CASES: list[tuple[type[Any], str, str, tuple[Any, ...]]] = [
         ("plugin/a/request", 1000),
     ),
     (
+        DeadLetterStore,
+        "letters_reason_topic",
+        "SELECT COUNT(*) FROM letters WHERE reason = ? AND topic >= ? AND topic < ?",
+        ("expired", "plugin/a/", "plugin/a/\U0010ffff"),
+    ),
+    (
         TaskStore,
         "tasks_plugin",
         "SELECT rowid FROM tasks WHERE plugin = ? AND rowid < ? ORDER BY rowid DESC LIMIT 50",

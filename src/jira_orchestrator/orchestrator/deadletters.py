@@ -110,7 +110,10 @@ _SCHEMA = (
     "CREATE INDEX letters_reason ON letters (reason)",
     "CREATE INDEX letters_received ON letters (received_at)",
 )
-_INDEXES = ("CREATE INDEX IF NOT EXISTS letters_topic ON letters (topic)",)
+_INDEXES = (  # for the dashboard's filters; added to older files when they are opened
+    "CREATE INDEX IF NOT EXISTS letters_topic ON letters (topic)",
+    "CREATE INDEX IF NOT EXISTS letters_reason_topic ON letters (reason, topic)",
+)
 _COLUMNS = (
     "id, letter_id, received_at, reason, topic, message_id, subscriber, subscription, "
     "error_type, error_message, problem, payload, replay_count, replayed_at, replayed_as"
