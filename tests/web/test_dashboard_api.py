@@ -552,3 +552,33 @@ def test_the_dashboard_command_checks_its_stores(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "--http" in result.output
+
+
+async def test_replaying_all_matching_letters_skips_those_already_replayed(board: Board) -> None:
+    received = []
+    get_message_bus("a").subscribe("plugin/a/events", received.append)
+    ids = [
+        board.letters.add(
+            letter(topic="plugin/a/events", source="a", messageType="event", payload={"n": n}),
+            letter_id=f"l{n}",
+        )[0]
+        for n in range(2)
+    ]
+    board.letters.add(letter(topic="plugin/b/events"))  # another topic: not selected
+    headers = {"X-CSRF-Token": await board.csrf()}
+    body = {"all": True, "topic": "plugin/a/*"}
+    first = await board.client.post("/api/dead-letters/replay", json=body, headers=headers)
+    assert sorted(r["id"] for r in first.json()["replayed"]) == ids
+    again = await board.client.post("/api/dead-letters/replay", json=body, headers=headers)
+    assert again.json() == {"replayed": [], "failed": []}
+    await get_message_bus("a").flush()
+    assert sorted(m.payload["n"] for m in received) == [0, 1]
+
+
+async def test_the_ready_check_says_when_a_store_is_closed(board: Board) -> None:
+    assert board.dashboard.ready()
+    board.tasks.close()
+    assert not board.dashboard.ready()
+    answer = await board.client.get("/api/tasks")
+    assert answer.status_code == 503
+    assert answer.json()["error"] == "store-unavailable"

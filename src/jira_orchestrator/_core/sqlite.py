@@ -155,6 +155,11 @@ class SQLiteStore:
     ) -> None:
         self.close()
 
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called (or opening failed)."""
+        return self._db is None
+
     def close(self) -> None:
         """Close the file; idempotent."""
         with self._lock:

@@ -386,15 +386,17 @@ class DeadLetterStore(SQLiteStore):
         *,
         reason: str | None = None,
         topic: str | None = None,
+        replayed: bool | None = None,
         below: int | None = None,
         limit: int = 50,
     ) -> builtins.list[DeadLetter]:
         """Up to ``limit`` letters, newest first, with an id below ``below`` (the last id of
-        the previous page), by reason and topic (a topic, or a prefix ending in ``*``).
+        the previous page), by reason, topic (a topic, or a prefix ending in ``*``) and
+        whether they were replayed.
 
         Keyset paging on indexed columns: as fast on the last page of 100,000 as on the first.
         """
-        where, args = self._where(reason, None, None, topic)
+        where, args = self._where(reason, None, replayed, topic)
         if below is not None:
             where += (" AND " if where else " WHERE ") + "id < ?"
             args += (max(0, min(int(below), _MAX_ID)),)

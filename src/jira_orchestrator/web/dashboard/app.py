@@ -205,7 +205,7 @@ class Dashboard:
     def ready(self) -> bool:
         """A readiness check for `HTTPServer`: the stores given are open."""
         stores = (self.dead_letters, self.tasks, self.sagas, self.decisions)
-        return all(getattr(s, "_db", None) is not None for s in stores if s is not None)
+        return not any(store.closed for store in stores if store is not None)
 
     # -- routes -----------------------------------------------------------------------------
 
@@ -691,8 +691,9 @@ class Dashboard:
         return JSONResponse(await self._run(self._letter_data, request.path_params["id"]))
 
     def _selection(self, form: Mapping[str, Any]) -> list[int]:
-        """The ids of a bulk action: ``ids`` (a list, or one), or every letter matching
-        ``reason``/``topic`` with ``all`` (at most 500 for a replay)."""
+        """The ids of a bulk replay or delete: ``ids`` (a list, or one); with ``all``, the
+        letters matching ``reason``/``topic`` not replayed yet (as ``dlq replay --all``;
+        at most 500 at once)."""
         store = self._need(self.dead_letters, "dead-letter store")
         raw = form.get("ids")
         if form.get("all") in (True, "true", "1", "on"):
@@ -701,7 +702,8 @@ class Dashboard:
                 topic = data.text_param(form, "topic")
             except BadParam as exc:
                 raise _bad(exc) from None
-            return [letter.id for letter in store.page(reason=reason, topic=topic, limit=_MAX_BULK)]
+            found = store.page(reason=reason, topic=topic, replayed=False, limit=_MAX_BULK)
+            return [letter.id for letter in found]
         items = raw if isinstance(raw, list) else [] if raw is None else [raw]
         if not items:
             raise _Refused(400, "bad-request", "ids: select at least one letter (or send all)")
