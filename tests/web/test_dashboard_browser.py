@@ -117,6 +117,7 @@ async def test_a_decision_published_on_the_bus_appears_in_the_feed_without_a_rel
         decision = await world.orchestrator.router.aroute("Pods crash-loop after the Helm upgrade")
         row = page.locator(f'#decisions tr[data-id="{decision.request_id}"]')
         await expect(row).to_contain_text("k8s-helm-deployer")
+        await expect(row).to_contain_text("Pods crash-loop after the Helm upgrade")
         assert await page.evaluate("window.__loaded") is True
         await row.get_by_role("link").click()
         await expect(page.locator("h1")).to_contain_text(decision.request_id)

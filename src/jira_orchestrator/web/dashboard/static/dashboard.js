@@ -93,6 +93,15 @@
     row.appendChild(cell(""));
     body.insertBefore(row, body.firstChild);
     while (body.rows.length > 200) body.deleteRow(body.rows.length - 1);
+    // The event carries no request text: the stored decision has it.
+    fetch("/api/decisions/" + encodeURIComponent(d.id), { headers: { accept: "application/json" } })
+      .then(function (answer) { return answer.ok ? answer.json() : null; })
+      .then(function (stored) {
+        if (!stored) return;
+        row.cells[2].textContent = stored.text || "";
+        row.cells[6].textContent = stored.correctedTo || "";
+      })
+      .catch(function () {});
   }
 
   function onDeadLetter(letter) {
