@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from jira_orchestrator.messagebus import close_message_bus, get_message_bus, reset_message_bus
+from jira_orchestrator.messagebus import close_message_bus, reset_message_bus
 from jira_orchestrator.orchestrator import Orchestrator, SagaStore
 from jira_orchestrator.orchestrator.deadletters import DeadLetterStore
 from jira_orchestrator.plugins import Plugin
@@ -88,16 +88,9 @@ async def ecosystem(
     )
     sagas = SagaStore(tmp_path / "sagas.db")
     assert orchestrator.dead_letters is not None
-    dashboard = Dashboard(
-        get_message_bus("jira-orchestrator-dashboard"),
-        dead_letters=orchestrator.dead_letters.store,
-        tasks=orchestrator.tasks,
-        sagas=sagas,
-        router=orchestrator.router,
-        token=token,
-        jira_url=JIRA,
-        **options,
-    )
+    dashboard = Dashboard.of(orchestrator, sagas=sagas, token=token, jira_url=JIRA, **options)
+    assert dashboard.dead_letters is orchestrator.dead_letters.store
+    assert dashboard.decisions is orchestrator.router.store
     server = HTTPServer(dashboard.routes(), port=0, shutdown_timeout=2)
     world = World(orchestrator, dashboard, server)
     try:

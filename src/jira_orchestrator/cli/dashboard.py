@@ -36,7 +36,6 @@ from jira_orchestrator.routing.store import DecisionStore
 __all__ = ["dashboard"]
 
 BUS_ENV = "JIRA_ORCHESTRATOR_BUS_URL"
-DASHBOARD_ID = "jira-orchestrator-dashboard"
 
 
 def _store(kind: type[Any], path: Path | None, option: str, required: bool) -> Any:
@@ -155,7 +154,7 @@ async def _serve(
 ) -> int:
     from jira_orchestrator.messagebus import close_message_bus, get_message_bus
     from jira_orchestrator.web import HTTPServer, HTTPServerError
-    from jira_orchestrator.web.dashboard import Dashboard, redact_url
+    from jira_orchestrator.web.dashboard import DASHBOARD_ID, Dashboard, redact_url
 
     try:
         bus = get_message_bus(DASHBOARD_ID, url)

@@ -36,12 +36,13 @@ from starlette.routing import BaseRoute, Route
 
 from jira_orchestrator._core.clock import WallClock, wall
 from jira_orchestrator._core.errors import JiraOrchestratorError
-from jira_orchestrator.messagebus import MessageBus
+from jira_orchestrator.messagebus import MessageBus, get_message_bus
 from jira_orchestrator.orchestrator import (
     REASONS,
     DeadLetterError,
     DeadLetterNotFound,
     DeadLetterStore,
+    Orchestrator,
     SagaStore,
     SagaStoreError,
     TaskStore,
@@ -67,7 +68,10 @@ from jira_orchestrator.web.dashboard.security import (
 )
 from jira_orchestrator.web.server import error_response
 
-__all__ = ["Dashboard", "IssueFetcher"]
+__all__ = ["DASHBOARD_ID", "Dashboard", "IssueFetcher"]
+
+DASHBOARD_ID = "jira-orchestrator-dashboard"
+"""The plugin id of the dashboard's bus handle."""
 
 log = logging.getLogger("jira_orchestrator.web.dashboard")
 
@@ -177,6 +181,19 @@ class Dashboard:
         self._templates.filters["percent"] = lambda v: "–" if v is None else f"{v:.0%}"
         self._templates.filters["when"] = _when
         self._static = {name: (_HERE / "static" / name).read_bytes() for name in _STATIC}
+
+    @classmethod
+    def of(cls, orchestrator: Orchestrator, **options: Any) -> Dashboard:
+        """The dashboard of an orchestrator running in this process: its bus (through a
+        handle of its own), its task, decision and dead-letter stores, and its router, so
+        corrections teach the router at once. ``options`` as for the constructor
+        (``sagas``, ``token``, ``jira_url``, ...)."""
+        bus = get_message_bus(DASHBOARD_ID, orchestrator.bus.url)
+        collector = orchestrator.dead_letters
+        options.setdefault("dead_letters", None if collector is None else collector.store)
+        options.setdefault("tasks", orchestrator.tasks)
+        options.setdefault("router", orchestrator.router)
+        return cls(bus, **options)
 
     # -- lifecycle --------------------------------------------------------------------------
 
