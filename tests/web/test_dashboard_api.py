@@ -172,6 +172,7 @@ async def test_bad_paging_and_filters_are_refused_naming_the_parameter(
     assert page.status_code == 400
     assert f"{named}:" in page.text
     assert (await board.client.get("/api/dead-letters")).status_code == 200  # still serving
+    assert board.dashboard.bad_requests == 2  # counted
 
 
 @pytest.mark.parametrize(
@@ -463,6 +464,7 @@ async def test_without_a_token_only_loopback_host_names_are_answered(board: Boar
     rebound = await board.client.get("/api/overview", headers={"Host": "evil.example:8642"})
     assert rebound.status_code == 403
     assert rebound.json()["error"] == "forbidden-host"
+    assert board.dashboard.guard.refused == 1
     for host in ("localhost:8642", "127.0.0.1", "[::1]:8642"):
         answer = await board.client.get("/api/overview", headers={"Host": host})
         assert answer.status_code == 200

@@ -169,6 +169,9 @@ class Dashboard:
             else LiveView(bus, plugins=names, window=window, heartbeat=heartbeat, clock=clock)
         )
         self._known_plugins = names
+        self.bad_requests = 0
+        """Requests refused for bad input (400, 413, 415); ``guard.refused`` counts the
+        ones refused for authentication, CSRF or host."""
         self._flashes: OrderedDict[str, tuple[str, str, str]] = OrderedDict()
         self._templates = jinja2.Environment(
             loader=jinja2.FileSystemLoader(_HERE / "templates"),
@@ -296,7 +299,10 @@ class Dashboard:
                 guard.refused += 1
                 return self._secured(
                     error_response(
-                        403, "forbidden-host", "this dashboard answers only to 127.0.0.1"
+                        403,
+                        "forbidden-host",
+                        "without a token, this dashboard answers only requests addressed to "
+                        "127.0.0.1, localhost or [::1]",
                     )
                 )
             session = guard.session(request)
@@ -322,6 +328,8 @@ class Dashboard:
             except _Refused as refused:
                 if refused.status == 403:
                     guard.refused += 1
+                elif refused.status in (400, 413, 415):
+                    self.bad_requests += 1
                 response = (
                     error_response(refused.status, refused.code, refused.detail)
                     if api
@@ -465,6 +473,11 @@ class Dashboard:
             counts["decisions"] = self.decisions.count_decisions()
         return {
             "bus": bus,
+            "refused": {
+                "badInput": self.bad_requests,
+                "unauthorized": self.guard.refused,
+                "malformedEvents": 0 if self.live is None else self.live.malformed,
+            },
             "window": None if self.live is None else self.live.window,
             "plugins": [] if self.live is None else self.live.snapshot(),
             "counts": counts,
