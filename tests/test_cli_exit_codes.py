@@ -59,6 +59,11 @@ CASES: list[tuple[list[str], int]] = [
     (["sandbox", "--issues", "GARBAGE"], 2),
     (["sandbox", "--webhook", "not a url"], 2),
     (["nats-config", "MISSING"], 2),
+    (["dashboard", "--bus", "memory://", "--tasks", "MISSING"], 2),
+    (["dashboard", "--bus", "memory://", "--tasks", "GARBAGE"], 1),
+    (["dashboard", "--bus", "memory://", "--output", "MISSING"], 2),
+    (["dashboard", "--bus", "memory://", "--http", "0.0.0.0:0"], 2),  # beyond, without a token
+    (["dashboard", "--bus", "memory://", "--http", "localhost:http"], 2),
     (["nats-config", PLUGINS, "--output", "FOLDER"], 2),
     (["nats-config", PLUGINS, "--credentials", "AFILE/users.json"], 2),
 ]
@@ -89,7 +94,15 @@ def test_every_command_has_a_case() -> None:
 
 @pytest.fixture
 def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for name in ("OUTPUT", "STATE_DIR", "DLQ", "TASKS", "BUS_URL", "TASK_RETENTION"):
+    for name in (
+        "OUTPUT",
+        "STATE_DIR",
+        "DLQ",
+        "TASKS",
+        "BUS_URL",
+        "TASK_RETENTION",
+        "DASHBOARD_TOKEN",
+    ):
         monkeypatch.delenv(f"JIRA_ORCHESTRATOR_{name}", raising=False)
     monkeypatch.setenv("DEMO_FAIL", "")
     folder = tmp_path / "folder"

@@ -39,6 +39,9 @@ class SQLiteStore:
     ERROR: ClassVar[type[JiraOrchestratorError]]
     CORRUPT: ClassVar[type[JiraOrchestratorError]]
     PRAGMAS: ClassVar[Sequence[str]] = ()
+    INDEXES: ClassVar[Sequence[str]] = ()
+    """``CREATE INDEX IF NOT EXISTS`` statements added after the first release of a kind:
+    run on every open, so a file written before them gets them (the format is unchanged)."""
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
         """Open (or create) the file at ``path``; ``":memory:"`` keeps it in memory."""
@@ -90,6 +93,9 @@ class SQLiteStore:
             else:
                 row = db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
                 found = None if row is None else row[0]
+            if found == self.FORMAT:
+                for statement in self.INDEXES:
+                    db.execute(statement)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             if db.in_transaction:
@@ -149,6 +155,11 @@ class SQLiteStore:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called (or opening failed)."""
+        return self._db is None
 
     def close(self) -> None:
         """Close the file; idempotent."""

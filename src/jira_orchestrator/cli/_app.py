@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from jira_orchestrator import __version__
+from jira_orchestrator.cli.dashboard import dashboard
 from jira_orchestrator.cli.decisions import decisions_app
 from jira_orchestrator.cli.demo import demo
 from jira_orchestrator.cli.dlq import dlq_app
@@ -36,6 +37,7 @@ app.command()(serve)
 app.command()(up)
 app.command("nats-config")(nats_config)
 app.command()(sandbox)
+app.command()(dashboard)
 
 
 @app.callback()

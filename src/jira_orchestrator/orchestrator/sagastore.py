@@ -58,6 +58,7 @@ _SCHEMA = (
     )""",
     "CREATE INDEX runs_saga_status ON runs (saga, status)",
 )
+_INDEXES = ("CREATE INDEX IF NOT EXISTS runs_status ON runs (status)",)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class SagaStore(SQLiteStore):
     KIND = "saga store"
     FORMAT = _FORMAT
     SCHEMA = _SCHEMA
+    INDEXES = _INDEXES
     TABLES = frozenset({"runs", "steps"})
     ERROR = SagaStoreError
     CORRUPT = SagaStoreError
@@ -187,13 +189,63 @@ class SagaStore(SQLiteStore):
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
         return self._runs(where, tuple(args))
 
-    def _runs(self, where: str, args: tuple[Any, ...]) -> list[SagaRun]:
+    def page(
+        self,
+        *,
+        saga: str | None = None,
+        status: str | None = None,
+        below: int | None = None,
+        limit: int = 50,
+    ) -> tuple[list[SagaRun], int | None]:
+        """Up to ``limit`` runs, newest first, by saga and status, and the cursor of the next
+        page (None on the last): pass it as ``below``. Keyset paging on indexed columns."""
+        clauses, args = self._filter(saga, status)
+        if below is not None:
+            clauses.append("rowid < ?")
+            args.append(max(0, min(int(below), 2**63 - 1)))
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        limit = max(1, min(int(limit), 10_000))
+        cursors = [
+            row[0]
+            for row in self._read(
+                f"SELECT rowid FROM runs{where} ORDER BY rowid DESC LIMIT ?", (*args, limit + 1)
+            )
+        ]
+        more = len(cursors) > limit
+        cursors = cursors[:limit]
+        if not cursors:
+            return [], None
+        marks = ", ".join("?" * len(cursors))
+        runs = self._runs(f"WHERE rowid IN ({marks})", tuple(cursors), order="rowid DESC")
+        return runs, (cursors[-1] if more else None)
+
+    def count(self, *, saga: str | None = None, status: str | None = None) -> int:
+        """How many runs match."""
+        clauses, args = self._filter(saga, status)
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        return int(self._read(f"SELECT COUNT(*) FROM runs{where}", args)[0][0])
+
+    @staticmethod
+    def _filter(saga: str | None, status: str | None) -> tuple[list[str], list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if saga is not None:
+            clauses.append("saga = ?")
+            args.append(saga)
+        if status is not None:
+            clauses.append("status = ?")
+            args.append(status)
+        return clauses, args
+
+    def _runs(
+        self, where: str, args: tuple[Any, ...], *, order: str = "started_at, rowid"
+    ) -> list[SagaRun]:
         with self._lock:
             db = self._conn()
             try:
                 rows = db.execute(
                     "SELECT run_id, saga, status, input, error, started_at, updated_at "
-                    f"FROM runs {where} ORDER BY started_at, rowid",
+                    f"FROM runs {where} ORDER BY {order}",
                     args,
                 ).fetchall()
                 found = []

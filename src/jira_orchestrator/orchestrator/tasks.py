@@ -54,6 +54,7 @@ _SCHEMA = (
     )""",
     "CREATE INDEX tasks_status ON tasks (status)",
 )
+_INDEXES = ("CREATE INDEX IF NOT EXISTS tasks_plugin ON tasks (plugin)",)
 _COLUMNS = "id, request, command, status, plugin, attempts, result, error, created, updated"
 
 
@@ -83,6 +84,7 @@ class TaskStore(SQLiteStore):
     KIND = "task store"
     FORMAT = _FORMAT
     SCHEMA = _SCHEMA
+    INDEXES = _INDEXES
     TABLES = frozenset({"tasks"})
     ERROR = TaskStoreError
     CORRUPT = TaskStoreError
@@ -176,19 +178,63 @@ class TaskStore(SQLiteStore):
         """How many tasks are in each status."""
         return dict(self._read("SELECT status, COUNT(*) FROM tasks GROUP BY status"))
 
+    def _filter(self, status: str | None, plugin: str | None) -> tuple[list[str], list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if status is not None:
+            clauses.append("status = ?")
+            args.append(status)
+        if plugin is not None:
+            clauses.append("plugin = ?")
+            args.append(plugin)
+        return clauses, args
+
+    def page(
+        self,
+        *,
+        status: str | None = None,
+        plugin: str | None = None,
+        below: int | None = None,
+        limit: int = 50,
+    ) -> tuple[list[TaskRecord], int | None]:
+        """Up to ``limit`` tasks, newest first, by status and plugin, and the cursor of the
+        next page (None on the last): pass it as ``below``. Keyset paging on indexed columns."""
+        clauses, args = self._filter(status, plugin)
+        if below is not None:
+            clauses.append("rowid < ?")
+            args.append(max(0, min(int(below), 2**63 - 1)))
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        limit = max(1, min(int(limit), 10_000))
+        rows = self._read(
+            f"SELECT rowid, {_COLUMNS} FROM tasks{where} ORDER BY rowid DESC LIMIT ?",
+            (*args, limit + 1),
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [_record(row[1:]) for row in rows], (rows[-1][0] if more else None)
+
+    def count(self, *, status: str | None = None, plugin: str | None = None) -> int:
+        """How many tasks match."""
+        clauses, args = self._filter(status, plugin)
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        return int(self._read(f"SELECT COUNT(*) FROM tasks{where}", args)[0][0])
+
     def _select(self, where: str, arguments: tuple[Any, ...]) -> list[TaskRecord]:
         return [
-            TaskRecord(
-                id=row[0],
-                request=json.loads(row[1]),
-                command=row[2],
-                status=row[3],
-                plugin=row[4],
-                attempts=json.loads(row[5]),
-                result=None if row[6] is None else json.loads(row[6]),
-                error=row[7],
-                created=row[8],
-                updated=row[9],
-            )
-            for row in self._read(f"SELECT {_COLUMNS} FROM tasks {where}", arguments)
+            _record(row) for row in self._read(f"SELECT {_COLUMNS} FROM tasks {where}", arguments)
         ]
+
+
+def _record(row: tuple[Any, ...]) -> TaskRecord:
+    return TaskRecord(
+        id=row[0],
+        request=json.loads(row[1]),
+        command=row[2],
+        status=row[3],
+        plugin=row[4],
+        attempts=json.loads(row[5]),
+        result=None if row[6] is None else json.loads(row[6]),
+        error=row[7],
+        created=row[8],
+        updated=row[9],
+    )

@@ -460,10 +460,12 @@ class Plugin:
             raise InvalidParams(str(error)) from None
 
     async def stop(self, *, timeout: float | None = None) -> None:
-        """Stop taking work, wait for work in flight (at most ``timeout``, default the
-        manifest's ``orchestration.drainTimeout``), then unsubscribe everything."""
+        """Announce ``draining``, stop taking work, wait for work in flight (at most
+        ``timeout``, default the manifest's ``orchestration.drainTimeout``), announce
+        ``stopped`` and unsubscribe everything."""
         if not self.running:
             return
+        await self._announce("draining")
         limit = self.manifest.orchestration.drain_timeout if timeout is None else timeout
         draining = [subscription.drain() for subscription in self._subscriptions]
         if self._server is not None:

@@ -43,6 +43,7 @@ _META = "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT 
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS outcomes_request ON outcomes (request_id)",
     "CREATE INDEX IF NOT EXISTS decisions_created ON decisions (created_at)",
+    "CREATE INDEX IF NOT EXISTS decisions_primary ON decisions (primary_plugin)",
 )
 _SCHEMA = (
     _META,
@@ -233,6 +234,7 @@ class DecisionStore(SQLiteStore):
     KIND = "routing store"
     FORMAT = _FORMAT
     SCHEMA = _SCHEMA
+    INDEXES = _INDEXES
     TABLES = frozenset(_UNTAGGED)
     ERROR = RoutingStoreError
     CORRUPT = RoutingStoreError
@@ -387,9 +389,38 @@ class DecisionStore(SQLiteStore):
             _stored,
         )
 
-    def count_decisions(self) -> int:
-        """How many decisions are stored."""
-        return int(self._read("SELECT COUNT(*) FROM decisions")[0][0])
+    def count_decisions(self, *, plugin: str | None = None) -> int:
+        """How many decisions are stored (whose primary plugin is ``plugin``)."""
+        if plugin is None:
+            return int(self._read("SELECT COUNT(*) FROM decisions")[0][0])
+        sql = "SELECT COUNT(*) FROM decisions WHERE primary_plugin = ?"
+        return int(self._read(sql, (plugin,))[0][0])
+
+    def page_decisions(
+        self, *, plugin: str | None = None, below: int | None = None, limit: int = 50
+    ) -> tuple[list[StoredDecision], int | None]:
+        """Up to ``limit`` decisions, latest saved first (whose primary plugin is
+        ``plugin``), and the cursor of the next page (None on the last): pass it as
+        ``below``. Keyset paging on indexed columns."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if plugin is not None:
+            clauses.append("d.primary_plugin = ?")
+            args.append(plugin)
+        if below is not None:
+            clauses.append("d.rowid < ?")
+            args.append(max(0, min(int(below), _MAX_ROWS)))
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        limit = max(1, min(int(limit), 10_000))
+        rows = self._rows(
+            f"SELECT {_DECISION_COLUMNS}, d.rowid FROM decisions d{where}"
+            " ORDER BY d.rowid DESC LIMIT ?",
+            (*args, limit + 1),
+            lambda row: (_stored(row[:7]), int(row[7])),
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [stored for stored, _ in rows], (rows[-1][1] if more else None)
 
     def record_outcome(self, request_id: str, plugin: str, success: bool) -> None:
         """Append an outcome."""
