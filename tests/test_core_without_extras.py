@@ -54,3 +54,38 @@ def test_everything_but_nats_works_without_the_nats_extra() -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.strip() == "ok"
+
+
+WITHOUT_WEB = textwrap.dedent(
+    """
+    import sys
+
+    class WithoutWeb:  # as if the 'web' extra were not installed
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("starlette", "uvicorn", "httpx", "jinja2"):
+                raise ImportError(f"No module named {name!r}")
+
+    sys.meta_path.insert(0, WithoutWeb())
+    import jira_orchestrator.cli
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    result = runner.invoke(jira_orchestrator.cli.app, ["route", "helm chart", "--plugins",
+                                                        "examples/plugins", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    for command in (["serve", "--config", "x.toml"], ["jira", "init"], ["sandbox"],
+                    ["dashboard", "--bus", "memory://"]):
+        result = runner.invoke(jira_orchestrator.cli.app, command)
+        assert result.exit_code == 1, (command, result.output)
+        assert "pip install 'jira-orchestrator[web]'" in result.stderr, (command, result.stderr)
+    print("ok")
+    """
+)
+
+
+def test_the_cli_works_without_the_web_extra_and_says_how_to_get_it() -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", WITHOUT_WEB], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip() == "ok"

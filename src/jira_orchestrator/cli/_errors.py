@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "fail"]
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "fail", "need_web_extra"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -30,3 +30,22 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
         f"[red]error:[/red] {escape(message)}", highlight=False
     )
     return typer.Exit(code)
+
+
+def need_web_extra(command: str) -> None:
+    """Exit 1 with the install command when the ``web`` extra is missing (the commands
+    that serve HTTP or talk to Jira import it only when they run)."""
+    import importlib
+
+    missing = []
+    for name in ("starlette", "uvicorn", "httpx", "jinja2"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise fail(
+            f"{command} needs the 'web' extra ({', '.join(missing)} missing):"
+            " pip install 'jira-orchestrator[web]'",
+            EXIT_FAILURE,
+        )

@@ -23,7 +23,7 @@ from typing import Annotated, Any
 import typer
 
 from jira_orchestrator._core.errors import JiraOrchestratorError
-from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_USAGE, fail
+from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_USAGE, fail, need_web_extra
 from jira_orchestrator.orchestrator import (
     DeadLetterStore,
     OrchestratorFiles,
@@ -92,6 +92,7 @@ def dashboard(
     ] = 10.0,
 ) -> None:
     """Serve the operator dashboard for an ecosystem that is already running."""
+    need_web_extra("dashboard")
     from jira_orchestrator.web import HTTPServerError, parse_address
     from jira_orchestrator.web.dashboard import TOKEN_ENV, DashboardSecurityError, check_bind
 

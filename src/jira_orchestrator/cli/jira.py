@@ -8,16 +8,8 @@ from typing import Annotated
 
 import typer
 
-from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_USAGE, fail
+from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_USAGE, fail, need_web_extra
 from jira_orchestrator.cli._files import write_text
-from jira_orchestrator.integrations.jira.check import check as check_config
-from jira_orchestrator.integrations.jira.check import init_text
-from jira_orchestrator.integrations.jira.config import (
-    CONFIG_FILE,
-    config_json_schema_text,
-    load_config,
-)
-from jira_orchestrator.integrations.jira.errors import JiraConfigError
 
 __all__ = ["jira_app"]
 
@@ -26,6 +18,7 @@ jira_app = typer.Typer(
     no_args_is_help=True,
 )
 
+CONFIG_FILE = "jira-orchestrator.toml"
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help=f"The configuration file ({CONFIG_FILE}).")
 ]
@@ -45,6 +38,9 @@ def init(
     ] = None,
 ) -> None:
     """Print a commented configuration to start from."""
+    need_web_extra("jira init")
+    from jira_orchestrator.integrations.jira.check import init_text
+
     if sandbox is not None and not sandbox.startswith(("http://", "https://")):
         raise fail(f"--sandbox: not an http(s) URL: {sandbox!r}", EXIT_USAGE)
     text = init_text(sandbox)
@@ -57,6 +53,11 @@ def init(
 @jira_app.command("check")
 def check(config: ConfigOption = Path(CONFIG_FILE)) -> None:
     """Sign in, find the projects and the transitions; say exactly what is wrong."""
+    need_web_extra("jira check")
+    from jira_orchestrator.integrations.jira.check import check as check_config
+    from jira_orchestrator.integrations.jira.config import load_config
+    from jira_orchestrator.integrations.jira.errors import JiraConfigError
+
     try:
         loaded = load_config(config)
     except JiraConfigError as exc:
@@ -75,6 +76,9 @@ def schema(
     ] = None,
 ) -> None:
     """Print the JSON Schema of the configuration (schemas/jira-config.schema.json)."""
+    need_web_extra("jira schema")
+    from jira_orchestrator.integrations.jira.config import config_json_schema_text
+
     text = config_json_schema_text()
     if output is None:
         typer.echo(text, nl=False)

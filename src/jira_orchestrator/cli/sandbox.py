@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from jira_orchestrator.cli._errors import EXIT_FAILURE, fail
+from jira_orchestrator.cli._errors import EXIT_FAILURE, fail, need_web_extra
 
 __all__ = ["DEFAULT_PORT", "sandbox"]
 
@@ -58,14 +58,9 @@ def sandbox(
     token: Annotated[str, typer.Option("--token", help="Basic-auth API token.")] = "sandbox-token",
 ) -> None:
     """Run a local Jira Cloud stand-in: REST v3 at /rest/api/3, signed webhooks, fault switches."""
-    try:
-        import uvicorn  # noqa: F401 - checked here, used by _serve
+    need_web_extra("sandbox")
+    from jira_orchestrator.integrations.jira.sandbox import JiraSandbox, SandboxDataError
 
-        from jira_orchestrator.integrations.jira.sandbox import JiraSandbox, SandboxDataError
-    except ImportError as exc:
-        raise fail(
-            f"the sandbox needs the 'web' extra: pip install 'jira-orchestrator[web]' ({exc})"
-        ) from None
     if webhook is not None and not webhook.startswith(("http://", "https://")):
         raise fail(f"--webhook must be an http:// or https:// URL, not {webhook!r}")
     if not email or not token:

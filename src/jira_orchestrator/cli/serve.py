@@ -16,19 +16,19 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from jira_orchestrator._core.errors import JiraOrchestratorError
-from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
-from jira_orchestrator.cli._jira_loop import jira_loop
+from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail, need_web_extra
 from jira_orchestrator.cli._text import escape_control
 from jira_orchestrator.cli.demo import PluginLoadError, load_entry_point
-from jira_orchestrator.integrations.jira import JiraConfig, JiraConfigError, load_config
 from jira_orchestrator.orchestrator.files import DEFAULT_OUTPUT
 from jira_orchestrator.plugins import Plugin
-from jira_orchestrator.web import HTTPServerError, parse_address
+
+if TYPE_CHECKING:
+    from jira_orchestrator.integrations.jira import JiraConfig
 
 __all__ = ["in_process_plugins", "serve"]
 
@@ -69,6 +69,8 @@ async def _serve(
     bus: str,
     poll: bool,
 ) -> int:
+    from jira_orchestrator.cli._jira_loop import jira_loop
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -120,6 +122,10 @@ def serve(
     ] = False,
 ) -> None:
     """Receive Jira's webhooks, route and dispatch the issues, write back to Jira."""
+    need_web_extra("serve")
+    from jira_orchestrator.integrations.jira import JiraConfigError, load_config
+    from jira_orchestrator.web import HTTPServerError, parse_address
+
     try:
         loaded = load_config(config)
     except JiraConfigError as error:
