@@ -1,10 +1,12 @@
 """The Jira loop assembled for ``serve`` and ``demo --jira``: the HTTP server with the
-webhook receiver, the inbox, the orchestrator and the service that connects them."""
+webhook receiver and the operator dashboard, the inbox, the orchestrator and the service
+that connects them."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,7 @@ from jira_orchestrator.orchestrator import Orchestrator
 from jira_orchestrator.orchestrator.files import OrchestratorFiles
 from jira_orchestrator.orchestrator.tasks import TaskStore
 from jira_orchestrator.web import HTTPServer
+from jira_orchestrator.web.dashboard import TOKEN_ENV, Dashboard, check_bind
 
 __all__ = ["JiraLoop", "jira_loop"]
 
@@ -38,6 +41,7 @@ class JiraLoop:
     client: JiraClient
     orchestrator: Orchestrator
     service: JiraService
+    dashboard: Dashboard
     poller: JqlPoller | None = None
 
 
@@ -94,14 +98,19 @@ async def jira_loop(
             on_stored=service.notify,
         )
         stack.push_async_callback(receiver.aclose)
+        token = (os.environ if environ is None else environ).get(TOKEN_ENV) or None
+        check_bind(host, token)
+        dashboard = Dashboard.of(orchestrator, token=token, jira_url=config.jira.site)
         server = HTTPServer(
-            [*receiver.routes(), *extra_routes],
+            [*receiver.routes(), *extra_routes, *dashboard.routes()],
             host=host,
             port=port,
             ready_checks={"inbox": receiver.ready},
         )
         await server.start()
         stack.push_async_callback(server.stop)
+        await dashboard.start()
+        stack.push_async_callback(dashboard.stop)
         await service.start()
         stack.push_async_callback(service.stop)
         poller: JqlPoller | None = None
@@ -111,7 +120,7 @@ async def jira_loop(
             )
             polling = asyncio.create_task(poller.run(), name="jira-poller")
             stack.push_async_callback(_cancel, polling)
-        yield JiraLoop(server, receiver, inbox, client, orchestrator, service, poller)
+        yield JiraLoop(server, receiver, inbox, client, orchestrator, service, dashboard, poller)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

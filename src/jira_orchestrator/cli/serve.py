@@ -146,6 +146,12 @@ def serve(
             " check; set webhook.secretEnv in the configuration (or bind 127.0.0.1)",
             EXIT_USAGE,
         )
+    from jira_orchestrator.web.dashboard import TOKEN_ENV, DashboardSecurityError, check_bind
+
+    try:
+        check_bind(host, os.environ.get(TOKEN_ENV) or None)  # the dashboard shares the server
+    except DashboardSecurityError as error:
+        raise fail(f"--http {http}: {error}", EXIT_USAGE) from None
     output = output.resolve()
     os.environ.setdefault("JIRA_ORCHESTRATOR_OUTPUT", str(output))
     os.environ.setdefault("JIRA_ORCHESTRATOR_STATE_DIR", str(output / ".state"))

@@ -92,6 +92,9 @@ async def test_a_created_issue_is_routed_done_and_written_back(running: Running)
     stats = running.loop.service.stats
     assert stats["routed"] == 1
     assert stats["failed"] == 0
+    async with httpx.AsyncClient(base_url=running.loop.server.url) as web:
+        tasks = (await web.get("/api/tasks")).json()  # the dashboard on the same server
+    assert [t["status"] for t in tasks["items"]] == ["completed"]
 
 
 async def test_a_redelivered_webhook_writes_nothing_twice(running: Running) -> None:

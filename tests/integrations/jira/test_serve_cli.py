@@ -103,3 +103,20 @@ def test_serve_refuses_the_network_without_a_webhook_secret(tmp_path: Path) -> N
     assert result.returncode == 2
     assert "without a signature check" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_the_network_without_a_dashboard_token(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[jira]\nsite = "https://team.atlassian.net"\nprojects = ["OPS"]\n'
+        '[jira.auth]\nemail = "me@example.com"\ntokenEnv = "JIRA_API_TOKEN"\n'
+        '[jira.webhook]\nsecretEnv = "HOOK"\n'
+    )
+    env = {**os.environ, "HOOK": "s3cret-hook", "JIRA_API_TOKEN": "t"}
+    env.pop("JIRA_ORCHESTRATOR_DASHBOARD_TOKEN", None)
+    result = subprocess.run(
+        [*CLI, "serve", "--config", str(config), "--http", "0.0.0.0:0"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, check=False, env=env,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "without a token" in result.stderr

@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
+from jira_orchestrator._core.errors import JiraOrchestratorError
+
 __all__ = [
     "COOKIE",
     "CSRF_FIELD",
@@ -44,7 +46,7 @@ CSRF_HEADER = "x-csrf-token"
 _MIN_TOKEN = 16
 
 
-class DashboardSecurityError(ValueError):
+class DashboardSecurityError(JiraOrchestratorError, ValueError):
     """The dashboard would be reachable beyond this machine without a token, or the token
     is too weak."""
 
