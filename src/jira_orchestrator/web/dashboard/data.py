@@ -7,9 +7,10 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from jira_orchestrator._core.clock import format_timestamp
+from jira_orchestrator._core.redact import redact_url
 from jira_orchestrator.orchestrator import DeadLetter, SagaRun, TaskRecord
 from jira_orchestrator.routing.store import Correction, Outcome, StoredDecision
 
@@ -89,23 +90,6 @@ def text_param(params: Mapping[str, Any], name: str, *, limit: int = MAX_TEXT) -
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise BadParam(name, "must not contain control characters")
     return text.strip()
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its secret: ``nats://user:***@host``, ``nats://***@host`` (a token),
-    and no query string (it may carry credentials)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "***"
-    netloc = parts.netloc
-    if "@" not in netloc and not parts.query:
-        return url
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}:***@{host}" if colon else f"***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _short(text: str | None, limit: int = _SHORT) -> str | None:
