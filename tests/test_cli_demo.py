@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,17 @@ def test_demo_with_a_damaged_store_names_it(tmp_path: Path, name: str) -> None:
     assert "Traceback" not in result.output
     assert str(damaged) in " ".join(result.stderr.split())
     assert damaged.read_bytes() == bytes(range(256)) * 200  # left as it was, for a human
+
+
+def test_the_demo_leaves_the_environment_as_it_found_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DEMO_FAIL", raising=False)
+    monkeypatch.setenv("JIRA_ORCHESTRATOR_OUTPUT", "/somewhere/else")
+    result = CliRunner().invoke(
+        app,
+        ["demo", "--output", str(tmp_path / "out"), "--fail", "frontend-design-system"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "DEMO_FAIL" not in os.environ  # a later plugin in this process does not fail
+    assert os.environ["JIRA_ORCHESTRATOR_OUTPUT"] == "/somewhere/else"

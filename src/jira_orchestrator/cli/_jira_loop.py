@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from starlette.routing import BaseRoute
 
 from jira_orchestrator.integrations.jira import (
@@ -59,14 +60,18 @@ async def jira_loop(
     on_processed: Callable[[Processed], object] | None = None,
     poll: bool = False,
     concurrency: int = 4,
+    jira_transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[JiraLoop]:
-    """Start everything, yield it, stop everything (in reverse) whatever happened."""
+    """Start everything, yield it, stop everything (in reverse) whatever happened.
+
+    ``jira_transport`` carries the client's calls to Jira (tests check each exchange
+    against Jira's published contract through it)."""
     files = OrchestratorFiles.of(output)
     files.folder.mkdir(parents=True, exist_ok=True)
     secret_bytes = config.jira.webhook.secret_bytes(environ)
     secret = None if secret_bytes is None else Secret(secret_bytes.decode())
     async with contextlib.AsyncExitStack() as stack:
-        client = JiraClient.from_config(config, environ)
+        client = JiraClient.from_config(config, environ, transport=jira_transport)
         stack.push_async_callback(client.aclose)
         inbox = WebhookInbox(files.folder / "jira-inbox.db")
         stack.callback(inbox.close)

@@ -10,11 +10,12 @@ the wrong type) is reported with its index and key and skipped; the others still
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -337,18 +338,37 @@ def demo(
         raise fail(f"{issues}: no issue can be dispatched, nothing done", EXIT_USAGE)
     output = output.resolve()
     _check_stores(OrchestratorFiles.of(output))
-    os.environ["JIRA_ORCHESTRATOR_OUTPUT"] = str(output)
-    os.environ["JIRA_ORCHESTRATOR_STATE_DIR"] = str(output / ".state")
-    os.environ["DEMO_FAIL"] = ",".join(fail_plugin or [])
     # Plugins log each failure with its traceback; the table tells the story here.
     logging.basicConfig(level=logging.CRITICAL)
     entries = sorted(plugins.glob("*/plugin.py"))
-    console = Console(width=max(Console().width, 100))  # plugin names fit on one line
-    if jira:
-        console = Console(width=max(Console().width, 132))
-        raise typer.Exit(_jira_demo(entries, plugins, loaded, problems, output, console))
-    code = asyncio.run(_run(entries, plugins, loaded, output, bus, console))
+    console = Console(width=max(Console().width, 132 if jira else 100))  # names on one line
+    # The plugins of this process read where to write and whether to fail from these; they
+    # are put back afterwards, so a program calling the command keeps its environment.
+    with _environment(
+        JIRA_ORCHESTRATOR_OUTPUT=str(output),
+        JIRA_ORCHESTRATOR_STATE_DIR=str(output / ".state"),
+        DEMO_FAIL=",".join(fail_plugin or []),
+    ):
+        if jira:
+            code = _jira_demo(entries, plugins, loaded, problems, output, console)
+        else:
+            code = asyncio.run(_run(entries, plugins, loaded, output, bus, console))
     raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the block, then restore what was there."""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _jira_demo(

@@ -25,6 +25,7 @@ from jira_orchestrator.integrations.jira.errors import JiraUnavailable
 from jira_orchestrator.integrations.jira.sandbox import JiraSandbox
 from jira_orchestrator.messagebus import close_message_bus, reset_message_bus
 from jira_orchestrator.web import HTTPServer
+from tests.integrations.jira.contract import ContractCheckingTransport, JiraContract
 
 ROOT = Path(__file__).resolve().parents[3]
 PLUGINS = ROOT / "examples" / "plugins"
@@ -36,6 +37,7 @@ class Running:
     sandbox: JiraSandbox
     loop: JiraLoop
     output: Path
+    contract: JiraContract
 
     async def settle(self) -> None:
         await _settle(self.sandbox, self.loop.service, self.loop.inbox)
@@ -44,21 +46,32 @@ class Running:
         return [adf_to_text(c["body"]) for c in self.sandbox.comments(key)]
 
 
-async def _start(output: Path, min_confidence: float = 0.0) -> AsyncIterator[Running]:
+async def _start(
+    output: Path, min_confidence: float = 0.0, **write_back: object
+) -> AsyncIterator[Running]:
     sandbox = JiraSandbox()
+    contract = JiraContract()
     entries = sorted(PLUGINS.glob("*/plugin.py"))
     async with HTTPServer([Mount("/", app=sandbox.app)], port=0) as site, sandbox:
         data = tomllib.loads(init_text(site.url))
         data["routing"]["minConfidence"] = min_confidence
+        data["jira"]["writeBack"].update(write_back)
         config = parse_config(data)
         async with (
             in_process_plugins(entries),
             jira_loop(
-                config, PLUGINS, output, host="127.0.0.1", port=0, bus_url="memory://"
+                config,
+                PLUGINS,
+                output,
+                host="127.0.0.1",
+                port=0,
+                bus_url="memory://",
+                # Every call the loop makes to Jira is checked against Atlassian's contract.
+                jira_transport=ContractCheckingTransport(httpx.AsyncHTTPTransport(), contract),
             ) as loop,
         ):
             sandbox.register_webhook(f"{loop.server.url}/webhooks/jira", SANDBOX_SECRET)
-            yield Running(sandbox, loop, output)
+            yield Running(sandbox, loop, output, contract)
 
 
 @pytest.fixture
@@ -92,6 +105,8 @@ async def test_a_created_issue_is_routed_done_and_written_back(running: Running)
     stats = running.loop.service.stats
     assert stats["routed"] == 1
     assert stats["failed"] == 0
+    checked = {(e.method, e.path.split("/")[-1]) for e in running.contract.exchanges}
+    assert ("POST", "comment") in checked  # each call to Jira was checked against its contract
     async with httpx.AsyncClient(base_url=running.loop.server.url) as web:
         tasks = (await web.get("/api/tasks")).json()  # the dashboard on the same server
     assert [t["status"] for t in tasks["items"]] == ["completed"]
@@ -152,6 +167,49 @@ async def test_a_person_moving_the_label_is_a_correction(running: Running) -> No
     await running.settle()
     assert running.loop.service.stats["corrections"] == 1
     assert running.loop.orchestrator.router.stats.corrections == 1
+
+
+async def test_moving_the_component_or_the_assignee_is_a_correction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JIRA_ORCHESTRATOR_OUTPUT", str(tmp_path / "out"))
+    monkeypatch.setenv("DEMO_FAIL", "")
+    reset_message_bus()
+    try:
+        async for running in _start(
+            tmp_path / "out",
+            component=True,
+            components={"exec-automator": "Automation"},
+            assignees={"fastapi-backend": "acct-backend-team"},
+        ):
+            sandbox = running.sandbox
+            person = sandbox.add_user("Dana Lead")
+            key = sandbox.create_issue(
+                "OPS", "Deploy billing-api to the EKS cluster with a Helm chart"
+            )
+            await running.settle()
+            assert [c["name"] for c in sandbox.issue(key)["fields"]["components"]] == [
+                "k8s-helm-deployer"
+            ]
+            sandbox.edit_issue(
+                key,
+                update={
+                    "components": [
+                        {"remove": {"name": "k8s-helm-deployer"}},
+                        {"add": {"name": "Automation"}},
+                    ]
+                },
+                as_user=person,
+            )
+            await running.settle()
+            assert running.loop.service.stats["corrections"] == 1
+            sandbox.assign(key, "acct-backend-team", as_user=person)
+            await running.settle()
+            assert running.loop.service.stats["corrections"] == 2
+            learned = running.loop.orchestrator.router.stats.corrections
+            assert learned == 2
+    finally:
+        await close_message_bus()
 
 
 async def test_a_route_command_in_a_comment_dispatches_to_that_plugin(running: Running) -> None:

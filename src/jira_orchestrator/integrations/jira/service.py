@@ -298,10 +298,15 @@ class JiraService:
                 if label.startswith(settings.label_prefix)
             ]
             target = next((p for p in added if p in plugins), None)
-        components = event.change("components")
-        if target is None and components is not None and components.to_string:
+        if target is None:
+            # Jira writes one changelog item per component added or removed.
             by_component = {settings.components.get(p, p): p for p in plugins}
-            target = by_component.get(components.to_string)
+            added_components = [
+                item.to_string
+                for item in event.changes
+                if item.field_id == "components" and item.to_string
+            ]
+            target = next((by_component[c] for c in added_components if c in by_component), None)
         assignee = event.change("assignee")
         if target is None and assignee is not None and assignee.to_value:
             by_account = {account: p for p, account in settings.assignees.items()}
