@@ -524,7 +524,56 @@ def _cross_check(document: Mapping[str, Any]) -> list[tuple[str, str]]:
         found.append(
             ("errorHandling.fallback.fallbackPlugin", "a plugin cannot fall back to itself")
         )
+    if isinstance(name, str):
+        found.extend(_claims(name, _section(communication, "messagebus")))
     return found
+
+
+# Topics a plugin may watch on another plugin: what it announces to everyone.
+_PUBLIC = frozenset({"events", "status"})
+# Topics only the orchestrator publishes (a plugin sending them would speak for it).
+_ORCHESTRATOR_OWNED = frozenset({"routing", "orchestration"})
+
+
+def _claims(name: str, messagebus: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Topics a manifest declares beyond its own scope: they would become its NATS
+    permissions (``nats-config``), so a plugin could grant itself another's subjects."""
+    found: list[tuple[str, str]] = []
+    for key, publish in (("topics", True), ("subscriptions", False)):
+        entries = messagebus.get(key)
+        if not isinstance(entries, list):
+            continue
+        for index, entry in enumerate(entries):
+            if isinstance(entry, str):
+                why = _claim(name, [s for s in re.split(r"[./]", entry) if s], publish)
+                if why is not None:
+                    found.append((f"communication.messagebus.{key}[{index}]", why))
+    return found
+
+
+def _claim(name: str, segments: list[str], publish: bool) -> str | None:
+    if not segments:
+        return None
+    head, owner = segments[0], segments[1] if len(segments) > 1 else None
+    if head in ("*", "**"):
+        return "a pattern over every topic is wider than the plugin's own scope"
+    if head in ("plugin", "state"):
+        if owner == name:
+            return None
+        if head == "plugin" and not publish and len(segments) == 3 and segments[2] in _PUBLIC:
+            return None  # watching other plugins' announcements (``plugin/*/events`` too)
+        if owner in (None, "*", "**"):
+            return f"a pattern over other plugins' {head} topics is wider than the plugin's scope"
+        verb = "publishes on" if publish else "subscribes to"
+        how = (
+            "state/.../export through stateManagement.sharing.imports"
+            if head == "state"
+            else ("routing.canRouteTo for requests" if publish else "only its events and status")
+        )
+        return f"{verb} a topic of plugin {owner!r}, which only that plugin may (use {how})"
+    if publish and head in _ORCHESTRATOR_OWNED:
+        return f"{head}/ topics are the orchestrator's: a plugin may not publish them"
+    return None
 
 
 def _section(document: Mapping[str, Any], key: str) -> Mapping[str, Any]:
