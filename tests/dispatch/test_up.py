@@ -200,3 +200,26 @@ def test_up_with_an_unreachable_bus_says_so_and_exits_1(tmp_path: Path) -> None:
     assert run.returncode == 1
     assert "[orchestrator] error: cannot connect to NATS at nats://127.0.0.1:1" in run.stdout
     assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_plugins_see_an_allow_list_of_the_operators_environment() -> None:
+    from jira_orchestrator.cli.up import plugin_environment
+
+    operator = {
+        "PATH": "/usr/bin",
+        "HOME": "/root",
+        "LC_ALL": "C.UTF-8",
+        "JIRA_API_TOKEN": "jira-secret",
+        "JIRA_ORCHESTRATOR_DASHBOARD_TOKEN": "dash-secret",
+        "JIRA_ORCHESTRATOR_BUS_URL": "nats://jira-orchestrator:all-powerful@127.0.0.1:4222",
+        "AWS_SECRET_ACCESS_KEY": "aws-secret",
+        "MY_PLUGIN_SETTING": "needed",
+        "JIRA_ORCHESTRATOR_PASS_ENV": "MY_PLUGIN_SETTING, ",
+    }
+    seen = plugin_environment(operator)
+    assert seen == {
+        "PATH": "/usr/bin",
+        "HOME": "/root",
+        "LC_ALL": "C.UTF-8",
+        "MY_PLUGIN_SETTING": "needed",
+    }

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -318,6 +318,32 @@ async def _up(
         folder.release()
 
 
+PASS_ENV = "JIRA_ORCHESTRATOR_PASS_ENV"
+"""Names of more variables the plugin processes of ``up`` may see (comma-separated)."""
+
+_PASSED = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "TZ", "TMPDIR", "LANG",
+        "LANGUAGE", "PYTHONPATH", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE",
+        "VIRTUAL_ENV", "SSL_CERT_FILE", "SSL_CERT_DIR", "HF_HUB_OFFLINE",
+        "JIRA_ORCHESTRATOR_CACHE", "JIRA_ORCHESTRATOR_PLUGINS",
+    }
+)  # fmt: skip
+
+
+def plugin_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What a plugin process started by ``up`` sees of the operator's environment: an
+    allow-list (the locale, paths and Python settings, and the names in
+    ``$JIRA_ORCHESTRATOR_PASS_ENV``), never the operator's other secrets (a Jira token, the
+    dashboard token, the orchestrator's bus URL). Each plugin gets its own bus URL apart."""
+    extra = {name.strip() for name in environ.get(PASS_ENV, "").split(",") if name.strip()}
+    return {
+        name: value
+        for name, value in environ.items()
+        if name in _PASSED or name in extra or name.startswith("LC_")
+    }
+
+
 def up(
     plugins: Annotated[Path, typer.Option(help="folder of plugins")] = Path("examples/plugins"),
     bus: Annotated[
@@ -353,7 +379,7 @@ def up(
     )
     output = output.resolve()
     env = {
-        **os.environ,
+        **plugin_environment(os.environ),
         "JIRA_ORCHESTRATOR_OUTPUT": str(output),
         "JIRA_ORCHESTRATOR_STATE_DIR": str(output / ".state"),
         "DEMO_FAIL": ",".join(fail or []),
