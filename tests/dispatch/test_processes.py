@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,9 @@ def test_an_identity_names_one_process_not_a_reused_pid() -> None:
     for junk in (None, [], {"pid": "1"}, {"pid": 1}, {"pid": 5, "started": "x"}):
         assert ProcessIdentity.from_dict(junk) is None
     assert die_with_parent(signal.SIGTERM) is not None
+
+
+def test_the_server_configuration_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    with NatsServer(tmp_path / "nats", extra_config="authorization { users = [] }") as server:
+        config = server.directory / "nats-server.conf"
+        assert stat.S_IMODE(config.stat().st_mode) == 0o600

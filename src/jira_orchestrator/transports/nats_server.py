@@ -92,7 +92,12 @@ class NatsServer:
             lines.append(f'jetstream {{ store_dir: "{store}" }}')
         if self.extra_config:
             lines.append(self.extra_config)
-        config.write_text("\n".join(lines) + "\n")
+        # The authorization block holds every user's password: readable by the owner only,
+        # from the moment the file exists (no window between writing and a chmod).
+        descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # an older file of a looser mode is tightened too
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write("\n".join(lines) + "\n")
         return config
 
     def start(self) -> NatsServer:
