@@ -352,3 +352,54 @@ async def test_a_plugin_killed_mid_request_falls_back_when_its_heartbeat_stops(
                 await world.stop()
             finally:
                 await close_message_bus()
+
+
+async def test_a_status_or_breaker_event_speaks_only_for_the_plugin_its_topic_names(
+    ecosystem: Ecosystem,
+) -> None:
+    orchestrator = await ecosystem.start("k8s-helm-deployer", "frontend-design-system")
+    letters: list[Message] = []
+    watcher = get_message_bus("dlq-watcher")
+    watcher.subscribe("system/dead-letter", letters.append)
+    frontend = get_message_bus("frontend-design-system")
+    raw = frontend.transport  # a client outside the SDK writes any source it likes
+    # On its own, allowed subject, but claiming to be another plugin (was believed).
+    await raw.publish(
+        Message(
+            topic="plugin/frontend-design-system/status",
+            source="k8s-helm-deployer",
+            payload={"status": "stopped"},
+        )
+    )
+    await raw.publish(
+        Message(
+            topic="plugin/frontend-design-system/circuit-breaker",
+            source="k8s-helm-deployer",
+            payload={"state": "open"},
+        )
+    )
+    # And on another plugin's topic under its own name.
+    await raw.publish(
+        Message(
+            topic="plugin/k8s-helm-deployer/status",
+            source="frontend-design-system",
+            payload={"status": "stopped"},
+        )
+    )
+    await frontend.flush()
+    await watcher.flush()
+    health = orchestrator.health["k8s-helm-deployer"]
+    assert (health.status, health.breaker) != ("stopped", "open")
+    assert orchestrator.availability("k8s-helm-deployer") == 1.0
+    assert orchestrator.status()["spoofed"] == 3
+    assert [letter.payload["reason"] for letter in letters] == ["spoofed"] * 3
+    # The plugin speaking for itself is believed.
+    await frontend.publish(
+        Message(
+            topic="plugin/frontend-design-system/status",
+            source="frontend-design-system",
+            payload={"status": "draining"},
+        )
+    )
+    await frontend.flush()
+    assert orchestrator.health["frontend-design-system"].status == "draining"

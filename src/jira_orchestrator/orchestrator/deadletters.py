@@ -77,6 +77,8 @@ REASONS = (
     "max-deliveries",
     "rejected-source",
     "invalid-message",
+    "queue-full",
+    "spoofed",
 )
 """The reasons the bus and the plugin runtime write; others are stored as given."""
 

@@ -10,6 +10,7 @@ breaker is open, tries the next: the decision's ``fallbackPlugins``, then the pr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -230,6 +231,8 @@ class Orchestrator:
         self._server: RPCServer | None = None
         self._beat: asyncio.Task[None] | None = None
         self.refused_delegations = 0
+        self.spoofed = 0
+        """Status and breaker events whose ``source`` was not the plugin their topic names."""
         self._lost_watch: dict[str, set[asyncio.Future[str]]] = {}
 
     # -- health ----------------------------------------------------------------------------
@@ -247,16 +250,37 @@ class Orchestrator:
             return 0.5
         return 1.0
 
-    def _on_status(self, message: Message) -> None:
-        plugin = message.source
+    async def _announcer(self, message: Message) -> str | None:
+        """The plugin a status or breaker event speaks for: the one its topic names
+        (``plugin/<id>/status``), which on NATS only that plugin's user may publish. An
+        envelope whose ``source`` says otherwise is spoofed: counted, logged in one line
+        and dead-lettered (``spoofed``), never believed."""
+        parts = message.topic.split("/")
+        plugin = parts[1] if len(parts) == 3 else None
+        if plugin is not None and message.source == plugin:
+            return plugin
+        self.spoofed += 1
+        log.warning(
+            "spoofed %s: an envelope from %r on %r (%d so far); dead-lettered",
+            parts[-1],
+            message.source,
+            message.topic,
+            self.spoofed,
+        )
+        with contextlib.suppress(JiraOrchestratorError):
+            await self.bus.dead_letter(message, reason="spoofed")
+        return None
+
+    async def _on_status(self, message: Message) -> None:
+        plugin = await self._announcer(message)
         if plugin in self.health and isinstance(message.payload, Mapping):
             status = message.payload.get("status")
             if isinstance(status, str):
                 self.health[plugin].status = status
                 self.health[plugin].last_seen = self.clock()
 
-    def _on_breaker(self, message: Message) -> None:
-        plugin = message.source
+    async def _on_breaker(self, message: Message) -> None:
+        plugin = await self._announcer(message)
         if plugin in self.health and isinstance(message.payload, Mapping):
             state = message.payload.get("state")
             if isinstance(state, str):
@@ -349,6 +373,7 @@ class Orchestrator:
             },
             "tasks": self.tasks.counts(),
             "refusedDelegations": self.refused_delegations,
+            "spoofed": self.spoofed,
             "abstentions": self.abstentions,
         }
 
