@@ -20,7 +20,10 @@ from typing import Any, ClassVar, Self
 
 from jira_orchestrator._core.errors import JiraOrchestratorError
 
-__all__ = ["SQLiteStore"]
+__all__ = [
+    "SQLiteStore",
+    "matching",
+]
 
 
 class SQLiteStore:
@@ -174,3 +177,10 @@ def _create_private(path: Path) -> None:
     issue texts and letters, and SQLite gives its ``-wal`` and ``-shm`` files the same mode."""
     with suppress(FileExistsError):
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+def matching(**columns: Any) -> tuple[list[str], list[Any]]:
+    """``(clauses, args)`` of an equality filter on each column given a value (``None``:
+    not filtered). Column names come from the code, never from input."""
+    clauses = [f"{name} = ?" for name, value in columns.items() if value is not None]
+    return clauses, [value for value in columns.values() if value is not None]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from jira_orchestrator._core.clock import WallClock, wall
-from jira_orchestrator._core.sqlite import SQLiteStore
+from jira_orchestrator._core.sqlite import SQLiteStore, matching
 from jira_orchestrator.orchestrator.errors import SagaStoreError
 
 __all__ = ["SagaRun", "SagaRunStatus", "SagaStepRecord", "SagaStepStatus", "SagaStore"]
@@ -227,15 +227,7 @@ class SagaStore(SQLiteStore):
 
     @staticmethod
     def _filter(saga: str | None, status: str | None) -> tuple[list[str], list[Any]]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        if saga is not None:
-            clauses.append("saga = ?")
-            args.append(saga)
-        if status is not None:
-            clauses.append("status = ?")
-            args.append(status)
-        return clauses, args
+        return matching(saga=saga, status=status)
 
     def _runs(
         self, where: str, args: tuple[Any, ...], *, order: str = "started_at, rowid"

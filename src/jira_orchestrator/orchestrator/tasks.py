@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from jira_orchestrator._core.clock import WallClock
 from jira_orchestrator._core.errors import JiraOrchestratorError
-from jira_orchestrator._core.sqlite import SQLiteStore
+from jira_orchestrator._core.sqlite import SQLiteStore, matching
 
 __all__ = [
     "DEFAULT_TASK_RETENTION",
@@ -179,15 +179,7 @@ class TaskStore(SQLiteStore):
         return dict(self._read("SELECT status, COUNT(*) FROM tasks GROUP BY status"))
 
     def _filter(self, status: str | None, plugin: str | None) -> tuple[list[str], list[Any]]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        if status is not None:
-            clauses.append("status = ?")
-            args.append(status)
-        if plugin is not None:
-            clauses.append("plugin = ?")
-            args.append(plugin)
-        return clauses, args
+        return matching(status=status, plugin=plugin)
 
     def page(
         self,
