@@ -7,14 +7,18 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from time import perf_counter
 from typing import Any, overload
 
+from jira_orchestrator._core import tracing
 from jira_orchestrator._core.clock import WallClock, format_timestamp, wall
 from jira_orchestrator._core.errors import (
     InvalidMessage,
     InvalidTopic,
     MessageTooLarge,
+    NoResponders,
     RemoteError,
+    RequestTimeout,
     TransportClosed,
 )
 from jira_orchestrator._core.ids import new_id
@@ -30,6 +34,8 @@ from jira_orchestrator._core.message import (
     restamp,
     validate_payload,
 )
+from jira_orchestrator._core.observe import active as _metrics
+from jira_orchestrator._core.observe import topic_family
 from jira_orchestrator._core.redact import redact_url
 from jira_orchestrator._core.topics import MAX_TOPIC_LENGTH, normalize_pattern, normalize_topic
 from jira_orchestrator.messagebus._subscription import (
@@ -160,6 +166,9 @@ class _Core:
     async def send(self, message: Message) -> None:
         self.check_sendable(message)
         self.stats.published += 1
+        metrics = _metrics()
+        if metrics is not None:
+            metrics.inc("bus_published", (topic_family(message.topic),))
         await self.transport.publish(message)
 
     def track(self, message: Message, reply: Reply) -> bool:
@@ -329,6 +338,11 @@ class _Core:
 
     async def _send_letter(self, letter: Message, about: str) -> None:
         self.stats.dead_lettered += 1
+        metrics = _metrics()
+        if metrics is not None:
+            topic = about if "/" in about else about.replace(".", "/")  # a NATS subject
+            reason = letter.payload.get("reason") if isinstance(letter.payload, dict) else None
+            metrics.inc("bus_dead_lettered", (topic_family(topic), str(reason)))
         try:
             await self.transport.publish(letter)
         except Exception:
@@ -588,6 +602,11 @@ class MessageBus:
         1..10), `MessageTooLarge`, or `PublishTimeout` when a blocking subscriber stays full.
         """
         core = self._core
+        if tracing.is_on() and message is None:
+            headers = {} if headers is None else dict(headers)
+            tracing.inject(headers)
+            if not headers:
+                headers = None
         try:
             if (
                 message is None
@@ -638,8 +657,14 @@ class MessageBus:
                 core.check_sendable(built)
         except InvalidMessage:
             core.stats.rejected += 1  # every refusal: topic, payload, priority, size
+            metrics = _metrics()
+            if metrics is not None:
+                metrics.inc("bus_rejected")
             raise
         core.stats.published += 1
+        metrics = _metrics()
+        if metrics is not None:
+            metrics.inc("bus_published", (topic_family(built.topic),))
         # Not through core.send, and in memory without a coroutine: see publish_nowait.
         waiting = core.transport.publish_nowait(built)
         if waiting is not None:
@@ -661,6 +686,24 @@ class MessageBus:
         seconds = self._core.config.request_timeout if timeout is None else timeout
         if not seconds > 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
+        with tracing.span(f"{topic} request", kind="client"):
+            if tracing.is_on():
+                headers = {} if headers is None else dict(headers)
+                tracing.inject(headers)
+            return await self._request_message(
+                topic, payload, destination, seconds, headers, priority, message_type
+            )
+
+    async def _request_message(
+        self,
+        topic: str,
+        payload: Any,
+        destination: str,
+        seconds: float,
+        headers: dict[str, str] | None,
+        priority: int,
+        message_type: MessageType | str,
+    ) -> Message:
         try:
             request = self._message(
                 None,
@@ -683,7 +726,27 @@ class MessageBus:
             self._core.stats.rejected += 1
             raise
         self._core.stats.requests += 1
-        response = await self._core.transport.request(request, timeout=seconds)
+        metrics = _metrics()
+        if metrics is None:
+            response = await self._core.transport.request(request, timeout=seconds)
+        else:
+            started = perf_counter()
+            outcome = "error"
+            try:
+                response = await self._core.transport.request(request, timeout=seconds)
+                outcome = "error" if response.headers.get("status") == ERROR_STATUS else "ok"
+            except RequestTimeout:
+                outcome = "timeout"
+                raise
+            except NoResponders:
+                outcome = "no-responders"
+                raise
+            finally:
+                metrics.observe(
+                    "bus_request_duration_seconds",
+                    (topic_family(request.topic), outcome),
+                    perf_counter() - started,
+                )
         if response.headers.get("status") == ERROR_STATUS:
             error = response.payload.get("error") if isinstance(response.payload, dict) else None
             error = error if isinstance(error, dict) else {}
@@ -804,13 +867,20 @@ def _traced(headers: dict[str, str] | None, message_id: str) -> dict[str, str]:
     if headers is None and current is None:  # a message that starts a trace: the usual case
         return {"traceId": message_id, "spanId": message_id}
     result = {} if headers is None else dict(headers)
+    if current is not None and "traceparent" in current.headers and "traceparent" not in result:
+        result["traceparent"] = current.headers["traceparent"]  # passed on, traced here or not
     if "traceId" not in result:
         if current is not None and "traceId" in current.headers:
             result["traceId"] = current.headers["traceId"]
-            if "spanId" in current.headers and "parentSpanId" not in result:
-                result["parentSpanId"] = current.headers["spanId"]
         else:
             result["traceId"] = message_id
+    if (
+        current is not None
+        and "spanId" in current.headers
+        and "parentSpanId" not in result
+        and result["traceId"] == current.headers.get("traceId")
+    ):
+        result["parentSpanId"] = current.headers["spanId"]
     if "spanId" not in result:
         result["spanId"] = message_id
     return result

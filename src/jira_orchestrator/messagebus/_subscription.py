@@ -13,10 +13,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from msgspec import Raw
 
+from jira_orchestrator._core import tracing
 from jira_orchestrator._core.clock import WallClock, wall
 from jira_orchestrator._core.errors import PublishTimeout
 from jira_orchestrator._core.message import _NO_METADATA as NO_METADATA
 from jira_orchestrator._core.message import Message, private_copy
+from jira_orchestrator._core.observe import active as active_metrics
+from jira_orchestrator._core.observe import topic_family
+from jira_orchestrator._core.tracing import TRACEPARENT
+from jira_orchestrator._core.tracing import is_on as tracing_on
 from jira_orchestrator.transports import Reply, TransportSubscription
 
 if TYPE_CHECKING:
@@ -426,11 +431,16 @@ class Subscription:
                     deadline = message.deadline()
                     if deadline is not None and deadline <= clock():
                         stats.expired += 1
+                        metrics = active_metrics()
+                        if metrics is not None:
+                            metrics.inc("bus_delivered", (topic_family(message.topic), "expired"))
                         await core.expired(self, message, tracked)
                         continue
                 set_trace(message)
                 try:
-                    if is_async:
+                    if tracing_on() and TRACEPARENT in message.headers:
+                        await self._handle_in_span(message)
+                    elif is_async:
                         await self.handler(message)
                     else:
                         result = self.handler(message)
@@ -438,11 +448,17 @@ class Subscription:
                             await result
                 except Exception as error:
                     stats.failed += 1
+                    metrics = active_metrics()
+                    if metrics is not None:
+                        metrics.inc("bus_delivered", (topic_family(message.topic), "failed"))
                     if tracked:
                         core.release(message, self.bus.plugin_id, failed=error)
                     await core.handler_failed(self, message, error, stage="handler")
                 else:
                     stats.handled += 1
+                    metrics = active_metrics()
+                    if metrics is not None:
+                        metrics.inc("bus_delivered", (topic_family(message.topic), "handled"))
                     if tracked:
                         core.release(message, self.bus.plugin_id, failed=None)
         finally:
@@ -450,6 +466,23 @@ class Subscription:
                 self._busy -= 1
                 if not self._size and not self._busy:
                     self._settle()
+
+    async def _handle_in_span(self, message: Message) -> None:
+        """The handler inside a consumer span, the child of the message's traceparent."""
+        with tracing.span(
+            f"{message.topic} process",
+            headers=message.headers,
+            kind="consumer",
+            attributes={
+                "messaging.system": "jira-orchestrator",
+                "messaging.destination.name": message.topic,
+                "messaging.message.id": message.message_id,
+                "messaging.consumer.group.name": self.bus.plugin_id,
+            },
+        ):
+            result = self.handler(message)
+            if inspect.isawaitable(result):
+                await result
 
 
 def _loop_running() -> bool:

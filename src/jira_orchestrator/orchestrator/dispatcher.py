@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from jira_orchestrator._core import observe, tracing
 from jira_orchestrator._core.clock import MonotonicClock, format_timestamp, monotonic, wall
 from jira_orchestrator._core.errors import (
     CircuitOpenError,
@@ -413,6 +414,24 @@ class Orchestrator:
         plugin's failure: the result says what happened. Raises `InvalidRequest` for a
         request the router cannot read.
         """
+        with tracing.span("dispatch", attributes={"jo.command": command}, root=True) as span:
+            result = await self._dispatch(request, command, parameters, files, task_id, decision)
+            if span is not None:
+                span.set_attribute("jo.task_id", result.task_id)
+                span.set_attribute("jo.outcome", result.outcome)
+                span.set_attribute("jo.plugin", result.plugin or "")
+        observe.inc("tasks", (result.outcome,))
+        return result
+
+    async def _dispatch(
+        self,
+        request: Mapping[str, Any] | str,
+        command: str,
+        parameters: Mapping[str, Any] | None,
+        files: Sequence[str],
+        task_id: str | None,
+        decision: RoutingDecision | None,
+    ) -> DispatchResult:
         routing = (
             RoutingRequest.from_text(request, files=files)
             if isinstance(request, str)

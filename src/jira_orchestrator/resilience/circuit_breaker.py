@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ParamSpec, TypeVar
 
+from jira_orchestrator._core import observe
 from jira_orchestrator._core.clock import (
     MonotonicClock,
     WallClock,
@@ -64,6 +65,7 @@ _OPEN = CircuitState.OPEN
 _HALF_OPEN = CircuitState.HALF_OPEN
 _FORCED_OPEN = CircuitState.FORCED_OPEN
 _DISABLED = CircuitState.DISABLED
+_STATES = tuple(state.value for state in CircuitState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +298,7 @@ class CircuitBreaker:
         # (failure-rate mode) or timed (slow calls): that is the hot path we keep bare.
         self._lean = not self._window.counts_successes and self._slow_call_threshold is None
         self._state = _CLOSED
+        observe.set_states("breaker_state", name, _STATES, _CLOSED.value)
         # Bumped on every transition: a call that started in an earlier state must not
         # count in the current one (a slow call from the closed state must not close a
         # half-open circuit, nor free one of its trial slots).
@@ -484,6 +487,9 @@ class CircuitBreaker:
         old = self._state
         self._state = new
         self._epoch += 1
+        if old is not new and observe.active() is not None:
+            observe.set_states("breaker_state", self._name, _STATES, new.value)
+            observe.inc("breaker_transitions", (self._name, old.value, new.value))
         if new is _OPEN:
             self._opened_at = now
         elif new is _HALF_OPEN:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from jira_orchestrator._core import observe, tracing
 from jira_orchestrator.plugins import AgentRegistry, PluginInfo, discover_plugins
 from jira_orchestrator.routing.cache import IndexCache
 from jira_orchestrator.routing.calibration import Calibrator, load_calibrator
@@ -311,8 +312,14 @@ class Router:
         except InvalidRequest:
             self.stats.invalid += 1
             raise
-        decision = self._decide(prepared, requester, started)
+        with tracing.span("route", attributes={"routing.request_id": prepared.request_id}) as span:
+            decision = self._decide(prepared, requester, started)
+            if span is not None:
+                span.set_attribute("routing.plugin", decision.primary_plugin or "")
+                span.set_attribute("routing.confidence", decision.confidence)
+                span.set_attribute("routing.strategy", decision.execution_strategy)
         self.stats.routed += 1
+        _record(decision, time.perf_counter() - started)
         self._remember(prepared, decision)
         return decision
 
@@ -786,3 +793,16 @@ def _strategy(plan: CollaborationPlan) -> ExecutionStrategy:
     if len(set(tiers)) == len(tiers):
         return "sequential"
     return "phased"
+
+
+def _record(decision: RoutingDecision, seconds: float) -> None:
+    """Count a decision in the process's metrics (nothing when they are off)."""
+    metrics = observe.active()
+    if metrics is None:
+        return
+    metrics.inc("routing_decisions", (decision.primary_plugin or "none",))
+    metrics.observe("routing_confidence", (), decision.confidence)
+    metrics.observe("routing_duration_seconds", (), seconds)
+    if decision.primary_plugin is None:
+        reason = "below-confidence" if decision.execution_strategy == "triage" else "no-match"
+        metrics.inc("routing_abstentions", (reason,))

@@ -31,6 +31,7 @@ Wire form (payloads)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jira_orchestrator._core import observe
+from jira_orchestrator._core.clock import parse_timestamp
 from jira_orchestrator._core.errors import StateAccessDenied, StateError
 from jira_orchestrator.messagebus import Message, MessageBus, Subscription
 from jira_orchestrator.state.crdt import JSON
@@ -264,6 +267,12 @@ class StateReplicator:
         message: Message,
         rename: Any,
     ) -> None:
+        metrics = observe.active()
+        if metrics is not None:
+            with contextlib.suppress(ValueError):
+                lag = self.bus.config.clock() - parse_timestamp(message.timestamp)
+                owner = (message.source or "-",)
+                metrics.observe("state_replication_lag_seconds", owner, max(0.0, lag))
         # Key by key: one key that cannot merge (another kind here, a skewed clock) must
         # not keep the others from converging. It goes to the dead letters instead.
         for key, crdt in delta.items():

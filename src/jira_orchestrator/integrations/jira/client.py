@@ -30,6 +30,7 @@ from urllib.parse import quote
 
 import httpx
 
+from jira_orchestrator._core import observe, tracing
 from jira_orchestrator._core.clock import MonotonicClock, monotonic
 from jira_orchestrator.integrations.jira.config import JiraConfig
 from jira_orchestrator.integrations.jira.errors import (
@@ -225,6 +226,10 @@ class JiraClient:
 
     # -- the HTTP exchange -------------------------------------------------------------
 
+    def _count(self, status: int | str, method: str) -> None:
+        self.calls[status] = self.calls.get(status, 0) + 1
+        observe.inc("jira_api_calls", (method, str(status)))
+
     async def _send(
         self,
         method: str,
@@ -235,17 +240,22 @@ class JiraClient:
     ) -> httpx.Response:
         """One exchange; raises the `JiraError` for anything but a 2xx."""
         try:
-            response = await self._http.request(method, API + path, params=params, json=json)
+            with tracing.span(
+                f"jira {method}",
+                kind="client",
+                attributes={"http.request.method": method, "url.path": API + path},
+            ):
+                response = await self._http.request(method, API + path, params=params, json=json)
         except httpx.ConnectError:
-            self.calls["error"] = self.calls.get("error", 0) + 1
+            self._count("error", method)
             raise _NotSent(None, method, path, ["connection refused"]) from None
         except httpx.TimeoutException:
-            self.calls["error"] = self.calls.get("error", 0) + 1
+            self._count("error", method)
             raise JiraUnavailable(None, method, path, ["timed out"]) from None
         except httpx.TransportError as exc:
-            self.calls["error"] = self.calls.get("error", 0) + 1
+            self._count("error", method)
             raise JiraUnavailable(None, method, path, [type(exc).__name__]) from None
-        self.calls[response.status_code] = self.calls.get(response.status_code, 0) + 1
+        self._count(response.status_code, method)
         if response.is_success:
             return response
         error = _error_for(method, path, response)

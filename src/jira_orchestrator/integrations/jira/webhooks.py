@@ -35,6 +35,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from jira_orchestrator._core.errors import JiraOrchestratorError
+from jira_orchestrator._core.observe import Tally
 from jira_orchestrator.integrations.jira.events import InvalidWebhookEvent, parse_event
 from jira_orchestrator.integrations.jira.inbox import InboxError, InboxWriter, Stored, WebhookInbox
 
@@ -164,8 +165,8 @@ class WebhookReceiver:
         self.max_body_bytes = max_body_bytes
         self.path = path
         self.on_stored = on_stored
-        self._counts: Counter[str] = Counter()
-        self._rejected: Counter[str] = Counter()
+        self._counts: Counter[str] = Tally("webhook_events")  # mirrored in /metrics
+        self._rejected: Counter[str] = Tally("webhook_rejected")
         if secret is None:
             log.warning(
                 "Jira webhooks at %s are accepted WITHOUT a signature check: configure a "
