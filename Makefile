@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python 3.11 or newer is needed (python3.11, python3.12, ... on PATH)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,nats,bench,web]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,nats,bench,web,otel]'
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -14,6 +14,7 @@ import asyncio
 import inspect
 import logging
 import re
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -23,6 +24,7 @@ from typing import Any, get_type_hints, overload
 import msgspec
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 
+from jira_orchestrator._core import observe
 from jira_orchestrator._core.errors import (
     DeliveryError,
     InvalidEndpoint,
@@ -519,6 +521,28 @@ class RPCClient:
                 if left <= 0:
                     raise RequestTimeout(rpc_topic(self.plugin_id), seconds)
                 seconds = min(seconds, left)
+        metrics = observe.active()
+        if metrics is None:
+            return await self._call(request, seconds, headers)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self._call(request, seconds, headers)
+            outcome = "ok"
+            return result
+        except RequestTimeout:
+            outcome = "timeout"
+            raise
+        finally:
+            metrics.observe(
+                "rpc_call_duration_seconds",
+                (self.plugin_id, method, outcome),
+                time.perf_counter() - started,
+            )
+
+    async def _call(
+        self, request: dict[str, Any], seconds: float, headers: dict[str, str] | None
+    ) -> Any:
         reply = await self.bus.request(
             destination=self.plugin_id,
             topic=rpc_topic(self.plugin_id),

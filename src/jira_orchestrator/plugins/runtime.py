@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from jira_orchestrator._core import tracing
 from jira_orchestrator._core.clock import MonotonicClock, format_timestamp, monotonic, wall
 from jira_orchestrator._core.errors import (
     CircuitOpenError,
@@ -52,6 +53,7 @@ from jira_orchestrator.plugins.discovery import PluginInfo, load_plugin
 from jira_orchestrator.plugins.files import confined
 from jira_orchestrator.plugins.manifest import PluginManifest, load_manifest, manifest_path
 from jira_orchestrator.plugins.registry import AgentRegistry
+from jira_orchestrator.plugins.telemetry import TelemetryPublisher
 from jira_orchestrator.resilience import (
     CircuitBreaker,
     CircuitStateChange,
@@ -147,6 +149,7 @@ class Plugin:
         self._handlers: list[tuple[str, Handler, dict[str, Any]]] = []
         self._subscriptions: list[Subscription] = []
         self._server: RPCServer | None = None
+        self._telemetry: TelemetryPublisher | None = None
 
     # -- declaring -----------------------------------------------------------------------
 
@@ -445,6 +448,9 @@ class Plugin:
                 shared_with=sharing.shared_with,
                 imports=sorted({ref.partition("/")[0] for ref in sharing.imports}),
             )
+        self._telemetry = TelemetryPublisher.from_env(self.bus)
+        if self._telemetry is not None:
+            self._telemetry.start()
         await self._announce("ready")
         self.log.info("%s ready", self.id)
 
@@ -479,6 +485,9 @@ class Plugin:
             )
         await self._announce("stopped")
         self.log.info("%s stopped", self.id)
+        if self._telemetry is not None:
+            await self._telemetry.stop()
+            self._telemetry = None
         for subscription in self._subscriptions:
             subscription.unsubscribe()
         self._subscriptions.clear()
@@ -529,6 +538,7 @@ class Plugin:
                 await self.stop()
 
         logging.basicConfig(level=logging.INFO, format=f"[{self.id}] %(levelname)s %(message)s")
+        tracing.configure_from_env(service_name=self.id)  # OTEL_* variables, when set
         try:
             asyncio.run(main())
         except TransportError as error:  # a wrong bus URL or a server that is down
