@@ -100,7 +100,7 @@ class Up:
     def __init__(self, *args: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("JIRA_ORCHESTRATOR_")}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "jira_orchestrator.cli", "up", *args],
+            [sys.executable, "-m", "jira_orchestrator.cli", "up", "--http", "127.0.0.1:0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -38,7 +38,7 @@ def need_web_extra(command: str) -> None:
     import importlib
 
     missing = []
-    for name in ("starlette", "uvicorn", "httpx", "jinja2"):
+    for name in ("starlette", "uvicorn", "httpx", "jinja2", "prometheus_client"):
         try:
             importlib.import_module(name)
         except ImportError:

@@ -16,6 +16,7 @@ outlives ``up``, and an ``up`` on the output folder of a killed one ends what it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -28,8 +29,10 @@ import typer
 from rich.console import Console
 
 from jira_orchestrator._core.errors import TransportError
+from jira_orchestrator._core.observe import METRICS_ENV
 from jira_orchestrator.cli._errors import EXIT_USAGE, fail
 from jira_orchestrator.cli._files import write_text
+from jira_orchestrator.cli._http import HttpAddress, check_http, orchestrator_http, start_tracing
 from jira_orchestrator.cli._supervisor import (
     Busy,
     PluginProcess,
@@ -49,6 +52,9 @@ if TYPE_CHECKING:
 __all__ = ["nats_config", "up"]
 
 READY_TIMEOUT = 60.0
+DEFAULT_HTTP = "127.0.0.1:8642"
+METRICS_INTERVAL = 5.0
+"""Seconds between the metric snapshots of the plugin processes (with ``--http``)."""
 SERVER_RESTARTS = 3
 
 
@@ -147,6 +153,7 @@ async def _orchestrate(
     policy: RestartPolicy,
     server: NatsServer | None,
     console: Console,
+    http: HttpAddress | None = None,
 ) -> int:
     orchestrator = Orchestrator(
         plugins,
@@ -176,11 +183,18 @@ async def _orchestrate(
         loop.add_signal_handler(sig, stop.set)
     watching: asyncio.Task[None] | None = None
     code = 0
+    serving_http = contextlib.AsyncExitStack()
     try:
         await supervisor.start()
         if server is not None:
             watching = loop.create_task(_watch_server(server, supervisor, folder, say))
         await orchestrator.start()
+        if http is not None:  # the dashboard and /metrics while up runs
+            try:
+                await serving_http.enter_async_context(orchestrator_http(orchestrator, http, say))
+            except OSError as error:  # HTTPServerError: the port is taken, say
+                say(f"[orchestrator] error: {error} (choose another --http, or --http off)")
+                return 1
         expected = [p.name for p in runnable]
         serving = loop.create_task(_serve(orchestrator, supervisor, url, expected, issues, console))
         stopped = loop.create_task(stop.wait())
@@ -208,6 +222,7 @@ async def _orchestrate(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        await serving_http.aclose()
         await orchestrator.stop()
         orchestrator.close()
         await supervisor.stop()
@@ -255,6 +270,7 @@ async def _up(
     output: Path,
     policy: RestartPolicy,
     console: Console,
+    http: HttpAddress | None = None,
 ) -> int:
     from jira_orchestrator.transports.nats_server import NatsServer
 
@@ -309,6 +325,7 @@ async def _up(
                 policy,
                 server,
                 console,
+                http,
             )
         finally:
             if server is not None:
@@ -340,8 +357,15 @@ def plugin_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return {
         name: value
         for name, value in environ.items()
-        if name in _PASSED or name in extra or name.startswith("LC_")
+        if name in _PASSED or name in extra or name.startswith("LC_") or _tracing_setting(name)
     }
+
+
+def _tracing_setting(name: str) -> bool:
+    """The ``OTEL_*`` variables, so the plugins trace where the orchestrator does; not
+    ``OTEL_SERVICE_NAME`` (each plugin is a service of its own) nor the exporter's headers
+    (they may carry the backend's API key: name them in $JIRA_ORCHESTRATOR_PASS_ENV)."""
+    return name.startswith("OTEL_") and name != "OTEL_SERVICE_NAME" and not name.endswith("HEADERS")
 
 
 def up(
@@ -368,8 +392,17 @@ def up(
             min=0, help="restarts in a row of a plugin that keeps dying before up gives up on it"
         ),
     ] = RestartPolicy.limit,
+    http: Annotated[
+        str,
+        typer.Option(
+            "--http",
+            metavar="HOST:PORT",
+            help="Serve the dashboard, /metrics, /healthz and /readyz here ('off': none).",
+        ),
+    ] = DEFAULT_HTTP,
 ) -> None:
     """Start the orchestrator and one process per plugin on NATS, until Ctrl-C."""
+    address = check_http(http, default=DEFAULT_HTTP)
     catalog = _plugins_or_exit(plugins)
     loaded = read_issues(issues) if issues is not None else None
     runnable = sorted(
@@ -384,6 +417,9 @@ def up(
         "JIRA_ORCHESTRATOR_STATE_DIR": str(output / ".state"),
         "DEMO_FAIL": ",".join(fail or []),
     }
+    if address is not None:  # the plugins send their metrics to the orchestrator's /metrics
+        env[METRICS_ENV] = os.environ.get(METRICS_ENV) or str(METRICS_INTERVAL)
+    start_tracing(ORCHESTRATOR_ID)
     console = Console(width=max(Console().width, 100))  # plugin names fit on one line
     logging.basicConfig(level=logging.WARNING, format="[orchestrator] %(levelname)s %(message)s")
     code = asyncio.run(
@@ -398,6 +434,7 @@ def up(
             output,
             RestartPolicy(limit=restarts),
             console,
+            address,
         )
     )
     raise typer.Exit(code)
