@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from jira_orchestrator._core import tracing
 from jira_orchestrator._core.errors import CircuitOpenError, JiraOrchestratorError
 from jira_orchestrator.integrations.jira.client import JiraClient
 from jira_orchestrator.integrations.jira.config import JiraConfig
@@ -141,7 +142,13 @@ class JiraService:
         """Handle one claimed event and complete or fail it in the inbox."""
         event = item.event
         try:
-            done = await self._handle(item)
+            with tracing.span(  # a trace per Jira event: routing, dispatch, write-back
+                f"jira {event.webhook_event}",
+                kind="consumer",
+                root=True,
+                attributes={"jira.issue_key": event.issue_key, "jira.delivery": item.delivery_id},
+            ):
+                done = await self._handle(item)
         except (JiraRateLimited, JiraUnavailable, CircuitOpenError) as error:
             self.stats["retried"] += 1
             self.inbox.fail(item.seq, f"Jira unavailable: {error}", retry=True)
