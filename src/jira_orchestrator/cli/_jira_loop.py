@@ -1,6 +1,6 @@
 """The Jira loop assembled for ``serve`` and ``demo --jira``: the HTTP server with the
-webhook receiver and the operator dashboard, the inbox, the orchestrator and the service
-that connects them."""
+webhook receiver, the operator dashboard and ``/metrics``, the inbox, the orchestrator and
+the service that connects them."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from jira_orchestrator.orchestrator.files import OrchestratorFiles
 from jira_orchestrator.orchestrator.tasks import TaskStore
 from jira_orchestrator.web import HTTPServer
 from jira_orchestrator.web.dashboard import TOKEN_ENV, Dashboard, check_bind
+from jira_orchestrator.web.metrics import MetricsEndpoint
 
 __all__ = ["JiraLoop", "jira_loop"]
 
@@ -106,8 +107,10 @@ async def jira_loop(
         token = (os.environ if environ is None else environ).get(TOKEN_ENV) or None
         check_bind(host, token)
         dashboard = Dashboard.of(orchestrator, token=token, jira_url=config.jira.site)
+        metrics = MetricsEndpoint(bus=orchestrator.bus, token=token)
+        await stack.enter_async_context(metrics)
         server = HTTPServer(
-            [*receiver.routes(), *extra_routes, *dashboard.routes()],
+            [*receiver.routes(), *extra_routes, *metrics.routes(), *dashboard.routes()],
             host=host,
             port=port,
             ready_checks={"inbox": receiver.ready},

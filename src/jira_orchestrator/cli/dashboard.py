@@ -24,6 +24,7 @@ import typer
 
 from jira_orchestrator._core.errors import JiraOrchestratorError
 from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_USAGE, fail, need_web_extra
+from jira_orchestrator.cli._http import start_tracing
 from jira_orchestrator.orchestrator import (
     DeadLetterStore,
     OrchestratorFiles,
@@ -135,6 +136,7 @@ def dashboard(
                 raise fail(f"--plugins: {exc}", EXIT_USAGE) from None
             except RoutingError as exc:
                 raise fail(str(exc), EXIT_FAILURE) from None
+        start_tracing("jira-orchestrator-dashboard")  # when the OTEL_* variables ask for it
         code = asyncio.run(_serve(url, host, port, token, opened, router, jira_url, heartbeat))
     finally:
         for store in opened:
@@ -156,6 +158,7 @@ async def _serve(
     from jira_orchestrator.messagebus import close_message_bus, get_message_bus
     from jira_orchestrator.web import HTTPServer, HTTPServerError
     from jira_orchestrator.web.dashboard import DASHBOARD_ID, Dashboard, redact_url
+    from jira_orchestrator.web.metrics import MetricsEndpoint
 
     try:
         bus = get_message_bus(DASHBOARD_ID, url)
@@ -164,6 +167,7 @@ async def _serve(
         fail(f"--bus {redact_url(url)}: {exc}", EXIT_FAILURE)
         await close_message_bus()
         return EXIT_FAILURE
+    metrics = MetricsEndpoint(bus=bus, process="dashboard", token=token)
     board = Dashboard(
         bus,
         dead_letters=stores[0],
@@ -181,8 +185,12 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     try:
         await board.start()
+        await metrics.start()  # the plugin processes' metrics, as they publish them
         server = HTTPServer(
-            board.routes(), host=host, port=port, ready_checks={"dashboard": board.ready}
+            [*metrics.routes(), *board.routes()],
+            host=host,
+            port=port,
+            ready_checks={"dashboard": board.ready},
         )
         try:
             await server.start()
@@ -201,6 +209,7 @@ async def _serve(
             await server.stop()
     finally:
         await board.stop()
+        await metrics.stop()
         with contextlib.suppress(Exception):
             await close_message_bus()
     return 0

@@ -22,6 +22,7 @@ import typer
 
 from jira_orchestrator._core.errors import JiraOrchestratorError
 from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail, need_web_extra
+from jira_orchestrator.cli._http import start_tracing
 from jira_orchestrator.cli._text import escape_control
 from jira_orchestrator.cli.demo import PluginLoadError, load_entry_point
 from jira_orchestrator.orchestrator.files import DEFAULT_OUTPUT
@@ -156,6 +157,7 @@ def serve(
     os.environ.setdefault("JIRA_ORCHESTRATOR_OUTPUT", str(output))
     os.environ.setdefault("JIRA_ORCHESTRATOR_STATE_DIR", str(output / ".state"))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    start_tracing("jira-orchestrator")  # when the OTEL_* variables ask for it
     try:
         entries = sorted(plugins.glob("*/plugin.py"))
         code = asyncio.run(_serve(loaded, plugins, entries, output, host, port, bus, poll))
