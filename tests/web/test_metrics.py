@@ -250,3 +250,11 @@ def test_metrics_cost_nothing_but_a_lookup_when_off() -> None:
     observe.inc("tasks", ("completed",))
     observe.observe("routing_confidence", (), 0.5)
     assert observe.active() is None  # nothing was created
+
+
+def test_docs_list_every_metric_with_its_labels() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "observability.md").read_text()
+    for spec in observe.METRICS.values():
+        name = observe.PREFIX + spec.name + ("_total" if spec.kind == "counter" else "")
+        labels = ", ".join(f"`{label}`" for label in ("process", *spec.labels))
+        assert f"| `{name}` | {spec.kind} | {labels} |" in page, name
