@@ -14,12 +14,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jira_orchestrator._core import observe
 from jira_orchestrator.integrations.jira import WebhookInbox, WebhookReceiver
-from jira_orchestrator.messagebus import MessageBus, close_message_bus, get_message_bus
+from jira_orchestrator.messagebus import (
+    MessageBus,
+    RPCClient,
+    RPCServer,
+    close_message_bus,
+    get_message_bus,
+)
 from jira_orchestrator.plugins.telemetry import TelemetryPublisher
 from jira_orchestrator.resilience import CircuitBreaker
 from jira_orchestrator.routing import Router
+from jira_orchestrator.state import DistributedStateManager
 from jira_orchestrator.web import HTTPServer
-from jira_orchestrator.web.metrics import MetricsEndpoint
+from jira_orchestrator.web.metrics import MetricsEndpoint, render
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
 TOKEN = "s3cret-dashboard-token"
@@ -258,3 +265,45 @@ def test_docs_list_every_metric_with_its_labels() -> None:
         name = observe.PREFIX + spec.name + ("_total" if spec.kind == "counter" else "")
         labels = ", ".join(f"`{label}`" for label in ("process", *spec.labels))
         assert f"| `{name}` | {spec.kind} | {labels} |" in page, name
+
+
+async def test_replication_lag_and_rpc_calls_are_recorded(tmp_path: Path) -> None:
+    registry = observe.enable()
+    url = "memory://observed-state"
+    bus = get_message_bus("backend", url)
+    replicas = [
+        DistributedStateManager("backend", path=tmp_path / f"{name}.db") for name in ("a", "b")
+    ]
+    try:
+        for replica in replicas:
+            await replica.replicate(bus, anti_entropy=None)
+        replicas[0].increment_counter("deployments")
+        for replica in replicas:
+            assert replica.replicator is not None
+            await replica.replicator.flush()
+        assert replicas[1].get_counter("deployments") == 1
+        server = RPCServer("plugin://backend/rpc", bus=bus)
+        server.register("ping", lambda: "pong")
+        assert (
+            await RPCClient("plugin://backend/rpc", bus=get_message_bus("caller", url)).call("ping")
+            == "pong"
+        )
+    finally:
+        for replica in replicas:
+            if replica.replicator is not None:
+                await replica.replicator.stop()
+            replica.close()
+        await close_message_bus()
+    text = render({"orchestrator": registry}).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    lag = families["jira_orchestrator_state_replication_lag_seconds"]
+    counts = [s for s in lag.samples if s.name.endswith("_count")]
+    assert [(s.labels["process"], s.labels["plugin"]) for s in counts] == [
+        ("orchestrator", "backend")
+    ]
+    assert counts[0].value >= 1
+    calls = families["jira_orchestrator_rpc_call_duration_seconds"]
+    ok = [s for s in calls.samples if s.name.endswith("_count") and s.labels["method"] == "ping"]
+    assert [(s.labels["target"], s.labels["outcome"], s.value) for s in ok] == [
+        ("backend", "ok", 1.0)
+    ]
