@@ -62,7 +62,8 @@ WITHOUT_WEB = textwrap.dedent(
 
     class WithoutWeb:  # as if the 'web' extra were not installed
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("starlette", "uvicorn", "httpx", "jinja2"):
+            if name.split(".")[0] in ("starlette", "uvicorn", "httpx", "jinja2",
+                                      "prometheus_client"):
                 raise ImportError(f"No module named {name!r}")
 
     sys.meta_path.insert(0, WithoutWeb())
@@ -78,6 +79,15 @@ WITHOUT_WEB = textwrap.dedent(
         result = runner.invoke(jira_orchestrator.cli.app, command)
         assert result.exit_code == 1, (command, result.output)
         assert "pip install 'jira-orchestrator[web]'" in result.stderr, (command, result.stderr)
+    # up serves HTTP by default: without the extra it says so and goes on; asked for, exit 1
+    result = runner.invoke(jira_orchestrator.cli.app, ["up", "--plugins", "MISSING"])
+    assert result.exit_code == 2, result.output
+    assert "pip install 'jira-orchestrator[web]'" in result.stderr, result.stderr
+    result = runner.invoke(
+        jira_orchestrator.cli.app, ["up", "--http", "127.0.0.1:9", "--plugins", "MISSING"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "pip install 'jira-orchestrator[web]'" in result.stderr, result.stderr
     print("ok")
     """
 )

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import importlib
 import os
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
@@ -99,7 +99,9 @@ async def orchestrator_http(
 
 
 def _web_extra_installed() -> bool:
-    return all(
-        importlib.util.find_spec(name) is not None
-        for name in ("starlette", "uvicorn", "jinja2", "prometheus_client")
-    )
+    for name in ("starlette", "uvicorn", "httpx", "jinja2", "prometheus_client"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return False
+    return True
