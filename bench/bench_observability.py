@@ -4,10 +4,11 @@ trips and routing latency.
 "off" is the product as it runs without ``/metrics`` or ``OTEL_*``. "on" records every
 metric (`observe.enable`) and traces with the OpenTelemetry SDK (a BatchSpanProcessor and
 an exporter that drops the spans, so the figure is the product's cost, not a backend's).
-With tracing on, the bus only makes spans for messages that belong to a trace, so two "on"
-rows are measured: messages outside any trace (heartbeats, events, telemetry), and every
-message inside a trace (each publish carries a traceparent, each delivery runs in a
-consumer span): the worst case. Runs alternate off/on and keep the best of each, so a
+With tracing on, the bus only makes spans for messages that belong to a trace, so the "on"
+rows are: messages outside any trace (heartbeats, events, telemetry), and every message a
+trace of its own (a root span around each publish, request or decision; each delivery in
+a consumer span), sampled at 1% (``OTEL_TRACES_SAMPLER=parentbased_traceidratio``) and
+at 100%: the worst case. Runs alternate off/on and keep the best of each, so a
 busy machine disturbs both alike. Run: ``make bench`` or
 ``.venv/bin/python bench/bench_observability.py``.
 """
@@ -23,6 +24,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -50,9 +52,12 @@ class _Drop(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def _on(provider: TracerProvider) -> None:
+def _on(provider: TracerProvider | None) -> None:
     observe.enable()
-    tracing.enable(provider)
+    if provider is None:
+        tracing.disable()
+    else:
+        tracing.enable(provider)
 
 
 def _off() -> None:
@@ -73,7 +78,11 @@ async def bus_throughput(n: int, traced: bool) -> float:
 
     receiver.subscribe("plugin/receiver/events", handler)
     started = time.perf_counter()
-    with tracing.span("bench", root=True) if traced else _nothing():
+    if traced:  # each message a trace of its own, as each Jira event is
+        for _ in range(n):
+            with tracing.span("bench", root=True):
+                await sender.publish(topic="plugin/receiver/events", payload=dict(PAYLOAD))
+    else:
         for _ in range(n):
             await sender.publish(topic="plugin/receiver/events", payload=dict(PAYLOAD))
     await done.wait()
@@ -99,36 +108,44 @@ async def round_trips(n: int, traced: bool) -> list[float]:
 
     server.subscribe("plugin/backend/request", answer)
     samples = []
-    with tracing.span("bench", root=True) if traced else _nothing():
-        for _ in range(n):
-            started = time.perf_counter()
+    for _ in range(n):
+        started = time.perf_counter()
+        with tracing.span("bench", root=True) if traced else _nothing():
             await client.request(topic="plugin/backend/request", payload=PAYLOAD)
-            samples.append(time.perf_counter() - started)
+        samples.append(time.perf_counter() - started)
     await close_message_bus()
     return samples
 
 
 def routing(router: Router, rounds: int, traced: bool) -> list[float]:
     samples = []
-    with tracing.span("bench", root=True) if traced else _nothing():
-        for _ in range(rounds):
-            for text in REQUESTS:
-                started = time.perf_counter()
+    for _ in range(rounds):
+        for text in REQUESTS:
+            started = time.perf_counter()
+            with tracing.span("bench", root=True) if traced else _nothing():
                 router.route(text)
-                samples.append(time.perf_counter() - started)
+            samples.append(time.perf_counter() - started)
     return samples
 
 
 def main() -> None:
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(_Drop(), max_queue_size=100_000))
+    every = TracerProvider()
+    every.add_span_processor(BatchSpanProcessor(_Drop(), max_queue_size=100_000))
+    sampled = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.01)))
+    sampled.add_span_processor(BatchSpanProcessor(_Drop(), max_queue_size=100_000))
     router = Router.from_directory(ROOT / "examples" / "plugins")
-    modes = {"off": (False, False), "on, outside traces": (True, False), "on, traced": (True, True)}
+    modes: dict[str, tuple[bool, TracerProvider | None, bool]] = {
+        "off": (False, None, False),
+        "metrics on": (True, None, False),
+        "metrics and tracing on, outside traces": (True, every, False),
+        "both on, every message a trace, 1% sampled": (True, sampled, True),
+        "both on, every message a trace, all sampled": (True, every, True),
+    }
     best_rate = dict.fromkeys(modes, 0.0)
     trips: dict[str, list[float]] = {mode: [] for mode in modes}
     routes: dict[str, list[float]] = {mode: [] for mode in modes}
     for _ in range(RUNS):
-        for mode, (enabled, traced) in modes.items():
+        for mode, (enabled, provider, traced) in modes.items():
             if enabled:
                 _on(provider)
             else:
@@ -137,7 +154,8 @@ def main() -> None:
             trips[mode] += asyncio.run(round_trips(ROUND_TRIPS // RUNS, traced))
             routes[mode] += routing(router, 40, traced)
     _off()
-    provider.shutdown()
+    every.shutdown()
+    sampled.shutdown()
     rows = []
     for mode in modes:
         rows.append(

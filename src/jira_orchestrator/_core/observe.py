@@ -38,6 +38,7 @@ __all__ = [
     "inc",
     "observe",
     "set_gauge",
+    "switch",
     "topic_family",
 ]
 
@@ -268,52 +269,60 @@ def _known(name: object, labels: object, kind: str) -> bool:
     )
 
 
-_active: MetricsRegistry | None = None
+class _Switch:
+    """Where the hot paths look: one attribute read, no call, when metrics are off."""
+
+    __slots__ = ("registry",)
+
+    def __init__(self) -> None:
+        self.registry: MetricsRegistry | None = None
+
+
+switch = _Switch()
+"""``switch.registry`` is the registry recording now, or None (read it, never set it)."""
 
 
 def enable() -> MetricsRegistry:
     """Start recording in this process (idempotent); returns the registry."""
-    global _active
-    if _active is None:
-        _active = MetricsRegistry()
-    return _active
+    if switch.registry is None:
+        switch.registry = MetricsRegistry()
+    return switch.registry
 
 
 def disable() -> None:
     """Stop recording and forget what was recorded (for tests and benchmarks)."""
-    global _active
-    _active = None
+    switch.registry = None
 
 
 def active() -> MetricsRegistry | None:
     """The registry recording now, or None when metrics are off."""
-    return _active
+    return switch.registry
 
 
 def inc(name: str, labels: LabelValues = (), amount: float = 1.0) -> None:
     """Add ``amount`` to a counter of `METRICS`; nothing when metrics are off."""
-    registry = _active
+    registry = switch.registry
     if registry is not None:
         registry.inc(name, labels, amount)
 
 
 def observe(name: str, labels: LabelValues, value: float) -> None:
     """Record one observation in a histogram of `METRICS`; nothing when metrics are off."""
-    registry = _active
+    registry = switch.registry
     if registry is not None:
         registry.observe(name, labels, value)
 
 
 def set_gauge(name: str, labels: LabelValues, value: float) -> None:
     """Set a gauge of `METRICS`; nothing when metrics are off."""
-    registry = _active
+    registry = switch.registry
     if registry is not None:
         registry.set_gauge(name, labels, value)
 
 
 def set_states(name: str, key: str, states: Iterable[str], current: str) -> None:
     """An enum as gauges: ``name{<key>, state}`` is 1 for ``current``, 0 for the others."""
-    registry = _active
+    registry = switch.registry
     if registry is not None:
         for state in states:
             registry.set_gauge(name, (key, state), 1.0 if state == current else 0.0)
@@ -359,6 +368,6 @@ class Tally(Counter[str]):
     def __setitem__(self, key: str, value: int) -> None:
         delta = value - self.get(key, 0)
         super().__setitem__(key, value)
-        registry = _active
+        registry = switch.registry
         if registry is not None and delta > 0:
             registry.inc(self.metric, (key,), delta)

@@ -26,6 +26,7 @@ __all__ = [
     "disable",
     "enable",
     "extract_trace_id",
+    "in_trace",
     "inject",
     "is_on",
     "span",
@@ -160,6 +161,12 @@ def span(
     that start traces). A no-op when tracing is off."""
     if _tracer is None:
         return _NO_SPAN
+    if (
+        not root
+        and (headers is None or TRACEPARENT not in headers)
+        and not _api.get_current_span().get_span_context().is_valid
+    ):
+        return _NO_SPAN  # not in a trace: nothing to record, nothing to build
     return _span(name, headers, kind, attributes, root)
 
 
@@ -184,6 +191,11 @@ def _span(
         name, context=context, kind=_kinds[kind], attributes=attributes
     ) as current:
         yield current
+
+
+def in_trace() -> bool:
+    """Whether tracing is on and a span is current (what `inject` would write)."""
+    return _tracer is not None and _api.get_current_span().get_span_context().is_valid
 
 
 def inject(headers: MutableMapping[str, str]) -> None:

@@ -34,7 +34,7 @@ from jira_orchestrator._core.message import (
     restamp,
     validate_payload,
 )
-from jira_orchestrator._core.observe import active as _metrics
+from jira_orchestrator._core.observe import switch as _metrics
 from jira_orchestrator._core.observe import topic_family
 from jira_orchestrator._core.redact import redact_url
 from jira_orchestrator._core.topics import MAX_TOPIC_LENGTH, normalize_pattern, normalize_topic
@@ -166,7 +166,7 @@ class _Core:
     async def send(self, message: Message) -> None:
         self.check_sendable(message)
         self.stats.published += 1
-        metrics = _metrics()
+        metrics = _metrics.registry
         if metrics is not None:
             metrics.inc("bus_published", (topic_family(message.topic),))
         await self.transport.publish(message)
@@ -338,7 +338,7 @@ class _Core:
 
     async def _send_letter(self, letter: Message, about: str) -> None:
         self.stats.dead_lettered += 1
-        metrics = _metrics()
+        metrics = _metrics.registry
         if metrics is not None:
             topic = about if "/" in about else about.replace(".", "/")  # a NATS subject
             reason = letter.payload.get("reason") if isinstance(letter.payload, dict) else None
@@ -602,11 +602,9 @@ class MessageBus:
         1..10), `MessageTooLarge`, or `PublishTimeout` when a blocking subscriber stays full.
         """
         core = self._core
-        if tracing.is_on() and message is None:
+        if message is None and tracing.in_trace():
             headers = {} if headers is None else dict(headers)
             tracing.inject(headers)
-            if not headers:
-                headers = None
         try:
             if (
                 message is None
@@ -657,12 +655,12 @@ class MessageBus:
                 core.check_sendable(built)
         except InvalidMessage:
             core.stats.rejected += 1  # every refusal: topic, payload, priority, size
-            metrics = _metrics()
+            metrics = _metrics.registry
             if metrics is not None:
                 metrics.inc("bus_rejected")
             raise
         core.stats.published += 1
-        metrics = _metrics()
+        metrics = _metrics.registry
         if metrics is not None:
             metrics.inc("bus_published", (topic_family(built.topic),))
         # Not through core.send, and in memory without a coroutine: see publish_nowait.
@@ -686,10 +684,13 @@ class MessageBus:
         seconds = self._core.config.request_timeout if timeout is None else timeout
         if not seconds > 0:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
+        if not tracing.in_trace():
+            return await self._request_message(
+                topic, payload, destination, seconds, headers, priority, message_type
+            )
         with tracing.span(f"{topic} request", kind="client"):
-            if tracing.is_on():
-                headers = {} if headers is None else dict(headers)
-                tracing.inject(headers)
+            headers = {} if headers is None else dict(headers)
+            tracing.inject(headers)
             return await self._request_message(
                 topic, payload, destination, seconds, headers, priority, message_type
             )
@@ -726,7 +727,7 @@ class MessageBus:
             self._core.stats.rejected += 1
             raise
         self._core.stats.requests += 1
-        metrics = _metrics()
+        metrics = _metrics.registry
         if metrics is None:
             response = await self._core.transport.request(request, timeout=seconds)
         else:

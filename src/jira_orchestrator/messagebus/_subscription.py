@@ -18,7 +18,7 @@ from jira_orchestrator._core.clock import WallClock, wall
 from jira_orchestrator._core.errors import PublishTimeout
 from jira_orchestrator._core.message import _NO_METADATA as NO_METADATA
 from jira_orchestrator._core.message import Message, private_copy
-from jira_orchestrator._core.observe import active as active_metrics
+from jira_orchestrator._core.observe import switch as metrics_switch
 from jira_orchestrator._core.observe import topic_family
 from jira_orchestrator._core.tracing import TRACEPARENT
 from jira_orchestrator._core.tracing import is_on as tracing_on
@@ -431,7 +431,7 @@ class Subscription:
                     deadline = message.deadline()
                     if deadline is not None and deadline <= clock():
                         stats.expired += 1
-                        metrics = active_metrics()
+                        metrics = metrics_switch.registry
                         if metrics is not None:
                             metrics.inc("bus_delivered", (topic_family(message.topic), "expired"))
                         await core.expired(self, message, tracked)
@@ -448,7 +448,7 @@ class Subscription:
                             await result
                 except Exception as error:
                     stats.failed += 1
-                    metrics = active_metrics()
+                    metrics = metrics_switch.registry
                     if metrics is not None:
                         metrics.inc("bus_delivered", (topic_family(message.topic), "failed"))
                     if tracked:
@@ -456,7 +456,7 @@ class Subscription:
                     await core.handler_failed(self, message, error, stage="handler")
                 else:
                     stats.handled += 1
-                    metrics = active_metrics()
+                    metrics = metrics_switch.registry
                     if metrics is not None:
                         metrics.inc("bus_delivered", (topic_family(message.topic), "handled"))
                     if tracked:
