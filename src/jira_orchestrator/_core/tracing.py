@@ -15,6 +15,7 @@ edges: a Jira webhook being processed, a CLI request, a dispatch.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 from collections.abc import Iterator, Mapping, MutableMapping
@@ -44,6 +45,8 @@ _tracer: Any = None  # an opentelemetry.trace.Tracer once enabled
 _api: Any = None  # the opentelemetry.trace module
 _propagator: Any = None
 _kinds: dict[str, Any] = {}
+_context_var: Any = None  # OpenTelemetry's context variable, for a fast `in_trace`
+_span_key = ""
 
 
 def is_on() -> bool:
@@ -56,7 +59,7 @@ def enable(tracer_provider: Any = None) -> bool:
 
     Returns False, and stays off, when the ``opentelemetry-api`` package is missing.
     """
-    global _tracer, _api, _propagator
+    global _tracer, _api, _propagator, _context_var, _span_key
     try:
         from opentelemetry import trace
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -77,6 +80,8 @@ def enable(tracer_provider: Any = None) -> bool:
     )
     provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
     _tracer = provider.get_tracer(INSTRUMENTATION)
+    found = _find_context_var()
+    _context_var, _span_key = found if found is not None else (None, "")
     return True
 
 
@@ -161,11 +166,7 @@ def span(
     that start traces). A no-op when tracing is off."""
     if _tracer is None:
         return _NO_SPAN
-    if (
-        not root
-        and (headers is None or TRACEPARENT not in headers)
-        and not _api.get_current_span().get_span_context().is_valid
-    ):
+    if not root and (headers is None or TRACEPARENT not in headers) and not in_trace():
         return _NO_SPAN  # not in a trace: nothing to record, nothing to build
     return _span(name, headers, kind, attributes, root)
 
@@ -195,7 +196,35 @@ def _span(
 
 def in_trace() -> bool:
     """Whether tracing is on and a span is current (what `inject` would write)."""
-    return _tracer is not None and _api.get_current_span().get_span_context().is_valid
+    if _tracer is None:
+        return False
+    if _context_var is not None:  # the common answer, "no span", without a Python call
+        span = _context_var.get().get(_span_key)
+        if span is None:
+            return False
+    return bool(_api.get_current_span().get_span_context().is_valid)
+
+
+def _find_context_var() -> tuple[Any, str] | None:
+    """OpenTelemetry's own context variable and span key, when this version keeps them
+    where we look (checked, else None and the public API is used)."""
+    try:
+        from opentelemetry import context
+        from opentelemetry.trace import propagation
+    except ImportError:
+        return None
+    runtime = getattr(context, "_RUNTIME_CONTEXT", None)
+    variable = getattr(runtime, "_current_context", None)
+    key = getattr(propagation, "_SPAN_KEY", None)
+    if not isinstance(variable, contextvars.ContextVar) or not isinstance(key, str):
+        return None
+    probe = _api.NonRecordingSpan(_api.INVALID_SPAN_CONTEXT)
+    token = context.attach(_api.set_span_in_context(probe))
+    try:
+        found = variable.get().get(key) is probe
+    finally:
+        context.detach(token)
+    return (variable, key) if found else None
 
 
 def inject(headers: MutableMapping[str, str]) -> None:

@@ -868,6 +868,8 @@ def _traced(headers: dict[str, str] | None, message_id: str) -> dict[str, str]:
     if headers is None and current is None:  # a message that starts a trace: the usual case
         return {"traceId": message_id, "spanId": message_id}
     result = {} if headers is None else dict(headers)
+    if "traceparent" not in result and tracing.in_trace():
+        tracing.inject(result)  # a Message object published inside a span
     if current is not None and "traceparent" in current.headers and "traceparent" not in result:
         result["traceparent"] = current.headers["traceparent"]  # passed on, traced here or not
     if "traceId" not in result:
