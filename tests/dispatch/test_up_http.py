@@ -88,3 +88,21 @@ def test_up_refuses_a_non_loopback_address_without_a_token(tmp_path: Path) -> No
     result = CliRunner().invoke(app, ["up", "--http", "127.0.0.1:http", "--plugins", plugins])
     assert result.exit_code == 2, result.output
     assert "--http" in result.output
+
+
+def test_plugins_trace_where_the_orchestrator_does_but_get_no_exporter_secrets() -> None:
+    from jira_orchestrator.cli.up import plugin_environment
+
+    operator = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_SERVICE_NAME": "jira-orchestrator",
+        "OTEL_EXPORTER_OTLP_HEADERS": "x-api-key=backend-secret",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "x-api-key=backend-secret",
+    }
+    assert plugin_environment(operator) == {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+    }
+    passed = {**operator, "JIRA_ORCHESTRATOR_PASS_ENV": "OTEL_EXPORTER_OTLP_HEADERS"}
+    assert plugin_environment(passed)["OTEL_EXPORTER_OTLP_HEADERS"] == "x-api-key=backend-secret"
