@@ -48,6 +48,8 @@ METRICS_ENV = "JIRA_ORCHESTRATOR_METRICS"
 on ``plugin/<id>/telemetry`` that often. ``up`` sets it for the plugins it starts."""
 
 Kind = Literal["counter", "gauge", "histogram"]
+MAX_TOPICS = 4096
+"""Distinct topics the bus counts one by one between two folds (scrapes or snapshots)."""
 
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _CONFIDENCE = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -199,6 +201,29 @@ class MetricsRegistry:
         self.gauges: dict[Key, float] = {}
         # (bucket counts, one per bound and +Inf; sum)
         self.histograms: dict[Key, tuple[list[int], list[float]]] = {}
+        # The bus's two counts per message, by raw topic: a dictionary update each, no
+        # family computed, no tuple built. `fold` moves them into `counters` by family.
+        self.published: dict[str, int] = {}
+        self.handled: dict[str, int] = {}
+
+    def count_topic(self, counts: dict[str, int], topic: str) -> None:
+        """The slow path of the bus's per-topic counts: a topic not seen since the last
+        `fold` (which runs at once past `MAX_TOPICS` of them, to bound the memory)."""
+        counts[topic] = 1
+        if len(counts) > MAX_TOPICS:
+            self.fold()
+
+    def fold(self) -> None:
+        """Move the per-topic counts into `counters`, by topic family."""
+        counters = self.counters
+        for counts, name, extra in (
+            (self.published, "bus_published", ()),
+            (self.handled, "bus_delivered", ("handled",)),
+        ):
+            for topic, n in counts.items():
+                key = (name, (topic_family(topic), *extra))
+                counters[key] = counters.get(key, 0.0) + n
+            counts.clear()
 
     def inc(self, name: str, labels: LabelValues = (), amount: float = 1.0) -> None:
         key = (name, labels)
@@ -219,11 +244,13 @@ class MetricsRegistry:
 
     def value(self, name: str, labels: LabelValues = ()) -> float:
         """A counter's or gauge's value (0 when never recorded); for tests and tools."""
+        self.fold()
         key = (name, labels)
         return self.counters.get(key, self.gauges.get(key, 0.0))
 
     def snapshot(self) -> dict[str, Any]:
         """Everything recorded, as plain JSON (what a plugin process publishes)."""
+        self.fold()
         return {
             "counters": [[n, list(lv), v] for (n, lv), v in self.counters.items()],
             "gauges": [[n, list(lv), v] for (n, lv), v in self.gauges.items()],

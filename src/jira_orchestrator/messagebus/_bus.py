@@ -662,7 +662,12 @@ class MessageBus:
         core.stats.published += 1
         metrics = _metrics.registry
         if metrics is not None:
-            metrics.inc("bus_published", (topic_family(built.topic),))
+            counts, topic = metrics.published, built.topic
+            seen = counts.get(topic)
+            if seen is None:
+                metrics.count_topic(counts, topic)
+            else:
+                counts[topic] = seen + 1
         # Not through core.send, and in memory without a coroutine: see publish_nowait.
         waiting = core.transport.publish_nowait(built)
         if waiting is not None:

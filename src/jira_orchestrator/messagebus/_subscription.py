@@ -458,7 +458,12 @@ class Subscription:
                     stats.handled += 1
                     metrics = metrics_switch.registry
                     if metrics is not None:
-                        metrics.inc("bus_delivered", (topic_family(message.topic), "handled"))
+                        counts, topic = metrics.handled, message.topic
+                        seen = counts.get(topic)
+                        if seen is None:
+                            metrics.count_topic(counts, topic)
+                        else:
+                            counts[topic] = seen + 1
                     if tracked:
                         core.release(message, self.bus.plugin_id, failed=None)
         finally:

@@ -65,6 +65,8 @@ class _Collector(Collector):
 
 
 def _families(sources: Mapping[str, MetricsRegistry]) -> list[Metric]:
+    for registry in sources.values():
+        registry.fold()
     families: list[Metric] = []
     for spec in METRICS.values():
         labels = [PROCESS_LABEL, *spec.labels]
