@@ -116,3 +116,19 @@ def test_otel_variables_decide_whether_to_trace() -> None:
     assert not tracing.is_on()
     assert tracing.extract_trace_id({"traceparent": f"00-{TRACE}-{PARENT}-01"}) == TRACE
     assert tracing.extract_trace_id({"traceparent": "garbage"}) is None
+
+
+async def test_a_trace_sampled_out_makes_no_span_but_is_passed_on(
+    spans: InMemorySpanExporter, bus: MessageBus
+) -> None:
+    forwarded: list[Message] = []
+
+    async def relay(message: Message) -> None:
+        forwarded.append(await bus.publish(topic="b/next", payload=message.payload))
+
+    bus.subscribe("a/first", relay)
+    unsampled = f"00-{TRACE}-{PARENT}-00"
+    await bus.publish(topic="a/first", payload=1, headers={"traceparent": unsampled})
+    await bus.flush()
+    assert spans.get_finished_spans() == ()
+    assert forwarded[0].headers["traceparent"] == unsampled

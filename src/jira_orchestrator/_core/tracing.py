@@ -166,9 +166,18 @@ def span(
     that start traces). A no-op when tracing is off."""
     if _tracer is None:
         return _NO_SPAN
-    if not root and (headers is None or TRACEPARENT not in headers) and not in_trace():
+    parent = None if headers is None else headers.get(TRACEPARENT)
+    if parent is not None:
+        if parent[-1:] in _UNSAMPLED:
+            # The trace is not recorded (its root was sampled out): no span here either;
+            # what the handler publishes carries the same traceparent on (see the bus).
+            return _NO_SPAN
+    elif not root and not in_trace():
         return _NO_SPAN  # not in a trace: nothing to record, nothing to build
     return _span(name, headers, kind, attributes, root)
+
+
+_UNSAMPLED = frozenset("02468ace")  # the last hex digit of the flags: bit 0, sampled, unset
 
 
 @contextlib.contextmanager
