@@ -157,6 +157,8 @@ def main() -> None:
             best_rate[mode] = max(best_rate[mode], asyncio.run(bus_throughput(N, traced)))
             trips[mode] += asyncio.run(round_trips(ROUND_TRIPS // RUNS, traced))
             routes[mode] += routing(router, 40, traced)
+            if provider is not None:  # export now, not on the next mode's time
+                provider.force_flush()
     _off()
     every.shutdown()
     sampled.shutdown()
