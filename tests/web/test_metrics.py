@@ -307,3 +307,44 @@ async def test_replication_lag_and_rpc_calls_are_recorded(tmp_path: Path) -> Non
     assert [(s.labels["target"], s.labels["outcome"], s.value) for s in ok] == [
         ("backend", "ok", 1.0)
     ]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "not an object",
+        {"metrics": "not an object"},
+        {"metrics": {"counters": [["tasks"]]}},
+        {"metrics": {"counters": [["tasks", ["completed"], -5]]}},
+        {"metrics": {"counters": [["tasks", ["completed"], "NaN"]]}},
+        {"metrics": {"counters": [["tasks", ["x" * 201], 1]]}},
+        {"metrics": {"histograms": [["routing_confidence", [], ["a"] * 11, 0]]}},
+        {"metrics": {}, "interval": "soon"},
+    ],
+)
+async def test_a_bad_snapshot_is_refused_counted_and_the_endpoint_keeps_serving(
+    bus: MessageBus, payload: object
+) -> None:
+    metrics = MetricsEndpoint(bus=bus)
+    async with metrics:
+        await get_message_bus("backend").publish(topic="plugin/backend/telemetry", payload=payload)
+        await bus.flush()
+        assert "backend" not in metrics.sources()
+        assert metrics.local.value("plugin_snapshots", ("invalid",)) == 1
+        assert b"jira_orchestrator_plugin_snapshots_total" in metrics.render()
+
+
+async def test_metrics_of_another_release_are_left_out(bus: MessageBus) -> None:
+    metrics = MetricsEndpoint(bus=bus)
+    snapshot = {
+        "counters": [["tasks", ["completed"], 2], ["from_the_future", ["x"], 1]],
+        "histograms": [["routing_confidence", [], [1, 2], 0.5]],  # other buckets
+    }
+    async with metrics:
+        await get_message_bus("backend").publish(
+            topic="plugin/backend/telemetry", payload={"metrics": snapshot, "interval": 5}
+        )
+        await bus.flush()
+        kept = metrics.sources()["backend"]
+    assert kept.counters == {("tasks", ("completed",)): 2.0}
+    assert kept.histograms == {}

@@ -269,21 +269,46 @@ class MetricsRegistry:
         try:
             for name, labels, value in data.get("counters", ()):
                 if _known(name, labels, "counter"):
-                    registry.counters[(name, tuple(map(str, labels)))] = float(value)
+                    registry.counters[(name, _labels(labels))] = _count(value, name)
             for name, labels, value in data.get("gauges", ()):
                 if _known(name, labels, "gauge"):
-                    registry.gauges[(name, tuple(map(str, labels)))] = float(value)
+                    registry.gauges[(name, _labels(labels))] = _finite(float(value), name)
             for name, labels, counts, total in data.get("histograms", ()):
                 if _known(name, labels, "histogram") and len(counts) == (
                     len(METRICS[name].buckets) + 1
                 ):
-                    registry.histograms[(name, tuple(map(str, labels)))] = (
-                        [int(c) for c in counts],
-                        [float(total)],
+                    registry.histograms[(name, _labels(labels))] = (
+                        [int(_count(c, name)) for c in counts],
+                        [_finite(float(total), name)],
                     )
         except (TypeError, ValueError, AttributeError) as error:
             raise ValueError(f"not a metrics snapshot: {error}") from None
         return registry
+
+
+MAX_LABEL = 200
+"""The longest label value a snapshot may carry (ids, reasons and families are short)."""
+
+
+def _labels(values: list[Any]) -> LabelValues:
+    labels = tuple(map(str, values))
+    for value in labels:
+        if len(value) > MAX_LABEL:
+            raise ValueError(f"a label value of {len(value)} characters (at most {MAX_LABEL})")
+    return labels
+
+
+def _finite(value: float, name: str) -> float:
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name}: {value} is not a finite number")
+    return value
+
+
+def _count(value: Any, name: str) -> float:
+    count = _finite(float(value), name)
+    if count < 0:
+        raise ValueError(f"{name}: a count cannot be negative ({count})")
+    return count
 
 
 def _known(name: object, labels: object, kind: str) -> bool:

@@ -171,14 +171,18 @@ class MetricsEndpoint:
 
     def _on_snapshot(self, message: Message) -> None:
         plugin = message.topic.split("/")[1]
-        payload = message.payload if isinstance(message.payload, Mapping) else {}
+        payload = message.payload
         try:
             if message.source != plugin:
                 raise ValueError(f"sent by {message.source!r}, not by {plugin!r}")
             if plugin == self.process:
                 raise ValueError(f"{plugin!r} is this process's own name")
-            registry = MetricsRegistry.from_snapshot(payload.get("metrics") or {})
-            interval = float(payload.get("interval", 0)) or 60.0
+            if not isinstance(payload, Mapping) or not isinstance(payload.get("metrics"), Mapping):
+                raise ValueError("the payload is not {metrics: {...}, interval, timestamp}")
+            registry = MetricsRegistry.from_snapshot(payload["metrics"])
+            interval = float(payload.get("interval", 0))
+            if not 0 < interval < 86_400:
+                interval = 60.0
         except (ValueError, TypeError) as error:
             self.local.inc("plugin_snapshots", ("invalid",))
             log.warning("metrics snapshot on %s refused: %s", message.topic, error)
