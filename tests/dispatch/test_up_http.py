@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -106,3 +107,27 @@ def test_plugins_trace_where_the_orchestrator_does_but_get_no_exporter_secrets()
     }
     passed = {**operator, "JIRA_ORCHESTRATOR_PASS_ENV": "OTEL_EXPORTER_OTLP_HEADERS"}
     assert plugin_environment(passed)["OTEL_EXPORTER_OTLP_HEADERS"] == "x-api-key=backend-secret"
+
+
+def test_up_on_a_port_that_is_taken_says_so_and_exits_1(tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    shutil.copytree(EXAMPLES / "plugins" / "exec-automator", plugins / "exec-automator")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JIRA_ORCHESTRATOR_")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [sys.executable, "-m", "jira_orchestrator.cli", "up"]
+        command += ["--http", f"127.0.0.1:{port}", "--plugins", str(plugins)]
+        run = subprocess.run(
+            [*command, "--output", str(tmp_path / "out")],
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            env=env,
+            check=False,
+        )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in run.stdout
+    assert "--http off" in run.stdout
+    assert "Traceback" not in run.stdout + run.stderr
