@@ -11,10 +11,11 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import re
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import nats.errors
 from nats.aio.client import Client
@@ -53,6 +54,7 @@ MSG_ID_HEADER = "Nats-Msg-Id"
 """JetStream's duplicate-suppression header; the transport sets it to the ``messageId``."""
 
 InvalidHook = Callable[[str, bytes, InvalidMessage], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,13 @@ class NatsOptions:
 
     ``durable`` is a comma-separated list of topic patterns in the query (empty: none, for
     a server without JetStream).
+
+    ``jetstream``: ``manage`` (the default) creates the streams and the consumers of its
+    queue subscriptions itself, which needs JetStream's API; ``bind`` only uses streams and
+    consumers that a user with those rights created (the orchestrator, under ``up``), which
+    needs no more than its consumers' info and acks. ``inbox_prefix``: where this
+    connection's replies arrive; empty means ``_INBOX.<user>`` when the URL names a user
+    and a password, ``_INBOX`` otherwise.
     """
 
     durable: tuple[str, ...] = ("plugin/*/request", DEAD_LETTER_TOPIC)
@@ -76,9 +85,17 @@ class NatsOptions:
     connect_timeout: float = 5.0
     reconnect_wait: float = 0.5
     name: str = "jira-orchestrator"
+    jetstream: str = "manage"
+    inbox_prefix: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "durable", tuple(normalize_pattern(p) for p in self.durable))
+        if self.jetstream not in ("manage", "bind"):
+            raise ValueError(f"jetstream must be 'manage' or 'bind', not {self.jetstream!r}")
+        if self.inbox_prefix and not _is_subject(self.inbox_prefix):
+            raise ValueError(
+                f"inbox_prefix must be a NATS subject without wildcards, not {self.inbox_prefix!r}"
+            )
         if self.max_deliver < 1:
             raise ValueError(f"max_deliver must be at least 1, not {self.max_deliver}")
         if self.storage not in ("file", "memory"):
@@ -119,6 +136,8 @@ class NatsStats:
     disconnects: int = 0
     setup_retries: int = 0
     """Subscriptions set up again after JetStream refused for a moment."""
+    permission_violations: int = 0
+    """Publishes and subscriptions the server refused this user (each logged once)."""
 
 
 class _NatsConnection(Transport):
@@ -148,6 +167,10 @@ class _NatsConnection(Transport):
         self._background: set[asyncio.Task[None]] = set()
         self._routes: dict[str, tuple[str, str | None]] = {}
         self._inbox = ""
+        self.inbox_prefix = self.options.inbox_prefix or inbox_prefix_for(self._servers)
+        """Where the answers to this connection's requests arrive (``<prefix>.<id>.<n>``)."""
+        # (subject prefix, future) of JetStream API calls waiting: a refusal ends them at once
+        self._refusal_waiters: list[tuple[str, asyncio.Future[str]]] = []
         self._tokens = itertools.count(1)
         self._replies: dict[str, tuple[asyncio.Future[Msg], bool]] = {}
         self._presence: dict[str, float] = {}
@@ -185,6 +208,10 @@ class _NatsConnection(Transport):
         last_error: list[BaseException] = []
 
         async def error_cb(error: Exception) -> None:
+            refused = _refused_subject(error)
+            if refused is not None:
+                self._on_refusal(refused, str(error))
+                return
             last_error.append(error)
             log.warning("NATS %s: %s: %s", self.url, type(error).__name__, redact_url(str(error)))
 
@@ -212,6 +239,7 @@ class _NatsConnection(Transport):
                     max_reconnect_attempts=-1,  # subscriptions must come back, however long
                     reconnect_time_wait=options.reconnect_wait,  # type: ignore[arg-type]
                     connect_timeout=max(1, int(options.connect_timeout)),
+                    inbox_prefix=self.inbox_prefix,
                 ),
                 options.connect_timeout,
             )
@@ -227,15 +255,57 @@ class _NatsConnection(Transport):
             await nc.subscribe(self._inbox + "*", cb=self._on_reply)
             if self._streams:
                 self._jsm = nc.jsm()
-                await ensure_streams(
-                    self._jsm, self._streams, memory=options.storage == "memory", url=self.url
-                )
+                if options.jetstream == "manage":
+                    await self._guarded(
+                        "$JS.API.STREAM.",
+                        ensure_streams(
+                            self._jsm,
+                            self._streams,
+                            memory=options.storage == "memory",
+                            url=self.url,
+                        ),
+                        "create the JetStream streams",
+                    )
         except BaseException:
             await _quietly(nc.close())
             raise
         self._connected.set()
         self._nc = nc
         return nc
+
+    def _on_refusal(self, subject: str, text: str) -> None:
+        """The server refused this user a publish or a subscription: count and log it, and
+        end the JetStream API call waiting on that subject, if any."""
+        self.stats.permission_violations += 1
+        log.warning("NATS %s: the server refused this user: %s", self.url, _printable(text))
+        for prefix, future in self._refusal_waiters:
+            if subject.startswith(prefix) and not future.done():
+                future.set_result(subject)
+
+    async def _guarded(self, prefix: str, call: Awaitable[T], what: str) -> T:
+        """Await a JetStream API ``call`` on subjects under ``prefix``; if the server refuses
+        this user such a publish, raise `TransportError` at once rather than wait for the
+        call's timeout."""
+        loop = asyncio.get_running_loop()
+        refusal: asyncio.Future[str] = loop.create_future()
+        waiter = (prefix.lower(), refusal)
+        self._refusal_waiters.append(waiter)
+        task = asyncio.ensure_future(call)
+        try:
+            await asyncio.wait((task, refusal), return_when=asyncio.FIRST_COMPLETED)
+            if task.done() or not refusal.done():
+                return await task
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise TransportError(
+                f"{self.url}: this user may not {what} (the server refused "
+                f"{refusal.result()!r}); a user with JetStream rights (the orchestrator's, "
+                "under up) creates them, and plugins bind to them with ?jetstream=bind"
+            )
+        finally:
+            self._refusal_waiters.remove(waiter)
+            if not task.done():
+                task.cancel()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -292,6 +362,40 @@ class _NatsConnection(Transport):
         if remaining > 0 and not self._connected.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._connected.wait(), remaining)
+
+
+def inbox_prefix_for(servers: list[str]) -> str:
+    """``_INBOX.<user>`` for URLs naming a user and a password (the first one that does),
+    ``_INBOX`` otherwise (no credentials, or a token, which must never travel in subjects)."""
+    for server in servers:
+        parts = urlsplit(server if "://" in server else "nats://" + server)
+        if parts.username and parts.password is not None:
+            user = unquote(parts.username)
+            if _is_subject(user) and "." not in user:
+                return f"_INBOX.{user}"
+            return "_INBOX"
+    return "_INBOX"
+
+
+def _is_subject(text: str) -> bool:
+    tokens = text.split(".")
+    return all(
+        token and token not in ("*", ">") and not any(c.isspace() or ord(c) < 32 for c in token)
+        for token in tokens
+    )
+
+
+_REFUSED = re.compile(r'permissions violation for (?:publish|subscription) to "([^"]*)"', re.I)
+
+
+def _refused_subject(error: Exception) -> str | None:
+    """The subject of a server's permission refusal (lower-cased, as nats-py gives it)."""
+    found = _REFUSED.search(str(error))
+    return None if found is None else found.group(1).lower()
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
 
 
 async def _quietly(awaitable: Awaitable[Any]) -> None:

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING
 
 import msgspec
 import nats.errors
+import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig
 
 from jira_orchestrator._core.errors import (
     ConnectionLost,
@@ -27,6 +29,7 @@ from jira_orchestrator._core.errors import (
     TransportError,
 )
 from jira_orchestrator._core.message import Message
+from jira_orchestrator._core.topics import normalize_pattern
 from jira_orchestrator.transports._nats_connection import (
     MSG_ID_HEADER,
     REPLY_HEADER,
@@ -39,6 +42,9 @@ from jira_orchestrator.transports._nats_jetstream import (
     ACK,
     DEAD_LETTER_TOPIC,
     IN_PROGRESS,
+    StreamSpec,
+    consumer_config,
+    consumer_name,
     nak,
     num_delivered,
 )
@@ -57,6 +63,69 @@ _MAX_TRACKED_ATTEMPTS = 10_000
 
 class _NatsDurable(_NatsConnection):
     """JetStream deliveries to queue subscriptions, and durable publishes."""
+
+    async def provision(self, pattern: str, queue: str) -> list[str]:
+        """Create (or bring up to date) the JetStream consumers that members of ``queue``
+        subscribed to ``pattern`` read through, without subscribing; return their names.
+
+        What an orchestrator with JetStream rights does for plugins whose users only bind
+        (``jetstream=bind``): ``up`` calls it for every plugin's ``plugin/<id>/request``.
+        """
+        await self._connection()
+        names = []
+        for spec in self._streams:
+            filters = spec.filters(normalize_pattern(pattern))
+            if filters:
+                config = await self._create_consumer(spec, pattern, queue, filters)
+                assert config.name is not None
+                names.append(config.name)
+        return names
+
+    async def _create_consumer(
+        self, spec: StreamSpec, pattern: str, queue: str, filters: list[str]
+    ) -> ConsumerConfig:
+        """Create or update the consumer of ``queue`` on ``pattern`` in one stream."""
+        assert self._jsm is not None
+        name = consumer_name(spec.name, pattern, queue)
+        config = consumer_config(
+            name,
+            queue,
+            filters,
+            ack_wait=self.options.ack_wait,
+            max_deliver=self.options.max_deliver,
+            max_ack_pending=self.options.max_ack_pending,
+        )
+        await self._guarded(
+            "$JS.API.CONSUMER.",
+            self._jsm.add_consumer(spec.name, config),
+            f"create the JetStream consumer {name} on {spec.name}",
+        )
+        return config
+
+    async def _bound_consumer(
+        self, spec: StreamSpec, name: str, pattern: str, queue: str
+    ) -> ConsumerConfig:
+        """The configuration of an existing consumer this user binds to (``jetstream=bind``)."""
+        assert self._jsm is not None
+        try:
+            info = await self._guarded(
+                f"$JS.API.CONSUMER.INFO.{spec.name}.{name}",
+                self._jsm.consumer_info(spec.name, name),
+                f"look up the JetStream consumer {name} on {spec.name}",
+            )
+        except nats.js.errors.NotFoundError:
+            raise TransportError(
+                f"{self.url}: no JetStream consumer {name} on {spec.name} for queue "
+                f"{queue!r} on {pattern!r}; with jetstream=bind it is created by a user with "
+                "JetStream rights first (up does it for every plugin's requests)"
+            ) from None
+        config: ConsumerConfig = info.config
+        if config.deliver_subject is None or config.deliver_group != queue:
+            raise TransportError(
+                f"{self.url}: the JetStream consumer {name} on {spec.name} does not deliver "
+                f"to queue {queue!r}"
+            )
+        return config
 
     async def _let_go(self, nc: Client, consumers: list[tuple[str, str, str]]) -> None:
         """Return once JetStream no longer counts this member of ``consumers``' queues.
@@ -103,7 +172,7 @@ class _NatsDurable(_NatsConnection):
         if nc is None or not ack_subject:
             return
         if subscription.closed:
-            if num_delivered(ack_subject) >= self.options.max_deliver and not self._closed:
+            if num_delivered(ack_subject) >= subscription.max_deliver and not self._closed:
                 # JetStream will not deliver it again: dead-letter it rather than drop it
                 late = self._decode(msg)
                 if late is not None:
@@ -137,7 +206,7 @@ class _NatsDurable(_NatsConnection):
                 return
             await _quietly(nc.publish(ack_subject, ACK))
             return
-        final = delivered >= self.options.max_deliver
+        final = delivered >= subscription.max_deliver
         message_id = message.message_id
         self._track_attempt(message_id, (delivered, final, ack_subject))
         settled = False
@@ -158,7 +227,7 @@ class _NatsDurable(_NatsConnection):
                 await _quietly(nc.publish(ack_subject, ACK))
 
         loop = asyncio.get_running_loop()
-        ack_wait = self.options.ack_wait
+        ack_wait = subscription.ack_wait
         # While the caller still waits and the handler runs, tell JetStream the request is
         # in progress, so a handler slower than ack_wait is not run a second time.
         waited_until = loop.time() + _still_waited(message)
@@ -203,7 +272,7 @@ class _NatsDurable(_NatsConnection):
                 "subscriber": subscription.queue,
                 "subscription": subscription.pattern,
                 "message": message.to_dict(),
-                "deliveries": self.options.max_deliver,
+                "deliveries": subscription.max_deliver,
             },
         )
         try:
@@ -301,7 +370,16 @@ class _NatsDurable(_NatsConnection):
             return _stored_at(response.data)
 
     async def _withdraw(self, nc: Client, stream: str, sequence: int) -> None:
-        """Delete a stored request, so that no member is handed it again."""
+        """Delete a stored request, so that no member is handed it again.
+
+        Only a transport that manages JetStream may: deleting from the stream is a right a
+        plugin's user (``jetstream=bind``) does not have, since it reaches every plugin's
+        requests. Its withdrawn request stays, and may be run once more (at least once)."""
+        if self.options.jetstream != "manage":
+            log.debug(
+                "NATS %s: not withdrawing %s #%d (jetstream=bind)", self.url, stream, sequence
+            )
+            return
         payload = json.dumps({"seq": sequence, "no_erase": True}).encode()
         try:
             response = await nc.request(

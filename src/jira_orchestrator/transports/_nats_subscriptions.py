@@ -25,7 +25,7 @@ from jira_orchestrator.transports._nats_durable import (
     _NatsDurable,
 )
 from jira_orchestrator.transports._nats_errors import map_error
-from jira_orchestrator.transports._nats_jetstream import consumer_config, consumer_name
+from jira_orchestrator.transports._nats_jetstream import consumer_name
 from jira_orchestrator.transports._nats_subjects import (
     DURABLE_PREFIX,
     PRESENCE_PREFIX,
@@ -49,7 +49,17 @@ _TRANSIENT_SETUP_ERRORS = (
 class _NatsSubscription:
     """One subscription of the bus: a core subscription, plus durable wires if needed."""
 
-    __slots__ = ("closed", "consumers", "deliver", "pattern", "queue", "transport", "wires")
+    __slots__ = (
+        "ack_wait",
+        "closed",
+        "consumers",
+        "deliver",
+        "max_deliver",
+        "pattern",
+        "queue",
+        "transport",
+        "wires",
+    )
 
     def __init__(
         self, transport: _NatsSubscriptions, pattern: str, deliver: Deliver, queue: str | None
@@ -62,6 +72,9 @@ class _NatsSubscription:
         self.wires: list[WireSubscription] = []
         # (stream, consumer, durable subject) of each JetStream consumer read as a member
         self.consumers: list[tuple[str, str, str]] = []
+        # the consumer's: the transport's options, or what an existing one says (bind)
+        self.ack_wait = transport.options.ack_wait
+        self.max_deliver = transport.options.max_deliver
 
     def unsubscribe(self) -> None:
         if not self.closed:
@@ -279,17 +292,13 @@ class _NatsSubscriptions(_NatsDurable):
                 for subject in filters:
                     wires.append(await nc.subscribe(subject, cb=subscription.on_durable_copy))
                 continue
-            assert self._jsm is not None
             name = consumer_name(spec.name, pattern, queue)
-            config = consumer_config(
-                name,
-                queue,
-                filters,
-                ack_wait=self.options.ack_wait,
-                max_deliver=self.options.max_deliver,
-                max_ack_pending=self.options.max_ack_pending,
-            )
-            await self._jsm.add_consumer(spec.name, config)
+            if self.options.jetstream == "manage":
+                config = await self._create_consumer(spec, pattern, queue, filters)
+            else:
+                config = await self._bound_consumer(spec, name, pattern, queue)
+            subscription.ack_wait = config.ack_wait or self.options.ack_wait
+            subscription.max_deliver = config.max_deliver or self.options.max_deliver
             subscription.consumers += [(spec.name, name, subject) for subject in filters]
             assert config.deliver_subject is not None
             wires.append(
