@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import nats
@@ -16,7 +16,7 @@ import nats.aio.msg
 import pytest
 
 from jira_orchestrator._core.message import Message
-from jira_orchestrator.messagebus import get_message_bus
+from jira_orchestrator.messagebus import MessageBus, close_message_bus, get_message_bus
 from jira_orchestrator.orchestrator.natsconfig import ORCHESTRATOR
 from jira_orchestrator.transports._nats_subjects import consumer_name
 from jira_orchestrator.transports.nats import NatsTransport
@@ -70,8 +70,8 @@ async def attacker(deployment: Deployment) -> AsyncIterator[tuple[Attacker, nats
         await client.close()
 
 
-# The JetStream API calls of defect-class "JetStream open to every plugin": read another
-# plugin's requests, destroy the request stream, purge the dead letters, list and inspect.
+# What a plugin's user might try with JetStream's API: read another plugin's requests,
+# destroy or rewrite the request stream, purge or read the dead letters, list and inspect.
 JETSTREAM_ATTACKS = [
     (f"$JS.API.CONSUMER.CREATE.JO_REQUESTS.spy._jo.durable.plugin.{VICTIM}.request", SPY),
     ("$JS.API.CONSUMER.CREATE.JO_REQUESTS.spy", SPY),
@@ -102,7 +102,9 @@ JETSTREAM_ATTACKS = [
 ]
 
 
-@pytest.mark.parametrize(("subject", "body"), JETSTREAM_ATTACKS, ids=lambda v: str(v)[:60])
+@pytest.mark.parametrize(
+    ("subject", "body"), [pytest.param(s, b, id=s) for s, b in JETSTREAM_ATTACKS]
+)
 async def test_a_plugin_may_not_touch_jetstream_beyond_its_own_consumer(
     deployment: Deployment, subject: str, body: Any
 ) -> None:
@@ -161,31 +163,43 @@ async def test_a_plugin_answers_durable_requests_with_only_its_own_rights(
 ) -> None:
     """lobbi (asked by the orchestrator and by fastapi-backend, whose canRouteTo names it)
     serves durable requests through the consumer ``up`` made for it, with only its own
-    credentials; each requester gets its answer on its own inbox; a plugin stores a dead
-    letter. Nobody meets a refusal."""
+    credentials; each requester gets its answer on its own inbox; a request its caller
+    gives up on, a dead letter and leaving meet no refusal either."""
     target = "lobbi-platform-manager"
     platform = get_message_bus(target, deployment.urls[target])
     backend = get_message_bus("fastapi-backend", deployment.urls["fastapi-backend"])
     orchestrator = get_message_bus(ORCHESTRATOR, deployment.urls[ORCHESTRATOR])
+    started, release = asyncio.Event(), asyncio.Event()
 
     async def create_tenant(message: Message) -> None:
         tenant = message.payload["parameters"]["tenantId"]
+        if tenant == "slow":
+            started.set()
+            await release.wait()
         await platform.respond(message.correlation_id, {"status": "success", "tenant": tenant})
 
     platform.subscribe(f"plugin/{target}/request", create_tenant, queue=target)
     await platform.transport.flush()
-    for caller, tenant in ((backend, "acme"), (orchestrator, "globex")):
-        answer = await caller.request(
+
+    def ask(caller: MessageBus, tenant: str) -> Awaitable[Any]:
+        return caller.request(
             topic=f"plugin/{target}/request",
             payload={"command": "create_tenant", "parameters": {"tenantId": tenant}},
             timeout=20,
         )
-        assert answer == {"status": "success", "tenant": tenant}
-    # a core RPC-style request is answered through the server's allow_responses
+
+    for caller, tenant in ((backend, "acme"), (orchestrator, "globex")):
+        assert await ask(caller, tenant) == {"status": "success", "tenant": tenant}
+    given_up = asyncio.ensure_future(ask(backend, "slow"))
+    await asyncio.wait_for(started.wait(), 20)
+    given_up.cancel()  # a plugin may not delete from the stream: its request stays
+    await asyncio.gather(given_up, return_exceptions=True)
+    release.set()
     await platform.publish(topic="system/dead-letter", payload={"reason": "handler-error"})
     jsm = deployment.orchestrator._jsm
     assert jsm is not None
     assert (await jsm.stream_info("JO_DEAD_LETTER")).state.messages == 1
+    await close_message_bus()  # leaving: each member looks its own consumer up
     for bus in (platform, backend, orchestrator):
         transport = bus.transport
         assert isinstance(transport, NatsTransport)

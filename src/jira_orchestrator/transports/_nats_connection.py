@@ -56,6 +56,11 @@ MSG_ID_HEADER = "Nats-Msg-Id"
 InvalidHook = Callable[[str, bytes, InvalidMessage], None]
 T = TypeVar("T")
 
+_MANAGE_HINT = (
+    "a user with JetStream rights (the orchestrator's, under up) creates the streams and "
+    "consumers, and a plugin binds to them with ?jetstream=bind in its URL"
+)
+
 
 @dataclass(frozen=True)
 class NatsOptions:
@@ -282,7 +287,9 @@ class _NatsConnection(Transport):
             if subject.startswith(prefix) and not future.done():
                 future.set_result(subject)
 
-    async def _guarded(self, prefix: str, call: Awaitable[T], what: str) -> T:
+    async def _guarded(
+        self, prefix: str, call: Awaitable[T], what: str, hint: str = _MANAGE_HINT
+    ) -> T:
         """Await a JetStream API ``call`` on subjects under ``prefix``; if the server refuses
         this user such a publish, raise `TransportError` at once rather than wait for the
         call's timeout."""
@@ -299,8 +306,7 @@ class _NatsConnection(Transport):
             await asyncio.gather(task, return_exceptions=True)
             raise TransportError(
                 f"{self.url}: this user may not {what} (the server refused "
-                f"{refusal.result()!r}); a user with JetStream rights (the orchestrator's, "
-                "under up) creates them, and plugins bind to them with ?jetstream=bind"
+                f"{refusal.result()!r}); {hint}"
             )
         finally:
             self._refusal_waiters.remove(waiter)

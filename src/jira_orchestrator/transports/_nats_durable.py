@@ -112,6 +112,8 @@ class _NatsDurable(_NatsConnection):
                 f"$JS.API.CONSUMER.INFO.{spec.name}.{name}",
                 self._jsm.consumer_info(spec.name, name),
                 f"look up the JetStream consumer {name} on {spec.name}",
+                "a plugin's user may bind only to its own consumers, which the orchestrator "
+                "creates (up does it for each plugin's plugin/<id>/request, queue <id>)",
             )
         except nats.js.errors.NotFoundError:
             raise TransportError(

@@ -1,0 +1,120 @@
+"""How a transport finds its rights: inbox prefixes, binding to consumers it may not create,
+and a clear error at once when it tries what its user may not do."""
+
+from __future__ import annotations
+
+import pytest
+
+from jira_orchestrator._core.errors import TransportError
+from jira_orchestrator.orchestrator.natsconfig import (
+    ORCHESTRATOR,
+    nats_authorization,
+    plugin_permissions,
+)
+from jira_orchestrator.plugins import discover_plugins
+from jira_orchestrator.transports._nats_subjects import consumer_name
+from jira_orchestrator.transports.nats import NatsOptions, NatsTransport
+from tests.security.conftest import EXAMPLES, Deployment
+
+
+@pytest.mark.parametrize(
+    ("url", "prefix"),
+    [
+        ("nats://lobbi:secret@127.0.0.1:4222", "_INBOX.lobbi"),
+        ("nats://k8s%2Dhelm:p%40ss@h:1,nats://other:x@h:2", "_INBOX.k8s-helm"),
+        ("nats://127.0.0.1:4222", "_INBOX"),
+        ("nats://s3cr3t-token@127.0.0.1:4222", "_INBOX"),  # a token never goes into subjects
+        ("nats://a.b:secret@127.0.0.1:4222", "_INBOX"),  # not one subject token
+        ("nats://lobbi:secret@h:1?inbox_prefix=_INBOX.mine", "_INBOX.mine"),
+    ],
+)
+def test_the_inbox_prefix_comes_from_the_urls_user(url: str, prefix: str) -> None:
+    assert NatsTransport(url).inbox_prefix == prefix
+
+
+@pytest.mark.parametrize(
+    ("query", "fragment"),
+    [("jetstream=own", "jetstream must be"), ("inbox_prefix=_INBOX.>", "inbox_prefix must be")],
+)
+def test_bad_rights_options_are_refused(query: str, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        NatsOptions.from_query(query)
+
+
+def test_no_plugin_gets_the_jetstream_api_or_every_inbox() -> None:
+    _, users = nats_authorization(discover_plugins(EXAMPLES / "plugins"))
+    for user in users[1:]:
+        assert not any(s.startswith(("$JS.API.>", "_INBOX.>", ">")) for s in user.publish)
+        assert not any(s in (">", "_INBOX.>") for s in user.subscribe)
+        assert f"_INBOX.{user.name}.>" in user.subscribe
+        jetstream = [s for s in user.publish if s.startswith("$JS.")]
+        mine = consumer_name("JO_REQUESTS", f"plugin/{user.name}/request", user.name)
+        assert jetstream == [
+            f"$JS.API.CONSUMER.INFO.JO_REQUESTS.{mine}",
+            f"$JS.ACK.JO_REQUESTS.{mine}.>",
+        ]
+    answers = {u.name: sorted(s for s in u.publish if s.startswith("_INBOX.")) for u in users[1:]}
+    # who may be asked by whom: the orchestrator, and the plugins whose canRouteTo names it
+    assert answers["exec-automator"] == [
+        f"_INBOX.{ORCHESTRATOR}.>",
+        "_INBOX.k8s-helm-deployer.>",
+        "_INBOX.lobbi-platform-manager.>",
+    ]
+    assert answers["lobbi-platform-manager"] == [
+        "_INBOX.fastapi-backend.>",
+        f"_INBOX.{ORCHESTRATOR}.>",
+    ]
+    assert answers["frontend-design-system"] == [f"_INBOX.{ORCHESTRATOR}.>"]
+
+
+def test_plugin_permissions_alone_answer_the_orchestrator() -> None:
+    manifest = discover_plugins(EXAMPLES / "plugins").plugins[0].manifest
+    publish, _ = plugin_permissions(manifest)
+    assert [s for s in publish if s.startswith("_INBOX.")] == [f"_INBOX.{ORCHESTRATOR}.>"]
+
+
+async def test_a_plugin_that_manages_jetstream_without_the_rights_is_told_at_once(
+    deployment: Deployment,
+) -> None:
+    """A plugin's URL without ?jetstream=bind: the server refuses the stream set-up, and
+    the transport says so (rather than wait for a timeout) and counts it."""
+    transport = NatsTransport(deployment.raw_url("frontend-design-system"))
+    try:
+        with pytest.raises(TransportError, match="may not create the JetStream streams") as info:
+            await transport.flush()
+        assert "jetstream=bind" in str(info.value)
+        assert deployment.passwords["frontend-design-system"] not in str(info.value)
+        assert transport.stats.permission_violations >= 1
+    finally:
+        await transport.close()
+
+
+def _ignore(message: object, reply: object) -> None:
+    return None
+
+
+async def test_a_plugin_may_bind_to_no_consumer_but_its_own(deployment: Deployment) -> None:
+    """A second queue of the same plugin has a consumer of another name: the server refuses
+    to even describe it, and the transport says what a plugin may bind to."""
+    url = deployment.urls["frontend-design-system"]
+    assert url.endswith("?jetstream=bind")
+    transport = NatsTransport(url)
+    try:
+        transport.subscribe("plugin/frontend-design-system/request", _ignore, queue="other")
+        with pytest.raises(TransportError, match="may not look up the JetStream consumer") as info:
+            await transport.flush()
+        assert "its own consumers" in str(info.value)
+    finally:
+        await transport.close()
+
+
+async def test_binding_to_a_consumer_nobody_created_names_it(deployment: Deployment) -> None:
+    """A user that may look consumers up, binding where nobody created one."""
+    transport = NatsTransport(deployment.urls[ORCHESTRATOR] + "?jetstream=bind")
+    try:
+        transport.subscribe("plugin/nobody/request", _ignore, queue="nobody")
+        name = consumer_name("JO_REQUESTS", "plugin/nobody/request", "nobody")
+        with pytest.raises(TransportError, match=f"no JetStream consumer {name} on JO_REQUESTS"):
+            await transport.flush()
+    finally:
+        await transport.close()
