@@ -147,6 +147,13 @@ async def test_the_streams_and_dead_letters_survive_every_attack(deployment: Dep
             await client.publish(subject, json.dumps(body or {}).encode())
         for subject, _ in JETSTREAM_ATTACKS:
             await spy.refused("publish", subject)
+        await client.flush()
+    # the server logs each refusal with the user's name (and no password)
+    log = deployment.server.log.read_text(errors="replace")
+    violations = [line for line in log.splitlines() if "Publish Violation" in line]
+    assert len(violations) >= len(JETSTREAM_ATTACKS), log[-3000:]
+    assert all(f"user:{ATTACKER}" in line for line in violations), violations
+    assert deployment.passwords[ATTACKER] not in log
     jsm = orchestrator._jsm
     assert jsm is not None
     requests = await jsm.stream_info("JO_REQUESTS")
@@ -190,6 +197,15 @@ async def test_a_plugin_answers_durable_requests_with_only_its_own_rights(
 
     for caller, tenant in ((backend, "acme"), (orchestrator, "globex")):
         assert await ask(caller, tenant) == {"status": "success", "tenant": tenant}
+
+    async def status(message: Message) -> None:  # a core request: answered once, freely
+        await platform.respond(message.correlation_id, {"ok": True})
+
+    platform.subscribe(f"plugin/{target}/rpc", status)
+    await platform.transport.flush()
+    assert await backend.request(topic=f"plugin/{target}/rpc", payload={}, timeout=20) == {
+        "ok": True
+    }
     given_up = asyncio.ensure_future(ask(backend, "slow"))
     await asyncio.wait_for(started.wait(), 20)
     given_up.cancel()  # a plugin may not delete from the stream: its request stays
