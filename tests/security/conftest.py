@@ -13,6 +13,7 @@ from jira_orchestrator.cli.up import bus_urls
 from jira_orchestrator.messagebus import close_message_bus, reset_message_bus
 from jira_orchestrator.orchestrator.natsconfig import (
     ORCHESTRATOR,
+    NatsUser,
     nats_authorization,
     provision_consumers,
 )
@@ -39,7 +40,9 @@ class Deployment:
 
 
 @pytest.fixture
-def server_and_catalog(tmp_path: Path) -> Iterator[tuple[NatsServer, PluginCatalog, str, list]]:
+def server_and_catalog(
+    tmp_path: Path,
+) -> Iterator[tuple[NatsServer, PluginCatalog, str, list[NatsUser]]]:
     catalog = discover_plugins(EXAMPLES / "plugins")
     text, users = nats_authorization(catalog)  # what up writes into the server's config
     with NatsServer(tmp_path / "nats", extra_config=text) as server:
@@ -48,7 +51,7 @@ def server_and_catalog(tmp_path: Path) -> Iterator[tuple[NatsServer, PluginCatal
 
 @pytest.fixture
 async def deployment(
-    server_and_catalog: tuple[NatsServer, PluginCatalog, str, list],
+    server_and_catalog: tuple[NatsServer, PluginCatalog, str, list[NatsUser]],
 ) -> AsyncIterator[Deployment]:
     """The embedded server of ``up``, with the streams and consumers ``up`` creates through
     the orchestrator's user before any plugin starts."""
