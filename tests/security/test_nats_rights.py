@@ -275,3 +275,51 @@ async def test_each_connection_asks_through_its_own_users_inbox(deployment: Depl
         await watcher.close()
     assert len(replies) == 2, replies
     assert all(r.startswith("_INBOX.fastapi-backend.") for r in replies), replies
+
+
+async def test_a_reply_subject_tells_nothing_of_the_next_one(deployment: Deployment) -> None:
+    """A plugin sees the orchestrator's reply subject in every request it gets, and may
+    publish to the orchestrator's inbox (to answer): the next request's reply subject must
+    not follow from it, or the plugin could answer requests meant for other plugins."""
+    target = "lobbi-platform-manager"
+    subjects: list[str] = []
+    two = asyncio.Event()
+
+    async def on_request(msg: nats.aio.msg.Msg) -> None:
+        assert msg.headers is not None
+        subjects.append(msg.headers["Jo-Reply-To"])
+        await msg.respond(b"")  # (a raw responder would answer Jo-Reply-To here)
+        if len(subjects) == 2:
+            two.set()
+
+    async def on_probe(msg: nats.aio.msg.Msg) -> None:
+        await msg.respond(b"")
+
+    watcher = await nats.connect(deployment.raw_url(ORCHESTRATOR), allow_reconnect=False)
+    try:
+        await watcher.subscribe(f"_jo.presence.plugin.{target}.request", cb=on_probe)
+        await watcher.subscribe(f"_jo.durable.plugin.{target}.request", cb=on_request)
+        await watcher.flush()
+        await watcher.flush()
+        asking = [
+            asyncio.ensure_future(
+                deployment.orchestrator.request(
+                    Message(topic=f"plugin/{target}/request", source=ORCHESTRATOR), timeout=30
+                )
+            )
+            for _ in range(2)
+        ]
+        try:
+            await asyncio.wait_for(two.wait(), 20)
+        finally:
+            for task in asking:
+                task.cancel()
+            await asyncio.gather(*asking, return_exceptions=True)
+    finally:
+        await watcher.close()
+    tokens = [subject.rsplit(".", 1)[1] for subject in subjects]
+    assert subjects[0].rsplit(".", 1)[0] == subjects[1].rsplit(".", 1)[0]  # one inbox
+    assert tokens[0] != tokens[1]
+    for token in tokens:
+        assert len(token) >= 16, token  # 64 random bits or more
+        assert not token.isdigit(), token  # not a counter

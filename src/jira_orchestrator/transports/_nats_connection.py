@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import re
+import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -176,7 +176,6 @@ class _NatsConnection(Transport):
         """Where the answers to this connection's requests arrive (``<prefix>.<id>.<n>``)."""
         # (subject prefix, future) of JetStream API calls waiting: a refusal ends them at once
         self._refusal_waiters: list[tuple[str, asyncio.Future[str]]] = []
-        self._tokens = itertools.count(1)
         self._replies: dict[str, tuple[asyncio.Future[Msg], bool]] = {}
         self._presence: dict[str, float] = {}
         # messageId -> (delivery number, last delivery?, ack subject) of durable requests
@@ -312,6 +311,12 @@ class _NatsConnection(Transport):
             self._refusal_waiters.remove(waiter)
             if not task.done():
                 task.cancel()
+
+    @staticmethod
+    def _token() -> str:
+        """The last token of a reply subject: random, so that a responder, which may
+        publish to this inbox, cannot guess where the answers to other requests go."""
+        return secrets.token_hex(8)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -112,7 +112,7 @@ class NatsTransport(_NatsSubscriptions):
         subject, durable = self._route(message.topic)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        token = str(next(self._tokens))
+        token = self._token()
         future: asyncio.Future[Msg] = loop.create_future()
         self._replies[token] = (future, durable is not None)
         inbox = self._inbox + token
@@ -169,7 +169,7 @@ class NatsTransport(_NatsSubscriptions):
         if self._presence.get(topic, 0.0) > loop.time():
             return True
         self.stats.presence_probes += 1
-        token = str(next(self._tokens))
+        token = self._token()
         future: asyncio.Future[Msg] = loop.create_future()
         self._replies[token] = (future, False)
         try:
