@@ -3,6 +3,9 @@ and a clear error at once when it tries what its user may not do."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import pytest
 
 from jira_orchestrator._core.errors import TransportError
@@ -117,4 +120,33 @@ async def test_binding_to_a_consumer_nobody_created_names_it(deployment: Deploym
         with pytest.raises(TransportError, match=f"no JetStream consumer {name} on JO_REQUESTS"):
             await transport.flush()
     finally:
+        await transport.close()
+
+
+async def test_a_plugin_started_before_its_consumer_binds_once_it_exists(
+    deployment: Deployment,
+) -> None:
+    """Started before the orchestrator created its consumer, a plugin retries (counted in
+    setup_retries) and binds once it is there, within connect_timeout."""
+    retrying = asyncio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "cannot subscribe to 'plugin/late/request' yet" in record.getMessage():
+                retrying.set()
+
+    watch = Watch()
+    logger = logging.getLogger("jira_orchestrator.transports.nats")
+    logger.addHandler(watch)
+    transport = NatsTransport(deployment.urls[ORCHESTRATOR] + "?jetstream=bind&connect_timeout=60")
+    try:
+        transport.subscribe("plugin/late/request", _ignore, queue="late")
+        flushed = asyncio.ensure_future(transport.flush())
+        await asyncio.wait_for(retrying.wait(), 30)
+        assert not flushed.done()
+        assert transport.stats.setup_retries >= 1
+        await deployment.orchestrator.provision("plugin/late/request", "late")
+        await asyncio.wait_for(flushed, 30)
+    finally:
+        logger.removeHandler(watch)
         await transport.close()

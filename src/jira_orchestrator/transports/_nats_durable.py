@@ -61,6 +61,10 @@ _SETUP_RETRY_MAX = 1.0
 _MAX_TRACKED_ATTEMPTS = 10_000
 
 
+class ConsumerMissing(TransportError):
+    """A consumer to bind to does not exist (yet: it is retried like a server starting)."""
+
+
 class _NatsDurable(_NatsConnection):
     """JetStream deliveries to queue subscriptions, and durable publishes."""
 
@@ -116,7 +120,7 @@ class _NatsDurable(_NatsConnection):
                 "creates (up does it for each plugin's plugin/<id>/request, queue <id>)",
             )
         except nats.js.errors.NotFoundError:
-            raise TransportError(
+            raise ConsumerMissing(
                 f"{self.url}: no JetStream consumer {name} on {spec.name} for queue "
                 f"{queue!r} on {pattern!r}; with jetstream=bind it is created by a user with "
                 "JetStream rights first (up does it for every plugin's requests)"

@@ -22,6 +22,7 @@ from jira_orchestrator.transports._nats_connection import REPLY_HEADER, _quietly
 from jira_orchestrator.transports._nats_durable import (
     _SETUP_RETRY_FIRST,
     _SETUP_RETRY_MAX,
+    ConsumerMissing,
     _NatsDurable,
 )
 from jira_orchestrator.transports._nats_errors import map_error
@@ -39,6 +40,7 @@ __all__: list[str] = []
 _PRESENCE_QUEUE = "_jo_presence"
 # What JetStream answers for a moment while a server starts: worth another try.
 _TRANSIENT_SETUP_ERRORS = (
+    ConsumerMissing,  # with jetstream=bind: the orchestrator may be creating it right now
     ServiceUnavailableError,
     nats.errors.NoRespondersError,
     nats.errors.TimeoutError,
