@@ -4,11 +4,16 @@ and a clear error at once when it tries what its user may not do."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from pathlib import Path
 
+import nats
+import nats.aio.msg
 import pytest
 
 from jira_orchestrator._core.errors import TransportError
+from jira_orchestrator._core.message import Message
 from jira_orchestrator.orchestrator.natsconfig import (
     ORCHESTRATOR,
     nats_authorization,
@@ -17,6 +22,7 @@ from jira_orchestrator.orchestrator.natsconfig import (
 from jira_orchestrator.plugins import discover_plugins
 from jira_orchestrator.transports._nats_subjects import consumer_name
 from jira_orchestrator.transports.nats import NatsOptions, NatsTransport
+from jira_orchestrator.transports.nats_server import NatsServer
 from tests.security.conftest import EXAMPLES, Deployment
 
 
@@ -150,3 +156,48 @@ async def test_a_plugin_started_before_its_consumer_binds_once_it_exists(
     finally:
         logger.removeHandler(watch)
         await transport.close()
+
+
+async def test_a_user_that_may_not_read_its_inbox_is_told_which_prefix_to_set(
+    tmp_path: Path,
+) -> None:
+    """A server of one's own whose permissions name another inbox convention: the request
+    fails at once, saying so, instead of waiting its timeout for an answer that cannot
+    come."""
+    permissions = {
+        "publish": {"allow": [">"]},
+        "subscribe": {"allow": ["plugin.>", "_INBOX_odd.>"]},
+        "allow_responses": True,
+    }
+    text = (
+        "authorization {\n  users = [\n"
+        f'    {{user: "odd", password: "pw", permissions: {json.dumps(permissions)}}}\n'
+        "  ]\n}\n"
+    )
+    with NatsServer(tmp_path / "nats", jetstream=False, extra_config=text) as server:
+        responder = await nats.connect(server.url_for("odd", "pw"), inbox_prefix="_INBOX_odd")
+        try:
+
+            async def answer(msg: nats.aio.msg.Msg) -> None:
+                await msg.respond(Message(topic="plugin/x/response").encode())
+
+            await responder.subscribe("plugin.x.request", cb=answer)
+            await responder.flush()
+            transport = NatsTransport(server.url_for("odd", "pw") + "?durable=")
+            try:
+                with pytest.raises(TransportError, match="set inbox_prefix"):
+                    await transport.request(Message(topic="plugin/x/request"), timeout=60)
+                assert transport.stats.permission_violations >= 1
+                with pytest.raises(TransportError, match="set inbox_prefix"):
+                    await transport.request(Message(topic="plugin/x/request"), timeout=60)
+            finally:
+                await transport.close()
+            ok = NatsTransport(server.url_for("odd", "pw") + "?durable=&inbox_prefix=_INBOX_odd")
+            try:
+                assert ok.inbox_prefix == "_INBOX_odd"
+                answered = await ok.request(Message(topic="plugin/x/request"), timeout=60)
+                assert answered.topic == "plugin/x/response"
+            finally:
+                await ok.close()
+        finally:
+            await responder.close()

@@ -176,6 +176,7 @@ class _NatsConnection(Transport):
         """Where the answers to this connection's requests arrive (``<prefix>.<id>.<n>``)."""
         # (subject prefix, future) of JetStream API calls waiting: a refusal ends them at once
         self._refusal_waiters: list[tuple[str, asyncio.Future[str]]] = []
+        self._inbox_refused: TransportError | None = None
         self._replies: dict[str, tuple[asyncio.Future[Msg], bool]] = {}
         self._presence: dict[str, float] = {}
         # messageId -> (delivery number, last delivery?, ack subject) of durable requests
@@ -212,9 +213,9 @@ class _NatsConnection(Transport):
         last_error: list[BaseException] = []
 
         async def error_cb(error: Exception) -> None:
-            refused = _refused_subject(error)
+            refused = _refused(error)
             if refused is not None:
-                self._on_refusal(refused, str(error))
+                self._on_refusal(*refused, str(error))
                 return
             last_error.append(error)
             log.warning("NATS %s: %s: %s", self.url, type(error).__name__, redact_url(str(error)))
@@ -277,11 +278,21 @@ class _NatsConnection(Transport):
         self._nc = nc
         return nc
 
-    def _on_refusal(self, subject: str, text: str) -> None:
+    def _on_refusal(self, kind: str, subject: str, text: str) -> None:
         """The server refused this user a publish or a subscription: count and log it, and
-        end the JetStream API call waiting on that subject, if any."""
+        end what waits on it: the JetStream API call on that subject, or, when it is this
+        connection's own inbox, every request (their answers could never arrive)."""
         self.stats.permission_violations += 1
         log.warning("NATS %s: the server refused this user: %s", self.url, _printable(text))
+        if kind == "subscription" and subject.startswith(self.inbox_prefix.lower() + "."):
+            self._inbox_refused = TransportError(
+                f"{self.url}: the server does not let this user read its reply inbox "
+                f"{self.inbox_prefix}.>; set inbox_prefix in the URL to the prefix its "
+                "permissions allow (up's and nats-config's: _INBOX.<user>)"
+            )
+            for answer, _ in self._replies.values():
+                if not answer.done():
+                    answer.set_exception(self._inbox_refused)
         for prefix, future in self._refusal_waiters:
             if subject.startswith(prefix) and not future.done():
                 future.set_result(subject)
@@ -396,13 +407,14 @@ def _is_subject(text: str) -> bool:
     )
 
 
-_REFUSED = re.compile(r'permissions violation for (?:publish|subscription) to "([^"]*)"', re.I)
+_REFUSED = re.compile(r'permissions violation for (publish|subscription) to "([^"]*)"', re.I)
 
 
-def _refused_subject(error: Exception) -> str | None:
-    """The subject of a server's permission refusal (lower-cased, as nats-py gives it)."""
+def _refused(error: Exception) -> tuple[str, str] | None:
+    """(``publish`` or ``subscription``, subject) of a server's permission refusal, lower
+    case (as nats-py gives it)."""
     found = _REFUSED.search(str(error))
-    return None if found is None else found.group(1).lower()
+    return None if found is None else (found.group(1).lower(), found.group(2).lower())
 
 
 def _printable(text: str) -> str:

@@ -109,6 +109,8 @@ class NatsTransport(_NatsSubscriptions):
         nc = self._nc
         if nc is None or self._setups or self._unstarted or self._setup_errors or self._closed:
             nc = await self._prepare()
+        if self._inbox_refused is not None:
+            raise self._inbox_refused
         subject, durable = self._route(message.topic)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
