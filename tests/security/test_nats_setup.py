@@ -19,7 +19,7 @@ from jira_orchestrator.orchestrator.natsconfig import (
     nats_authorization,
     plugin_permissions,
 )
-from jira_orchestrator.plugins import discover_plugins
+from jira_orchestrator.plugins import PluginManifest, discover_plugins, parse_manifest
 from jira_orchestrator.transports._nats_subjects import consumer_name
 from jira_orchestrator.transports.nats import NatsOptions, NatsTransport
 from jira_orchestrator.transports.nats_server import NatsServer
@@ -201,3 +201,23 @@ async def test_a_user_that_may_not_read_its_inbox_is_told_which_prefix_to_set(
                 await ok.close()
         finally:
             await responder.close()
+
+
+def test_a_plugin_routing_to_everyone_is_answered_by_everyone_itself_included() -> None:
+    def manifest(name: str, routes: list[str]) -> PluginManifest:
+        return parse_manifest(
+            {
+                "name": name,
+                "version": "1.0.0",
+                "description": "routes",
+                "routing": {"canRouteTo": routes},
+            },
+            source=f"{name}/plugin.json",
+        )
+
+    _, users = nats_authorization([manifest("hub", ["*"]), manifest("leaf", [])])
+    answers = {u.name: [s for s in u.publish if s.startswith("_INBOX.")] for u in users[1:]}
+    assert answers == {
+        "hub": [f"_INBOX.{ORCHESTRATOR}.>", "_INBOX.hub.>"],  # its other replicas ask it too
+        "leaf": [f"_INBOX.{ORCHESTRATOR}.>", "_INBOX.hub.>"],
+    }

@@ -97,7 +97,7 @@ def plugin_permissions(
         f"$JS.ACK.{stream}.{consumer}.>",
     ]
     # answers to durable requests (they come through JetStream, not allow_responses)
-    publish += [inbox_of(user) + ".>" for user in dict.fromkeys(requesters) if user != me]
+    publish += [inbox_of(user) + ".>" for user in dict.fromkeys(requesters)]
     subscribe = [
         f"plugin.{me}.>",
         f"state.{me}.>",
