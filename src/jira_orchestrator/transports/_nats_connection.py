@@ -173,7 +173,7 @@ class _NatsConnection(Transport):
         self._routes: dict[str, tuple[str, str | None]] = {}
         self._inbox = ""
         self.inbox_prefix = self.options.inbox_prefix or inbox_prefix_for(self._servers)
-        """Where the answers to this connection's requests arrive (``<prefix>.<id>.<n>``)."""
+        """Where the answers to this connection's requests arrive (``<prefix>.<id>.<token>``)."""
         # (subject prefix, future) of JetStream API calls waiting: a refusal ends them at once
         self._refusal_waiters: list[tuple[str, asyncio.Future[str]]] = []
         self._inbox_refused: TransportError | None = None
