@@ -15,6 +15,7 @@ import nats
 import nats.aio.msg
 import pytest
 
+from jira_orchestrator._core.errors import TransportError
 from jira_orchestrator._core.message import Message
 from jira_orchestrator.messagebus import MessageBus, close_message_bus, get_message_bus
 from jira_orchestrator.orchestrator.natsconfig import ORCHESTRATOR
@@ -331,3 +332,32 @@ async def test_a_reply_subject_tells_nothing_of_the_next_one(deployment: Deploym
     for token in tokens:
         assert len(token) >= 16, token  # 64 random bits or more
         assert not token.isdigit(), token  # not a counter
+
+
+@pytest.mark.parametrize(
+    ("topic", "how"),
+    [
+        (f"plugin/{VICTIM}/request", "request"),  # durable: its presence probe is refused
+        (f"plugin/{VICTIM}/rpc", "request"),  # core
+        (f"plugin/{VICTIM}/request", "publish"),  # durable, fire and forget: the store
+    ],
+)
+async def test_sending_where_its_user_may_not_fails_at_once_with_the_reason(
+    deployment: Deployment, topic: str, how: str
+) -> None:
+    """The SDK of a plugin that may route to nobody: the server refuses, and the caller
+    hears it at once (not after its timeout) with the reason, counted once."""
+    transport = NatsTransport(deployment.urls[ATTACKER])
+    try:
+        message = Message(topic=topic, source=ATTACKER, payload={})
+        sending = (
+            transport.request(message, timeout=600)
+            if how == "request"
+            else transport.publish(message)
+        )
+        with pytest.raises(TransportError, match="refuse") as info:
+            await sending
+        assert "canRouteTo" in str(info.value)
+        assert transport.stats.permission_violations == 1
+    finally:
+        await transport.close()

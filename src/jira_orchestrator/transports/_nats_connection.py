@@ -12,7 +12,7 @@ import contextlib
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -177,6 +177,8 @@ class _NatsConnection(Transport):
         # (subject prefix, future) of JetStream API calls waiting: a refusal ends them at once
         self._refusal_waiters: list[tuple[str, asyncio.Future[str]]] = []
         self._inbox_refused: TransportError | None = None
+        # reply futures of requests and probes in flight -> the subject they were sent to
+        self._sent_to: dict[asyncio.Future[Msg], str] = {}
         self._replies: dict[str, tuple[asyncio.Future[Msg], bool]] = {}
         self._presence: dict[str, float] = {}
         # messageId -> (delivery number, last delivery?, ack subject) of durable requests
@@ -296,6 +298,27 @@ class _NatsConnection(Transport):
         for prefix, future in self._refusal_waiters:
             if subject.startswith(prefix) and not future.done():
                 future.set_result(subject)
+        if kind == "publish":
+            for answer, sent_to in self._sent_to.items():
+                if sent_to == subject and not answer.done():
+                    answer.set_exception(self._not_allowed(subject))
+
+    def _not_allowed(self, subject: str) -> TransportError:
+        return TransportError(
+            f"{self.url}: the server refuses this user sending to {subject!r}; a plugin's "
+            f"user may send requests only to the orchestrator and the plugins its manifest's "
+            "routing.canRouteTo names"
+        )
+
+    @contextlib.contextmanager
+    def _sending(self, subject: str, answer: asyncio.Future[Msg]) -> Iterator[None]:
+        """While waiting for ``answer`` to something sent to ``subject``: a refusal by the
+        server of that publish ends the wait at once (`TransportError`)."""
+        self._sent_to[answer] = subject.lower()
+        try:
+            yield
+        finally:
+            self._sent_to.pop(answer, None)
 
     async def _guarded(
         self, prefix: str, call: Awaitable[T], what: str, hint: str = _MANAGE_HINT

@@ -55,6 +55,10 @@ if TYPE_CHECKING:
 
 __all__: list[str] = []
 
+_ROUTE_HINT = (
+    "a plugin's user may send durable requests only to the plugins its manifest's "
+    "routing.canRouteTo names (and the orchestrator)"
+)
 _RETRYABLE_REASONS = frozenset({"handler-error", "filter-error"})
 _SETUP_RETRY_FIRST = 0.05
 _SETUP_RETRY_MAX = 1.0
@@ -356,8 +360,11 @@ class _NatsDurable(_NatsConnection):
                     f"{self.url}: JetStream did not acknowledge {message.topic!r} in time"
                 )
             try:
-                response = await nc.request(
-                    subject, data, timeout=min(remaining, 2.0), headers=dict(headers)
+                response = await self._guarded(
+                    subject,
+                    nc.request(subject, data, timeout=min(remaining, 2.0), headers=dict(headers)),
+                    f"send to {subject!r}",
+                    _ROUTE_HINT,
                 )
             except (
                 nats.errors.TimeoutError,

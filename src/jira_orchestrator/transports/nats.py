@@ -16,6 +16,7 @@ _nats_errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 try:
     import nats.errors
@@ -119,12 +120,14 @@ class NatsTransport(_NatsSubscriptions):
         self._replies[token] = (future, durable is not None)
         inbox = self._inbox + token
         stored: tuple[str, int] | None = None
+        stack = contextlib.ExitStack()
         try:
             if durable is None:
                 if not nc.is_connected:
                     # its answer could not come back while the connection is down
                     raise ConnectionLost(f"{self.url}: reconnecting; cannot send {message.topic!r}")
                 data = message.encode()
+                stack.enter_context(self._sending(subject, future))
                 try:
                     await nc.publish(subject, data, reply=inbox)
                 except Exception as error:
@@ -153,6 +156,7 @@ class NatsTransport(_NatsSubscriptions):
                     self._spawn(self._withdraw(nc, *stored))
                 raise
         finally:
+            stack.close()
             self._replies.pop(token, None)
         if answer.headers and answer.headers.get("Status") == "503":
             raise NoResponders(message.topic)
@@ -174,16 +178,16 @@ class NatsTransport(_NatsSubscriptions):
         token = self._token()
         future: asyncio.Future[Msg] = loop.create_future()
         self._replies[token] = (future, False)
+        probe = PRESENCE_PREFIX + durable[len(DURABLE_PREFIX) :]
         try:
-            await nc.publish(
-                PRESENCE_PREFIX + durable[len(DURABLE_PREFIX) :], b"", reply=self._inbox + token
-            )
-            wait = min(max(deadline - loop.time(), 0), 2.0)
-            try:
-                answer = await asyncio.wait_for(future, wait)
-            except TimeoutError:
-                log.debug("NATS %s: presence probe for %s unanswered; trying", self.url, topic)
-                return True  # subscribed, but too busy to say so: let the request try
+            with self._sending(probe, future):
+                await nc.publish(probe, b"", reply=self._inbox + token)
+                wait = min(max(deadline - loop.time(), 0), 2.0)
+                try:
+                    answer = await asyncio.wait_for(future, wait)
+                except TimeoutError:
+                    log.debug("NATS %s: presence probe for %s unanswered; trying", self.url, topic)
+                    return True  # subscribed, but too busy to say so: let the request try
         except (ConnectionLost, nats.errors.Error) as error:
             raise map_error(error, topic=topic, url=self.url) from None
         finally:
