@@ -323,28 +323,33 @@ class _NatsConnection(Transport):
     async def _guarded(
         self, prefix: str, call: Awaitable[T], what: str, hint: str = _MANAGE_HINT
     ) -> T:
-        """Await a JetStream API ``call`` on subjects under ``prefix``; if the server refuses
-        this user such a publish, raise `TransportError` at once rather than wait for the
-        call's timeout."""
-        loop = asyncio.get_running_loop()
-        refusal: asyncio.Future[str] = loop.create_future()
+        """Await ``call``, a request on a subject under ``prefix`` (a JetStream API call, a
+        durable publish); if the server refuses this user such a publish, raise
+        `TransportError` at once rather than wait for the call's timeout."""
+        task = asyncio.current_task()
+        assert task is not None
+        refusal: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         waiter = (prefix.lower(), refusal)
-        self._refusal_waiters.append(waiter)
-        task = asyncio.ensure_future(call)
-        try:
-            await asyncio.wait((task, refusal), return_when=asyncio.FIRST_COMPLETED)
-            if task.done() or not refusal.done():
-                return await task
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            raise TransportError(
-                f"{self.url}: this user may not {what} (the server refused "
-                f"{refusal.result()!r}); {hint}"
-            )
-        finally:
-            self._refusal_waiters.remove(waiter)
-            if not task.done():
+        waiting = True
+
+        def interrupt(_: asyncio.Future[str]) -> None:
+            if waiting:  # still in the call below: end it
                 task.cancel()
+
+        refusal.add_done_callback(interrupt)
+        self._refusal_waiters.append(waiter)
+        try:
+            return await call
+        except asyncio.CancelledError:
+            if refusal.done() and not refusal.cancelled() and task.uncancel() == 0:
+                raise TransportError(
+                    f"{self.url}: this user may not {what} (the server refused "
+                    f"{refusal.result()!r}); {hint}"
+                ) from None
+            raise
+        finally:
+            waiting = False
+            self._refusal_waiters.remove(waiter)
 
     @staticmethod
     def _token() -> str:
