@@ -57,6 +57,8 @@ def test_up_runs_the_demo_over_nats_with_one_process_per_plugin(tmp_path: Path) 
     assert "12/12 issues completed" in run.stdout
     assert "[frontend-design-system]" in run.stdout  # each process's lines are prefixed
     assert "[nats-server] embedded" in run.stdout
+    # every process, each with only its own rights, ran without one refusal by the server
+    assert "refused this user" not in run.stdout + run.stderr
     assert (output / "k8s-helm-deployer" / "charts" / "billing-api" / "Chart.yaml").is_file()
     assert (output / "fastapi-backend" / "routes_api_users.py").is_file()
 

@@ -43,13 +43,17 @@ from jira_orchestrator.cli._supervisor import (
 )
 from jira_orchestrator.cli.demo import dispatch_all, read_issues
 from jira_orchestrator.orchestrator.dispatcher import ORCHESTRATOR_ID, Orchestrator
-from jira_orchestrator.orchestrator.natsconfig import nats_authorization
+from jira_orchestrator.orchestrator.natsconfig import (
+    NatsUser,
+    nats_authorization,
+    provision_consumers,
+)
 from jira_orchestrator.plugins import discover_plugins
 
 if TYPE_CHECKING:
     from jira_orchestrator.transports.nats_server import NatsServer
 
-__all__ = ["nats_config", "up"]
+__all__ = ["bus_urls", "nats_config", "up"]
 
 READY_TIMEOUT = 60.0
 DEFAULT_HTTP = "127.0.0.1:8642"
@@ -165,6 +169,13 @@ async def _orchestrate(
     )
     try:
         await orchestrator.bus.transport.flush()  # connect now: a wrong --bus fails fast
+        # The plugins' users may not create JetStream consumers: the orchestrator's does,
+        # before any plugin starts, and each plugin binds to its own.
+        from jira_orchestrator.transports.nats import NatsTransport
+
+        transport = orchestrator.bus.transport
+        if isinstance(transport, NatsTransport):
+            await provision_consumers(transport, orchestrator.catalog)
     except TransportError as error:
         console.print(f"[orchestrator] error: {error}", markup=False)
         orchestrator.close()
@@ -259,6 +270,16 @@ async def _watch_server(
         say(f"[nats-server] running again on {server.url}; the plugins reconnect")
 
 
+def bus_urls(server: NatsServer, users: list[NatsUser]) -> dict[str, str]:
+    """The bus URL of each user of the embedded server: its own credentials and, for a
+    plugin, ``jetstream=bind``: it uses the consumer the orchestrator made for it."""
+    return {
+        user.name: server.url_for(user.name, user.password)
+        + ("" if user.name == ORCHESTRATOR_ID else "?jetstream=bind")
+        for user in users
+    }
+
+
 async def _up(
     catalog: Any,
     plugins: Path,
@@ -300,7 +321,7 @@ async def _up(
                 return 1
             assert server.process is not None
             folder.record("nats-server", server.process.pid)
-            urls = {u.name: server.url_for(u.name, u.password) for u in users}
+            urls = bus_urls(server, users)
             console.print(
                 f"[nats-server] embedded on {server.url}, one user per plugin", markup=False
             )

@@ -4,12 +4,24 @@ Each plugin may publish and subscribe on its own subjects (``plugin.<id>.>``,
 ``state.<id>.>``), publish what its manifest declares in ``communication.messagebus.topics``
 and subscribe to what it declares in ``subscriptions``; it may call the orchestrator and the
 plugins its ``routing.canRouteTo`` names, read the state it imports
-(``stateManagement.sharing.imports``), send dead letters and use inboxes for replies.
-Anything else, such as publishing on another plugin's subjects, the server refuses. The
-orchestrator's user may do everything.
+(``stateManagement.sharing.imports``) and send dead letters. Anything else, such as
+publishing on another plugin's subjects, the server refuses. The orchestrator's user may
+do everything.
 
-JetStream's API (``$JS.API.>``) is open to every plugin user: the transport creates its
-streams and consumers itself. A tighter set needs a per-plugin JetStream account.
+JetStream: no plugin user may call JetStream's API beyond its own consumer. The
+orchestrator's user creates the streams and, for each plugin, the durable consumer its
+replicas share for ``plugin/<id>/request`` (`provision_consumers`, which ``up`` runs before
+starting any plugin); a plugin's transport binds to it (``?jetstream=bind`` in its URL)
+and may only look it up (``$JS.API.CONSUMER.INFO.<stream>.<consumer>``), receive its
+deliveries and acknowledge them (``$JS.ACK.<stream>.<consumer>.>``). Storing a durable
+request or a dead letter is an ordinary publish (``_jo.durable.<subject>``), allowed for
+the targets the plugin may route to; no plugin may read, delete or purge a stream.
+
+Replies: every user receives replies on inboxes of its own, ``_INBOX.<user>.>`` (the
+transport sets nats-py's ``inbox_prefix`` from the URL's user), and may subscribe to no
+other. Core requests are answered through the server's ``allow_responses``; a durable
+request arrives through JetStream, so a plugin may also publish to the inboxes of those
+allowed to ask it (the orchestrator, and plugins whose ``canRouteTo`` names it or ``*``).
 """
 
 from __future__ import annotations
@@ -18,11 +30,21 @@ import json
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from jira_orchestrator.plugins import PluginCatalog, PluginManifest
 from jira_orchestrator.transports._nats_subjects import DELIVER_PREFIX, consumer_name, to_subject
 
-__all__ = ["NatsUser", "nats_authorization", "plugin_permissions"]
+if TYPE_CHECKING:
+    from jira_orchestrator.transports.nats import NatsTransport
+
+__all__ = [
+    "NatsUser",
+    "inbox_of",
+    "nats_authorization",
+    "plugin_permissions",
+    "provision_consumers",
+]
 
 ORCHESTRATOR = "jira-orchestrator"
 
@@ -41,27 +63,49 @@ def _subject(topic: str) -> str:
     return to_subject(topic)
 
 
+def inbox_of(user: str) -> str:
+    """The inbox prefix of a user: where the replies to its requests arrive."""
+    return f"_INBOX.{user}"
+
+
+def _request_consumer(plugin: str, stream_prefix: str) -> tuple[str, str]:
+    """(stream, consumer) through which the replicas of ``plugin`` read its requests."""
+    stream = f"{stream_prefix}_REQUESTS"
+    return stream, consumer_name(stream, f"plugin/{plugin}/request", plugin)
+
+
 def plugin_permissions(
-    manifest: PluginManifest, *, stream_prefix: str = "JO"
+    manifest: PluginManifest,
+    *,
+    stream_prefix: str = "JO",
+    requesters: Iterable[str] = (ORCHESTRATOR,),
 ) -> tuple[list[str], list[str]]:
-    """(publish, subscribe) subject lists of one plugin."""
+    """(publish, subscribe) subject lists of one plugin.
+
+    ``requesters``: the users that may send it durable requests, whose inboxes it answers
+    (`nats_authorization` names the orchestrator and every plugin routing to it).
+    """
     me = manifest.name
+    stream, consumer = _request_consumer(me, stream_prefix)
     publish = [
         f"plugin.{me}.>",
         f"state.{me}.>",
         "system.dead-letter",
         "_jo.durable.system.dead-letter",
-        "_INBOX.>",
-        "$JS.API.>",
+        # its own consumer, and nothing else of JetStream's API
+        f"$JS.API.CONSUMER.INFO.{stream}.{consumer}",
+        f"$JS.ACK.{stream}.{consumer}.>",
     ]
+    # answers to durable requests (they come through JetStream, not allow_responses)
+    publish += [inbox_of(user) + ".>" for user in dict.fromkeys(requesters)]
     subscribe = [
         f"plugin.{me}.>",
         f"state.{me}.>",
-        "_INBOX.>",
+        inbox_of(me) + ".>",
         f"_jo.durable.plugin.{me}.>",
         f"_jo.presence.plugin.{me}.>",
         # the durable consumer its replicas share for plugin/<id>/request (queue <id>)
-        DELIVER_PREFIX + consumer_name(f"{stream_prefix}_REQUESTS", f"plugin/{me}/request", me),
+        DELIVER_PREFIX + consumer,
     ]
     for target in [ORCHESTRATOR, *manifest.routing.can_route_to]:
         if target == "*":
@@ -107,7 +151,14 @@ def nats_authorization(
     for manifest in sorted(loaded, key=lambda m: m.name):
         if manifest.name == ORCHESTRATOR:
             continue
-        publish, subscribe = plugin_permissions(manifest)
+        asking = [
+            other.name
+            for other in loaded
+            if manifest.name in other.routing.can_route_to or "*" in other.routing.can_route_to
+        ]
+        publish, subscribe = plugin_permissions(
+            manifest, requesters=[ORCHESTRATOR, *sorted(asking)]
+        )
         users.append(
             NatsUser(manifest.name, password(manifest.name), tuple(publish), tuple(subscribe))
         )
@@ -125,3 +176,21 @@ def nats_authorization(
         )
     text = "authorization {\n  users = [\n" + ",\n".join(entries) + "\n  ]\n}\n"
     return text, users
+
+
+async def provision_consumers(
+    transport: NatsTransport, manifests: PluginCatalog | Iterable[PluginManifest]
+) -> list[str]:
+    """Create, through ``transport`` (a user with JetStream rights, the orchestrator's), the
+    streams and each plugin's durable request consumer, which its replicas bind to with
+    nothing but their own rights. Return the consumers' names."""
+    loaded = (
+        [plugin.manifest for plugin in manifests.plugins]
+        if isinstance(manifests, PluginCatalog)
+        else list(manifests)
+    )
+    names: list[str] = []
+    for manifest in sorted(loaded, key=lambda m: m.name):
+        if manifest.name != ORCHESTRATOR:
+            names += await transport.provision(f"plugin/{manifest.name}/request", manifest.name)
+    return names
