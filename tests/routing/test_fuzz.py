@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from jira_orchestrator.routing import (
@@ -86,14 +86,21 @@ def test_any_json_as_a_jira_issue_builds_or_names_the_field(issue: Any) -> None:
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(st.one_of(st.text(max_size=60), json_values.map(json.dumps)), max_size=6))
+@example(lines=["0", "\x00"])  # a NUL byte below a text line: that line's problem
 def test_any_batch_file_yields_items_or_numbered_problems(tmp_path: Path, lines: list[str]) -> None:
     path = tmp_path / "batch.jsonl"
     text = "\n".join(line.replace("\n", " ").replace("\r", " ") for line in lines)
     path.write_text(text)
-    if "\x00" in text:  # a NUL byte: a binary file, refused at once and named
+    # The first line that is not blank decides whether the file is text: a NUL byte there
+    # refuses the whole file at once; a NUL byte further down is that line's problem.
+    first = next((line for line in text.split("\n") if line.strip() or "\x00" in line), "")
+    if "\x00" in first:
         with pytest.raises(InvalidRequest, match="not a text file"):
             list(read_batch(path))
         return
     for entry in read_batch(path):
         assert isinstance(entry, BatchItem | BatchProblem)
         assert entry.line >= 1
+        if "\x00" in text.split("\n")[entry.line - 1]:
+            assert isinstance(entry, BatchProblem)
+            assert "NUL" in entry.reason
