@@ -9,15 +9,11 @@ The seed's ``@jira-orchestrator/messagebus`` in Python spelling::
 """
 
 from jira_orchestrator._core.message import Message, MessageMetadata, MessageType
-from jira_orchestrator.messagebus._bus import (
-    DEAD_LETTER_TOPIC,
-    BusConfig,
-    BusStats,
-    MessageBus,
+from jira_orchestrator.messagebus._bus import MessageBus, current_message, remaining_time
+from jira_orchestrator.messagebus._config import DEAD_LETTER_TOPIC, BusConfig, BusStats
+from jira_orchestrator.messagebus._registry import (
     close_message_bus,
-    current_message,
     get_message_bus,
-    remaining_time,
     reset_message_bus,
 )
 from jira_orchestrator.messagebus._subscription import (

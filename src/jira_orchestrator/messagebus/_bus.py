@@ -1,22 +1,15 @@
-"""The message bus: per-plugin handles over one shared transport per URL."""
+"""The message bus handle: what one plugin sees of the bus on one URL."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from time import perf_counter
+from dataclasses import asdict
 from typing import Any, overload
 
-from jira_orchestrator._core import tracing
-from jira_orchestrator._core.clock import WallClock, format_timestamp, wall
+from jira_orchestrator._core.clock import format_timestamp
 from jira_orchestrator._core.errors import (
     InvalidMessage,
-    InvalidTopic,
-    MessageTooLarge,
-    NoResponders,
     RemoteError,
     RequestTimeout,
     TransportClosed,
@@ -24,7 +17,6 @@ from jira_orchestrator._core.errors import (
 from jira_orchestrator._core.ids import new_id
 from jira_orchestrator._core.message import _NO_METADATA as NO_METADATA
 from jira_orchestrator._core.message import (
-    DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_PRIORITY,
     Message,
     MessageMetadata,
@@ -38,6 +30,12 @@ from jira_orchestrator._core.observe import switch as _metrics
 from jira_orchestrator._core.observe import topic_family
 from jira_orchestrator._core.redact import redact_url
 from jira_orchestrator._core.topics import MAX_TOPIC_LENGTH, normalize_pattern, normalize_topic
+from jira_orchestrator.messagebus._config import (
+    ANYONE,
+    ERROR_STATUS,
+    BusConfig,
+)
+from jira_orchestrator.messagebus._shared import _Core, _response
 from jira_orchestrator.messagebus._subscription import (
     Handler,
     MessageFilter,
@@ -46,358 +44,12 @@ from jira_orchestrator.messagebus._subscription import (
     handler_clock,
     trace,
 )
-from jira_orchestrator.transports import Reply, Transport, open_transport
+from jira_orchestrator.transports import Transport
 
-__all__ = [
-    "DEAD_LETTER_TOPIC",
-    "DEFAULT_URL",
-    "BusConfig",
-    "BusStats",
-    "MessageBus",
-    "close_message_bus",
-    "current_message",
-    "get_message_bus",
-    "remaining_time",
-    "reset_message_bus",
-]
+__all__ = ["MessageBus", "current_message", "remaining_time"]
 
-log = logging.getLogger("jira_orchestrator.messagebus")
-
-DEFAULT_URL = "memory://"
-URL_ENV = "JIRA_ORCHESTRATOR_BUS_URL"
-DEAD_LETTER_TOPIC = "system/dead-letter"
-ERROR_STATUS = "error"
-ANYONE = "*"  # the destination of a message for whoever subscribes
 _EVENT = MessageType.EVENT
 _MAX_ID_LENGTH = 40  # `new_id`: 16 characters of prefix and a hex counter of up to 64 bits
-
-
-@dataclass(frozen=True)
-class BusConfig:
-    """Options of one bus (one URL in one process). Durations in seconds."""
-
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    queue_size: int = 10_000
-    publish_timeout: float = 30.0
-    request_timeout: float = 30.0
-    clock: WallClock = wall
-
-    def __post_init__(self) -> None:
-        if self.max_message_size < 1024:
-            raise ValueError(f"max_message_size must be at least 1024, not {self.max_message_size}")
-        if self.queue_size < 1:
-            raise ValueError(f"queue_size must be at least 1, not {self.queue_size}")
-        if not self.publish_timeout > 0 or not self.request_timeout > 0:
-            raise ValueError("publish_timeout and request_timeout must be positive")
-
-
-@dataclass
-class BusStats:
-    """Counters of one bus, across all its handles."""
-
-    published: int = 0
-    requests: int = 0
-    responses: int = 0
-    handler_errors: int = 0
-    dead_lettered: int = 0
-    dropped: int = 0
-    expired: int = 0
-    rejected: int = 0
-    invalid: int = 0
-    publish_timeouts: int = 0
-
-
-@dataclass
-class _Pending:
-    """A request delivered to local subscribers, until one of them answers."""
-
-    reply: Reply
-    request: Message
-    receivers: int = 0
-    answered: bool = False
-    errors: list[BaseException] = field(default_factory=list)
-
-
-class _Core:
-    """What every handle on one URL shares: the transport, config, counters, replies."""
-
-    def __init__(self, url: str, transport: Transport, config: BusConfig) -> None:
-        self.url = url
-        self.transport = transport
-        self.config = config
-        self.clock = config.clock
-        self.stats = BusStats()
-        self.handles: dict[str, MessageBus] = {}
-        self.pending: dict[str, _Pending] = {}
-        self.closed = False
-        self._letters: set[asyncio.Task[None]] = set()
-        transport.on_invalid = self.invalid
-
-    def invalid(self, subject: str, data: bytes, error: InvalidMessage) -> None:
-        """Bytes that are not a message arrived: count them and dead-letter them as text."""
-        self.stats.invalid += 1
-        log.warning("undecodable input on %s: %s", subject, error)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        limit = self.config.max_message_size // 2
-        letter = self._letter(
-            "invalid-message",
-            error=error,
-            subscriber=None,
-            subscription=subject,
-            original=None,
-            raw=data[:limit].decode("utf-8", errors="replace"),
-            rawTruncated=len(data) > limit,
-        )
-        task = loop.create_task(self._send_letter(letter, subject))
-        self._letters.add(task)
-        task.add_done_callback(self._letters.discard)
-
-    def check_sendable(self, message: Message) -> None:
-        """Raise unless the bus is open and the message within the size limit."""
-        if self.closed:
-            raise TransportClosed(f"the bus on {redact_url(self.url)} is closed")
-        size = len(message.encode())
-        if size > self.config.max_message_size:
-            raise MessageTooLarge(size, self.config.max_message_size, message.topic)
-
-    async def send(self, message: Message) -> None:
-        self.check_sendable(message)
-        self.stats.published += 1
-        metrics = _metrics.registry
-        if metrics is not None:
-            metrics.inc("bus_published", (topic_family(message.topic),))
-        await self.transport.publish(message)
-
-    def track(self, message: Message, reply: Reply) -> bool:
-        """Remember how to answer a request delivered here; False if it has no id."""
-        correlation_id = message.correlation_id
-        if correlation_id is None:
-            return False
-        pending = self.pending.get(correlation_id)
-        if pending is None:
-            pending = self.pending[correlation_id] = _Pending(reply, message)
-        pending.receivers += 1
-        return True
-
-    def release(self, message: Message, responder: str, *, failed: BaseException | None) -> None:
-        """A local receiver of a request is done with it.
-
-        When every local receiver is done, none answered and one failed, the requester gets
-        the failure at once instead of waiting for its timeout.
-        """
-        assert message.correlation_id is not None
-        pending = self.pending.get(message.correlation_id)
-        if pending is None:
-            return
-        pending.receivers -= 1
-        if failed is not None:
-            pending.errors.append(failed)
-        if pending.receivers > 0:
-            return
-        if pending.answered or not pending.errors:
-            # Nobody answered yet but nobody failed: keep the route for a late respond(),
-            # bounded by the request's own timeout.
-            if pending.answered:
-                del self.pending[message.correlation_id]
-            else:
-                self._expire_later(message)
-            return
-        del self.pending[message.correlation_id]
-        error = pending.errors[0]
-        response = _response(
-            pending.request,
-            source=responder,
-            payload={"error": {"type": type(error).__name__, "message": str(error)}},
-            status=ERROR_STATUS,
-            clock=self.clock,
-        )
-        reply = pending.reply
-
-        async def send() -> None:
-            await reply(response)
-
-        task = asyncio.get_running_loop().create_task(send())
-        _closing.add(task)
-        task.add_done_callback(_log_failure)
-
-    def _expire_later(self, message: Message) -> None:
-        timeout_ms = message.metadata.timeout_ms
-        delay = self.config.request_timeout if timeout_ms is None else timeout_ms / 1000
-        correlation_id = message.correlation_id
-        assert correlation_id is not None
-
-        def forget() -> None:
-            pending = self.pending.get(correlation_id)
-            if pending is not None and pending.receivers <= 0:
-                del self.pending[correlation_id]
-
-        asyncio.get_running_loop().call_later(delay, forget)
-
-    async def answer(self, correlation_id: str, response: Message) -> bool:
-        pending = self.pending.pop(correlation_id, None)
-        if pending is None or pending.answered:
-            return False
-        pending.answered = True
-        self.stats.responses += 1
-        await pending.reply(response)
-        return True
-
-    async def handler_failed(
-        self, subscription: Subscription, message: Message, error: Exception, *, stage: str
-    ) -> None:
-        self.stats.handler_errors += 1
-        log.error(
-            "%s of %r for %r failed on %s: %s: %s",
-            stage,
-            subscription.bus.plugin_id,
-            subscription.pattern,
-            message.topic,
-            type(error).__name__,
-            error,
-            exc_info=error,
-        )
-        await self.dead_letter(
-            message,
-            reason=f"{stage}-error",
-            subscriber=subscription.bus.plugin_id,
-            subscription=subscription.pattern,
-            error=error,
-        )
-
-    async def expired(self, subscription: Subscription, message: Message, tracked: bool) -> None:
-        self.stats.expired += 1
-        if tracked:
-            self.release(message, subscription.bus.plugin_id, failed=None)
-        await self.dead_letter(
-            message,
-            reason="expired",
-            subscriber=subscription.bus.plugin_id,
-            subscription=subscription.pattern,
-        )
-
-    async def dead_letter(
-        self,
-        message: Message,
-        *,
-        reason: str,
-        subscriber: str,
-        subscription: str | None = None,
-        error: BaseException | None = None,
-    ) -> None:
-        """Publish a message that could not be handled on ``system/dead-letter``."""
-        if message.topic == DEAD_LETTER_TOPIC or self.closed:
-            return  # never dead-letter a dead letter: that loop has no end
-        original = message.to_dict()
-        fields: dict[str, Any] = {
-            "error": error,
-            "subscriber": subscriber,
-            "subscription": subscription,
-            "original": original,
-            "headers": dict(message.headers),
-        }
-        letter = self._letter(reason, **fields)
-        if len(letter.encode()) > self.config.max_message_size:
-            original["payload"] = None
-            letter = self._letter(
-                reason, **fields, payloadOmitted="the original payload is too large to carry here"
-            )
-        await self._send_letter(letter, message.topic)
-
-    def _letter(
-        self,
-        reason: str,
-        *,
-        error: BaseException | None,
-        subscriber: str | None,
-        subscription: str | None,
-        original: dict[str, Any] | None,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> Message:
-        """A dead letter as docs/protocol.md describes it."""
-        return Message(
-            topic=DEAD_LETTER_TOPIC,
-            message_type=MessageType.EVENT,
-            source=subscriber or "messagebus",
-            timestamp=format_timestamp(self.clock()),
-            headers=headers or {},
-            payload={
-                "reason": reason,
-                "error": None
-                if error is None
-                else {"type": type(error).__name__, "message": str(error)},
-                "subscriber": subscriber,
-                "subscription": subscription,
-                "message": original,
-                **extra,
-            },
-        )
-
-    async def _send_letter(self, letter: Message, about: str) -> None:
-        self.stats.dead_lettered += 1
-        metrics = _metrics.registry
-        if metrics is not None:
-            topic = about if "/" in about else about.replace(".", "/")  # a NATS subject
-            reason = letter.payload.get("reason") if isinstance(letter.payload, dict) else None
-            metrics.inc("bus_dead_lettered", (topic_family(topic), str(reason)))
-        try:
-            await self.transport.publish(letter)
-        except Exception:
-            log.exception("could not publish a dead letter for %s", about)
-
-    async def close(self) -> None:
-        if self.closed:
-            return
-        for handle in list(self.handles.values()):
-            handle.clear()
-        self.closed = True
-        await self.transport.close()
-
-
-def _response(
-    request: Message,
-    *,
-    source: str,
-    payload: Any,
-    status: str | None,
-    clock: WallClock,
-) -> Message:
-    message_id = new_id()
-    headers = {"traceId": request.headers.get("traceId") or message_id, "spanId": message_id}
-    if "spanId" in request.headers:
-        headers["parentSpanId"] = request.headers["spanId"]
-    if status is not None:
-        headers["status"] = status
-    requester = request.source
-    return Message(
-        message_id=message_id,
-        topic=f"plugin/{source}/response",
-        message_type=MessageType.RESPONSE,
-        correlation_id=request.correlation_id,
-        source=source,
-        destination=requester or "*",
-        timestamp=format_timestamp(clock()),
-        priority=request.priority,
-        headers=headers,
-        payload=payload,
-    )
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    _closing.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.error("could not send an error reply", exc_info=task.exception())
-
-
-def _plugin_id(value: object) -> str:
-    if not isinstance(value, str):
-        raise InvalidTopic(repr(value), 0, "a plugin id must be a string")
-    if normalize_topic(value) != value or "/" in value:
-        raise InvalidTopic(value, 0, "a plugin id must be a single topic segment")
-    return value
 
 
 class MessageBus:
@@ -912,68 +564,3 @@ def remaining_time() -> float | None:
     if deadline is None:
         return None
     return max(0.0, deadline - handler_clock.get()())
-
-
-_cores: dict[str, _Core] = {}
-_closing: set[asyncio.Task[None]] = set()
-
-
-def _default_url() -> str:
-    return os.environ.get(URL_ENV) or DEFAULT_URL
-
-
-def get_message_bus(
-    plugin_id: str, url: str | None = None, *, config: BusConfig | None = None
-) -> MessageBus:
-    """The bus handle of ``plugin_id`` on ``url`` (default ``$JIRA_ORCHESTRATOR_BUS_URL``
-    or ``memory://``); the same handle for the same id and URL.
-
-    ``config`` applies when the URL's bus is first created; a different config for a bus
-    that exists raises ``ValueError`` (call `reset_message_bus` first).
-    """
-    plugin_id = _plugin_id(plugin_id)
-    url = url or _default_url()
-    core = _cores.get(url)
-    if core is not None and core.closed:
-        del _cores[url]
-        core = None
-    if core is None:
-        core = _cores[url] = _Core(url, open_transport(url), config or BusConfig())
-    elif config is not None and config != core.config:
-        raise ValueError(
-            f"the bus on {redact_url(url)} already runs with {core.config}; reset it first"
-        )
-    handle = core.handles.get(plugin_id)
-    if handle is None:
-        handle = core.handles[plugin_id] = MessageBus(core, plugin_id)
-    return handle
-
-
-def reset_message_bus() -> None:
-    """Forget every bus of this process (for tests): subscriptions end, handles go stale.
-
-    Transports that need the event loop to close are closed in the background when a loop
-    is running; use `close_message_bus` to wait for it.
-    """
-    cores = list(_cores.values())
-    _cores.clear()
-    for core in cores:
-        for handle in list(core.handles.values()):
-            handle.clear()
-        core.closed = True
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if loop is not None:  # without a loop, the transport's own loop is gone already
-            task = loop.create_task(core.transport.close())
-            _closing.add(task)
-            task.add_done_callback(_closing.discard)
-
-
-async def close_message_bus() -> None:
-    """Close every bus of this process and wait until their transports are closed."""
-    cores = list(_cores.values())
-    _cores.clear()
-    for core in cores:
-        await core.close()

@@ -36,7 +36,8 @@ from jira_orchestrator._core.errors import (
     RPCError,
 )
 from jira_orchestrator._core.message import Message, validate_payload
-from jira_orchestrator.messagebus._bus import MessageBus, get_message_bus
+from jira_orchestrator.messagebus._bus import MessageBus
+from jira_orchestrator.messagebus._registry import get_message_bus
 from jira_orchestrator.messagebus._subscription import Subscription
 
 __all__ = [

@@ -1,0 +1,319 @@
+"""What every handle on one URL shares: the transport, counters, requests in flight and
+dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from jira_orchestrator._core.clock import WallClock, format_timestamp
+from jira_orchestrator._core.errors import (
+    InvalidMessage,
+    MessageTooLarge,
+    TransportClosed,
+)
+from jira_orchestrator._core.ids import new_id
+from jira_orchestrator._core.message import (
+    Message,
+    MessageType,
+)
+from jira_orchestrator._core.redact import redact_url
+from jira_orchestrator.messagebus._config import (
+    DEAD_LETTER_TOPIC,
+    ERROR_STATUS,
+    BusConfig,
+    BusStats,
+)
+from jira_orchestrator.messagebus._subscription import (
+    Subscription,
+)
+from jira_orchestrator.transports import Reply, Transport
+
+if TYPE_CHECKING:
+    from jira_orchestrator.messagebus._bus import MessageBus
+
+__all__: list[str] = []
+
+log = logging.getLogger("jira_orchestrator.messagebus")
+
+_closing: set[asyncio.Task[None]] = set()
+"""Background sends and closes, held until done."""
+
+
+@dataclass
+class _Pending:
+    """A request delivered to local subscribers, until one of them answers."""
+
+    reply: Reply
+    request: Message
+    receivers: int = 0
+    answered: bool = False
+    errors: list[BaseException] = field(default_factory=list)
+
+
+class _Core:
+    """What every handle on one URL shares: the transport, config, counters, replies."""
+
+    def __init__(self, url: str, transport: Transport, config: BusConfig) -> None:
+        self.url = url
+        self.transport = transport
+        self.config = config
+        self.clock = config.clock
+        self.stats = BusStats()
+        self.handles: dict[str, MessageBus] = {}
+        self.pending: dict[str, _Pending] = {}
+        self.closed = False
+        self._letters: set[asyncio.Task[None]] = set()
+        transport.on_invalid = self.invalid
+
+    def invalid(self, subject: str, data: bytes, error: InvalidMessage) -> None:
+        """Bytes that are not a message arrived: count them and dead-letter them as text."""
+        self.stats.invalid += 1
+        log.warning("undecodable input on %s: %s", subject, error)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        limit = self.config.max_message_size // 2
+        letter = self._letter(
+            "invalid-message",
+            error=error,
+            subscriber=None,
+            subscription=subject,
+            original=None,
+            raw=data[:limit].decode("utf-8", errors="replace"),
+            rawTruncated=len(data) > limit,
+        )
+        task = loop.create_task(self._send_letter(letter, subject))
+        self._letters.add(task)
+        task.add_done_callback(self._letters.discard)
+
+    def check_sendable(self, message: Message) -> None:
+        """Raise unless the bus is open and the message within the size limit."""
+        if self.closed:
+            raise TransportClosed(f"the bus on {redact_url(self.url)} is closed")
+        size = len(message.encode())
+        if size > self.config.max_message_size:
+            raise MessageTooLarge(size, self.config.max_message_size, message.topic)
+
+    async def send(self, message: Message) -> None:
+        self.check_sendable(message)
+        self.stats.published += 1
+        await self.transport.publish(message)
+
+    def track(self, message: Message, reply: Reply) -> bool:
+        """Remember how to answer a request delivered here; False if it has no id."""
+        correlation_id = message.correlation_id
+        if correlation_id is None:
+            return False
+        pending = self.pending.get(correlation_id)
+        if pending is None:
+            pending = self.pending[correlation_id] = _Pending(reply, message)
+        pending.receivers += 1
+        return True
+
+    def release(self, message: Message, responder: str, *, failed: BaseException | None) -> None:
+        """A local receiver of a request is done with it.
+
+        When every local receiver is done, none answered and one failed, the requester gets
+        the failure at once instead of waiting for its timeout.
+        """
+        assert message.correlation_id is not None
+        pending = self.pending.get(message.correlation_id)
+        if pending is None:
+            return
+        pending.receivers -= 1
+        if failed is not None:
+            pending.errors.append(failed)
+        if pending.receivers > 0:
+            return
+        if pending.answered or not pending.errors:
+            # Nobody answered yet but nobody failed: keep the route for a late respond(),
+            # bounded by the request's own timeout.
+            if pending.answered:
+                del self.pending[message.correlation_id]
+            else:
+                self._expire_later(message)
+            return
+        del self.pending[message.correlation_id]
+        error = pending.errors[0]
+        response = _response(
+            pending.request,
+            source=responder,
+            payload={"error": {"type": type(error).__name__, "message": str(error)}},
+            status=ERROR_STATUS,
+            clock=self.clock,
+        )
+        reply = pending.reply
+
+        async def send() -> None:
+            await reply(response)
+
+        task = asyncio.get_running_loop().create_task(send())
+        _closing.add(task)
+        task.add_done_callback(_log_failure)
+
+    def _expire_later(self, message: Message) -> None:
+        timeout_ms = message.metadata.timeout_ms
+        delay = self.config.request_timeout if timeout_ms is None else timeout_ms / 1000
+        correlation_id = message.correlation_id
+        assert correlation_id is not None
+
+        def forget() -> None:
+            pending = self.pending.get(correlation_id)
+            if pending is not None and pending.receivers <= 0:
+                del self.pending[correlation_id]
+
+        asyncio.get_running_loop().call_later(delay, forget)
+
+    async def answer(self, correlation_id: str, response: Message) -> bool:
+        pending = self.pending.pop(correlation_id, None)
+        if pending is None or pending.answered:
+            return False
+        pending.answered = True
+        self.stats.responses += 1
+        await pending.reply(response)
+        return True
+
+    async def handler_failed(
+        self, subscription: Subscription, message: Message, error: Exception, *, stage: str
+    ) -> None:
+        self.stats.handler_errors += 1
+        log.error(
+            "%s of %r for %r failed on %s: %s: %s",
+            stage,
+            subscription.bus.plugin_id,
+            subscription.pattern,
+            message.topic,
+            type(error).__name__,
+            error,
+            exc_info=error,
+        )
+        await self.dead_letter(
+            message,
+            reason=f"{stage}-error",
+            subscriber=subscription.bus.plugin_id,
+            subscription=subscription.pattern,
+            error=error,
+        )
+
+    async def expired(self, subscription: Subscription, message: Message, tracked: bool) -> None:
+        self.stats.expired += 1
+        if tracked:
+            self.release(message, subscription.bus.plugin_id, failed=None)
+        await self.dead_letter(
+            message,
+            reason="expired",
+            subscriber=subscription.bus.plugin_id,
+            subscription=subscription.pattern,
+        )
+
+    async def dead_letter(
+        self,
+        message: Message,
+        *,
+        reason: str,
+        subscriber: str,
+        subscription: str | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Publish a message that could not be handled on ``system/dead-letter``."""
+        if message.topic == DEAD_LETTER_TOPIC or self.closed:
+            return  # never dead-letter a dead letter: that loop has no end
+        original = message.to_dict()
+        fields: dict[str, Any] = {
+            "error": error,
+            "subscriber": subscriber,
+            "subscription": subscription,
+            "original": original,
+            "headers": dict(message.headers),
+        }
+        letter = self._letter(reason, **fields)
+        if len(letter.encode()) > self.config.max_message_size:
+            original["payload"] = None
+            letter = self._letter(
+                reason, **fields, payloadOmitted="the original payload is too large to carry here"
+            )
+        await self._send_letter(letter, message.topic)
+
+    def _letter(
+        self,
+        reason: str,
+        *,
+        error: BaseException | None,
+        subscriber: str | None,
+        subscription: str | None,
+        original: dict[str, Any] | None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> Message:
+        """A dead letter as docs/protocol.md describes it."""
+        return Message(
+            topic=DEAD_LETTER_TOPIC,
+            message_type=MessageType.EVENT,
+            source=subscriber or "messagebus",
+            timestamp=format_timestamp(self.clock()),
+            headers=headers or {},
+            payload={
+                "reason": reason,
+                "error": None
+                if error is None
+                else {"type": type(error).__name__, "message": str(error)},
+                "subscriber": subscriber,
+                "subscription": subscription,
+                "message": original,
+                **extra,
+            },
+        )
+
+    async def _send_letter(self, letter: Message, about: str) -> None:
+        self.stats.dead_lettered += 1
+        try:
+            await self.transport.publish(letter)
+        except Exception:
+            log.exception("could not publish a dead letter for %s", about)
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        for handle in list(self.handles.values()):
+            handle.clear()
+        self.closed = True
+        await self.transport.close()
+
+
+def _response(
+    request: Message,
+    *,
+    source: str,
+    payload: Any,
+    status: str | None,
+    clock: WallClock,
+) -> Message:
+    message_id = new_id()
+    headers = {"traceId": request.headers.get("traceId") or message_id, "spanId": message_id}
+    if "spanId" in request.headers:
+        headers["parentSpanId"] = request.headers["spanId"]
+    if status is not None:
+        headers["status"] = status
+    requester = request.source
+    return Message(
+        message_id=message_id,
+        topic=f"plugin/{source}/response",
+        message_type=MessageType.RESPONSE,
+        correlation_id=request.correlation_id,
+        source=source,
+        destination=requester or "*",
+        timestamp=format_timestamp(clock()),
+        priority=request.priority,
+        headers=headers,
+        payload=payload,
+    )
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    _closing.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("could not send an error reply", exc_info=task.exception())
