@@ -26,8 +26,7 @@ from jira_orchestrator._core.message import (
     restamp,
     validate_payload,
 )
-from jira_orchestrator._core.observe import switch as _metrics
-from jira_orchestrator._core.observe import topic_family
+from jira_orchestrator._core.protocol import plugin_request, plugin_response
 from jira_orchestrator._core.redact import redact_url
 from jira_orchestrator._core.topics import MAX_TOPIC_LENGTH, normalize_pattern, normalize_topic
 from jira_orchestrator.messagebus._config import (
@@ -456,10 +455,10 @@ class MessageBus:
         request = (
             pending.request
             if pending is not None
-            else Message(topic=f"plugin/{self.plugin_id}/request", correlation_id=correlation_id)
+            else Message(topic=plugin_request(self.plugin_id), correlation_id=correlation_id)
         )
         try:
-            validate_payload(payload, topic=f"plugin/{self.plugin_id}/response")
+            validate_payload(payload, topic=plugin_response(self.plugin_id))
             response = _response(
                 request,
                 source=self.plugin_id,

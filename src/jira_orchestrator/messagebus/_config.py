@@ -8,6 +8,7 @@ from jira_orchestrator._core.clock import WallClock, wall
 from jira_orchestrator._core.message import (
     DEFAULT_MAX_MESSAGE_SIZE,
 )
+from jira_orchestrator._core.protocol import ANYONE, BUS_URL_ENV, DEAD_LETTER_TOPIC, ERROR_STATUS
 
 __all__ = [
     "ANYONE",
@@ -20,10 +21,7 @@ __all__ = [
 ]
 
 DEFAULT_URL = "memory://"
-URL_ENV = "JIRA_ORCHESTRATOR_BUS_URL"
-DEAD_LETTER_TOPIC = "system/dead-letter"
-ERROR_STATUS = "error"
-ANYONE = "*"  # the destination of a message for whoever subscribes
+URL_ENV = BUS_URL_ENV
 
 
 @dataclass(frozen=True)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 
 from jira_orchestrator._core.errors import (
     InvalidTopic,
 )
 from jira_orchestrator._core.redact import redact_url
+from jira_orchestrator._core.tasks import BackgroundTasks
 from jira_orchestrator._core.topics import normalize_topic
 from jira_orchestrator.messagebus._bus import MessageBus
 from jira_orchestrator.messagebus._config import DEFAULT_URL, URL_ENV, BusConfig
-from jira_orchestrator.messagebus._shared import _closing, _Core
+from jira_orchestrator.messagebus._shared import _Core
 from jira_orchestrator.transports import open_transport
 
 __all__ = ["close_message_bus", "get_message_bus", "reset_message_bus"]
@@ -27,6 +29,7 @@ def _plugin_id(value: object) -> str:
 
 
 _cores: dict[str, _Core] = {}
+_closing = BackgroundTasks(logging.getLogger("jira_orchestrator.messagebus"), "closing a bus")
 
 
 def _default_url() -> str:
@@ -77,9 +80,7 @@ def reset_message_bus() -> None:
         except RuntimeError:
             loop = None
         if loop is not None:  # without a loop, the transport's own loop is gone already
-            task = loop.create_task(core.transport.close())
-            _closing.add(task)
-            task.add_done_callback(_closing.discard)
+            _closing.spawn(core.transport.close(), loop=loop)
 
 
 async def close_message_bus() -> None:

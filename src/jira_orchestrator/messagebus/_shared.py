@@ -19,10 +19,17 @@ from jira_orchestrator._core.message import (
     Message,
     MessageType,
 )
-from jira_orchestrator._core.redact import redact_url
-from jira_orchestrator.messagebus._config import (
+from jira_orchestrator._core.protocol import (
+    ANYONE,
     DEAD_LETTER_TOPIC,
     ERROR_STATUS,
+    DeadLetterReason,
+    dead_letter,
+    plugin_response,
+)
+from jira_orchestrator._core.redact import redact_url
+from jira_orchestrator._core.tasks import BackgroundTasks
+from jira_orchestrator.messagebus._config import (
     BusConfig,
     BusStats,
 )
@@ -38,8 +45,7 @@ __all__: list[str] = []
 
 log = logging.getLogger("jira_orchestrator.messagebus")
 
-_closing: set[asyncio.Task[None]] = set()
-"""Background sends and closes, held until done."""
+_BUS_SOURCE = "messagebus"  # the source of a letter no plugin sends (undecodable input)
 
 
 @dataclass
@@ -65,7 +71,7 @@ class _Core:
         self.handles: dict[str, MessageBus] = {}
         self.pending: dict[str, _Pending] = {}
         self.closed = False
-        self._letters: set[asyncio.Task[None]] = set()
+        self.background = BackgroundTasks(log, "sending a dead letter or an error reply")
         transport.on_invalid = self.invalid
 
     def invalid(self, subject: str, data: bytes, error: InvalidMessage) -> None:
@@ -76,19 +82,17 @@ class _Core:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        limit = self.config.max_message_size // 2
-        letter = self._letter(
-            "invalid-message",
-            error=error,
+        letter = dead_letter(
+            DeadLetterReason.INVALID_MESSAGE,
+            source=_BUS_SOURCE,
+            timestamp=format_timestamp(self.clock()),
             subscriber=None,
             subscription=subject,
-            original=None,
-            raw=data[:limit].decode("utf-8", errors="replace"),
-            rawTruncated=len(data) > limit,
+            error=error,
+            raw=data,
+            max_size=self.config.max_message_size,
         )
-        task = loop.create_task(self._send_letter(letter, subject))
-        self._letters.add(task)
-        task.add_done_callback(self._letters.discard)
+        self.background.spawn(self._send_letter(letter, None), loop=loop)
 
     def check_sendable(self, message: Message) -> None:
         """Raise unless the bus is open and the message within the size limit."""
@@ -148,12 +152,7 @@ class _Core:
         )
         reply = pending.reply
 
-        async def send() -> None:
-            await reply(response)
-
-        task = asyncio.get_running_loop().create_task(send())
-        _closing.add(task)
-        task.add_done_callback(_log_failure)
+        self.background.spawn(reply(response))
 
     def _expire_later(self, message: Message) -> None:
         timeout_ms = message.metadata.timeout_ms
@@ -193,7 +192,7 @@ class _Core:
         )
         await self.dead_letter(
             message,
-            reason=f"{stage}-error",
+            reason=DeadLetterReason(f"{stage}-error"),
             subscriber=subscription.bus.plugin_id,
             subscription=subscription.pattern,
             error=error,
@@ -205,7 +204,7 @@ class _Core:
             self.release(message, subscription.bus.plugin_id, failed=None)
         await self.dead_letter(
             message,
-            reason="expired",
+            reason=DeadLetterReason.EXPIRED,
             subscriber=subscription.bus.plugin_id,
             subscription=subscription.pattern,
         )
@@ -214,7 +213,7 @@ class _Core:
         self,
         message: Message,
         *,
-        reason: str,
+        reason: DeadLetterReason | str,
         subscriber: str,
         subscription: str | None = None,
         error: BaseException | None = None,
@@ -222,58 +221,25 @@ class _Core:
         """Publish a message that could not be handled on ``system/dead-letter``."""
         if message.topic == DEAD_LETTER_TOPIC or self.closed:
             return  # never dead-letter a dead letter: that loop has no end
-        original = message.to_dict()
-        fields: dict[str, Any] = {
-            "error": error,
-            "subscriber": subscriber,
-            "subscription": subscription,
-            "original": original,
-            "headers": dict(message.headers),
-        }
-        letter = self._letter(reason, **fields)
-        if len(letter.encode()) > self.config.max_message_size:
-            original["payload"] = None
-            letter = self._letter(
-                reason, **fields, payloadOmitted="the original payload is too large to carry here"
-            )
-        await self._send_letter(letter, message.topic)
-
-    def _letter(
-        self,
-        reason: str,
-        *,
-        error: BaseException | None,
-        subscriber: str | None,
-        subscription: str | None,
-        original: dict[str, Any] | None,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> Message:
-        """A dead letter as docs/protocol.md describes it."""
-        return Message(
-            topic=DEAD_LETTER_TOPIC,
-            message_type=MessageType.EVENT,
-            source=subscriber or "messagebus",
+        letter = dead_letter(
+            reason,
+            source=subscriber or _BUS_SOURCE,
             timestamp=format_timestamp(self.clock()),
-            headers=headers or {},
-            payload={
-                "reason": reason,
-                "error": None
-                if error is None
-                else {"type": type(error).__name__, "message": str(error)},
-                "subscriber": subscriber,
-                "subscription": subscription,
-                "message": original,
-                **extra,
-            },
+            subscriber=subscriber,
+            subscription=subscription,
+            original=message,
+            error=error,
+            max_size=self.config.max_message_size,
         )
+        await self._send_letter(letter, message)
 
-    async def _send_letter(self, letter: Message, about: str) -> None:
+    async def _send_letter(self, letter: Message, about: Message | None) -> None:
         self.stats.dead_lettered += 1
         try:
-            await self.transport.publish(letter)
+            await self.transport.publish_dead_letter(letter, about=about)
         except Exception:
-            log.exception("could not publish a dead letter for %s", about)
+            where = letter.payload["subscription"] if about is None else about.topic
+            log.exception("could not publish a dead letter for %s", where)
 
     async def close(self) -> None:
         if self.closed:
@@ -301,19 +267,13 @@ def _response(
     requester = request.source
     return Message(
         message_id=message_id,
-        topic=f"plugin/{source}/response",
+        topic=plugin_response(source),
         message_type=MessageType.RESPONSE,
         correlation_id=request.correlation_id,
         source=source,
-        destination=requester or "*",
+        destination=requester or ANYONE,
         timestamp=format_timestamp(clock()),
         priority=request.priority,
         headers=headers,
         payload=payload,
     )
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    _closing.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.error("could not send an error reply", exc_info=task.exception())

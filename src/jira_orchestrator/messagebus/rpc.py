@@ -36,6 +36,7 @@ from jira_orchestrator._core.errors import (
     RPCError,
 )
 from jira_orchestrator._core.message import Message, validate_payload
+from jira_orchestrator._core.protocol import plugin_rpc
 from jira_orchestrator.messagebus._bus import MessageBus
 from jira_orchestrator.messagebus._registry import get_message_bus
 from jira_orchestrator.messagebus._subscription import Subscription
@@ -75,7 +76,7 @@ def parse_endpoint(endpoint: str) -> str:
 
 def rpc_topic(plugin_id: str) -> str:
     """The bus topic an RPC server of ``plugin_id`` listens on."""
-    return f"plugin/{plugin_id}/rpc"
+    return plugin_rpc(plugin_id)
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,15 @@ class Transport(abc.ABC):
         """
         return self.publish(message)
 
+    async def publish_dead_letter(self, letter: Message, *, about: Message | None) -> None:
+        """Publish the bus's dead letter ``letter`` about message ``about`` (None: bytes
+        that were not a message).
+
+        A transport that redelivers a failed message (JetStream) overrides this to hold
+        back the letter of an attempt it will retry; the letter itself it never reads.
+        """
+        await self.publish(letter)
+
     @abc.abstractmethod
     async def request(self, message: Message, *, timeout: float) -> Message:
         """Deliver a request and return the first reply.
