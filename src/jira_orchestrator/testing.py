@@ -21,6 +21,7 @@ from typing import Any, TypeVar, cast
 
 import pytest
 
+from jira_orchestrator._core.protocol import OUTPUT_ENV, STATE_DIR_ENV
 from jira_orchestrator.messagebus import (
     MessageBus,
     close_message_bus,
@@ -73,8 +74,8 @@ async def start_plugin(
     Plugins created during the test keep their state and output under ``tmp_path``
     (``$JIRA_ORCHESTRATOR_STATE_DIR`` and ``$JIRA_ORCHESTRATOR_OUTPUT`` point there).
     """
-    monkeypatch.setenv("JIRA_ORCHESTRATOR_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("JIRA_ORCHESTRATOR_OUTPUT", str(tmp_path / "output"))
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path / "state"))
+    monkeypatch.setenv(OUTPUT_ENV, str(tmp_path / "output"))
     started: list[Plugin] = []
 
     async def start(

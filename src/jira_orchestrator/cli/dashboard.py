@@ -23,6 +23,7 @@ from typing import Annotated, Any
 import typer
 
 from jira_orchestrator._core.errors import JiraOrchestratorError
+from jira_orchestrator._core.protocol import BUS_URL_ENV
 from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_USAGE, fail, need_web_extra
 from jira_orchestrator.cli._http import start_tracing
 from jira_orchestrator.orchestrator import (
@@ -36,7 +37,7 @@ from jira_orchestrator.routing.store import DecisionStore
 
 __all__ = ["dashboard"]
 
-BUS_ENV = "JIRA_ORCHESTRATOR_BUS_URL"
+BUS_ENV = BUS_URL_ENV
 
 
 def _store(kind: type[Any], path: Path | None, option: str, required: bool) -> Any:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from jira_orchestrator._core.clock import format_timestamp, parse_timestamp
 from jira_orchestrator._core.errors import JiraOrchestratorError
+from jira_orchestrator._core.protocol import BUS_URL_ENV
 from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_USAGE, fail
 from jira_orchestrator.cli._text import cell
 from jira_orchestrator.messagebus import close_message_bus
@@ -30,7 +31,7 @@ from jira_orchestrator.orchestrator import (
 
 __all__ = ["dlq_app"]
 
-BUS_ENV = "JIRA_ORCHESTRATOR_BUS_URL"
+BUS_ENV = BUS_URL_ENV
 _SHORT = 24  # reason and subscriber: names, normally
 _MAX_ID = 2**63 - 1  # SQLite's largest integer: no letter has an id outside 1.._MAX_ID
 

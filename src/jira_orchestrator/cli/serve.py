@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from jira_orchestrator._core.errors import JiraOrchestratorError
+from jira_orchestrator._core.protocol import OUTPUT_ENV, STATE_DIR_ENV
 from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail, need_web_extra
 from jira_orchestrator.cli._http import start_tracing
 from jira_orchestrator.cli._text import escape_control
@@ -154,8 +155,8 @@ def serve(
     except DashboardSecurityError as error:
         raise fail(f"--http {http}: {error}", EXIT_USAGE) from None
     output = output.resolve()
-    os.environ.setdefault("JIRA_ORCHESTRATOR_OUTPUT", str(output))
-    os.environ.setdefault("JIRA_ORCHESTRATOR_STATE_DIR", str(output / ".state"))
+    os.environ.setdefault(OUTPUT_ENV, str(output))
+    os.environ.setdefault(STATE_DIR_ENV, str(output / ".state"))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     start_tracing("jira-orchestrator")  # when the OTEL_* variables ask for it
     try:

@@ -29,7 +29,7 @@ import typer
 from rich.console import Console
 
 from jira_orchestrator._core.errors import TransportError
-from jira_orchestrator._core.observe import METRICS_ENV
+from jira_orchestrator._core.protocol import BUS_URL_ENV, OUTPUT_ENV, PASS_ENV, STATE_DIR_ENV
 from jira_orchestrator.cli._errors import EXIT_USAGE, fail
 from jira_orchestrator.cli._files import write_text
 from jira_orchestrator.cli._http import HttpAddress, check_http, orchestrator_http, start_tracing
@@ -331,7 +331,7 @@ async def _up(
             PluginProcess(
                 name,
                 entry,
-                {**env, "JIRA_ORCHESTRATOR_BUS_URL": urls[name], "PYTHONUNBUFFERED": "1"},
+                {**env, BUS_URL_ENV: urls[name], "PYTHONUNBUFFERED": "1"},
             )
             for name, entry in runnable
         ]
@@ -356,7 +356,6 @@ async def _up(
         folder.release()
 
 
-PASS_ENV = "JIRA_ORCHESTRATOR_PASS_ENV"
 """Names of more variables the plugin processes of ``up`` may see (comma-separated)."""
 
 _PASSED = frozenset(
@@ -434,8 +433,8 @@ def up(
     output = output.resolve()
     env = {
         **plugin_environment(os.environ),
-        "JIRA_ORCHESTRATOR_OUTPUT": str(output),
-        "JIRA_ORCHESTRATOR_STATE_DIR": str(output / ".state"),
+        OUTPUT_ENV: str(output),
+        STATE_DIR_ENV: str(output / ".state"),
         "DEMO_FAIL": ",".join(fail or []),
     }
     if address is not None:  # the plugins send their metrics to the orchestrator's /metrics

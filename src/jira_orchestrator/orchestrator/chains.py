@@ -27,15 +27,16 @@ from typing import Any, ClassVar
 
 from jira_orchestrator._core.errors import RequestTimeout
 from jira_orchestrator._core.ids import new_id
+from jira_orchestrator._core.protocol import CommandRequest, plugin_request
 from jira_orchestrator.messagebus import MessageBus
 from jira_orchestrator.orchestrator.errors import (
     ParallelStepsFailed,
-    PluginStepError,
     SagaFailed,
     SagaStoreError,
     StepFailed,
     StepTimeout,
     WorkflowError,
+    command_result,
 )
 from jira_orchestrator.orchestrator.sagastore import SagaRunStatus, SagaStore
 
@@ -216,9 +217,10 @@ class PluginStep(Step):
 
     It sends ``{command, parameters}`` to ``plugin/<plugin>/request``, where ``parameters``
     is the step's own ``parameters`` plus ``input``, the value the step was given (unless
-    it is None). An answer ``{status: "error", error}`` fails the step with
-    `PluginStepError`; ``{status: "success", result}`` gives ``result``; any other answer
-    is the result as is. Without a ``timeout``, the bus's request timeout applies.
+    it is None). An answer ``{status: "error", error}``, or one that is not a command
+    reply, fails the step with `PluginFailed` (also named `PluginStepError`); ``{status:
+    "success", result}`` gives ``result``. Without a ``timeout``, the bus's request
+    timeout applies.
     """
 
     kind = "plugin"
@@ -259,8 +261,8 @@ class PluginStep(Step):
         try:
             response = await self.bus.request(
                 destination=self.plugin,
-                topic=f"plugin/{self.plugin}/request",
-                payload={"command": self.command, "parameters": parameters},
+                topic=plugin_request(self.plugin),
+                payload=CommandRequest(command=self.command, parameters=parameters).model_dump(),
                 timeout=self.timeout,
             )
         except RequestTimeout as exc:
@@ -268,13 +270,7 @@ class PluginStep(Step):
                 raise
             # The bus and the step share the deadline; either may notice it first.
             raise StepTimeout(self.id, self.timeout) from exc
-        if isinstance(response, dict):
-            status = response.get("status")
-            if status == "error":
-                raise PluginStepError(self.plugin, self.command, response.get("error"))
-            if status == "success" and "result" in response:
-                return response["result"]
-        return response
+        return command_result(self.plugin, response, self.command)
 
 
 def _children(owner: str, items: Sequence[StepLike], *, allow_empty: bool = False) -> list[Step]:

@@ -33,9 +33,15 @@ from jira_orchestrator._core.errors import (
 )
 from jira_orchestrator._core.ids import new_id
 from jira_orchestrator._core.message import Message, MessageMetadata, MessageType
+from jira_orchestrator._core.protocol import (
+    DEAD_LETTER_TOPIC,
+    INVALID_LETTER,
+    ORCHESTRATOR_ID,
+    DeadLetterReason,
+    parse_dead_letter,
+)
 from jira_orchestrator._core.sqlite import SQLiteStore
 from jira_orchestrator.messagebus import (
-    DEAD_LETTER_TOPIC,
     MessageBus,
     Subscription,
     get_message_bus,
@@ -70,20 +76,8 @@ log = logging.getLogger("jira_orchestrator.orchestrator.deadletters")
 DLQ_ENV = "JIRA_ORCHESTRATOR_DLQ"
 DEFAULT_DLQ_PATH = OrchestratorFiles().dead_letters
 """Where ``demo`` and ``up`` (with their default ``--output``) store dead letters."""
-REASONS = (
-    "handler-error",
-    "filter-error",
-    "expired",
-    "max-deliveries",
-    "rejected-source",
-    "invalid-message",
-    "queue-full",
-    "spoofed",
-)
+REASONS = tuple(DeadLetterReason)
 """The reasons the bus and the plugin runtime write; others are stored as given."""
-
-INVALID_LETTER = "invalid-letter"
-"""The reason recorded for a letter whose own ``reason`` is missing or not a string."""
 
 REPLAY_HEADER = "replayOf"
 """Header a replayed message carries: the ``messageId`` of the original."""
@@ -167,74 +161,10 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-@dataclass(frozen=True)
-class _Fields:
-    reason: str
-    topic: str | None
-    message_id: str | None
-    subscriber: str | None
-    subscription: str | None
-    error_type: str | None
-    error_message: str | None
-    problem: str | None
-
-
-def _optional_str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 def parse_letter(payload: Any) -> tuple[str, str | None]:
     """``(reason, problem)`` of a letter payload; ``problem`` is None for a valid letter."""
-    fields = _fields(payload)
+    fields = parse_dead_letter(payload)
     return fields.reason, fields.problem
-
-
-def _fields(payload: Any) -> _Fields:
-    problems: list[str] = []
-    if not isinstance(payload, dict):
-        return _Fields(
-            INVALID_LETTER, None, None, None, None, None, None,
-            f"the letter is a {type(payload).__name__}, not an object",
-        )  # fmt: skip
-    reason = payload.get("reason")
-    if not isinstance(reason, str) or not reason:
-        problems.append(f"reason: must be a non-empty string, not {reason!r}")
-        reason = INVALID_LETTER
-    error = payload.get("error")
-    error_type = error_message = None
-    if isinstance(error, dict):
-        error_type = _optional_str(error.get("type"))
-        error_message = _optional_str(error.get("message"))
-        if error_type is None or error_message is None:
-            problems.append("error: must be null or {type: str, message: str}")
-    elif error is not None:
-        problems.append(f"error: must be null or an object, not {type(error).__name__}")
-        error_message = str(error)
-    subscriber = payload.get("subscriber")
-    if not isinstance(subscriber, str):
-        problems.append(f"subscriber: must be a string, not {subscriber!r}")
-    subscription = payload.get("subscription")
-    if subscription is not None and not isinstance(subscription, str):
-        problems.append(f"subscription: must be a string or null, not {subscription!r}")
-    original = payload.get("message")
-    topic = message_id = None
-    if isinstance(original, dict):
-        topic = _optional_str(original.get("topic"))
-        message_id = _optional_str(original.get("messageId"))
-        if topic is None:
-            problems.append("message.topic: missing or not a string")
-    else:
-        problems.append(f"message: must be the original envelope, not {type(original).__name__}")
-    return _Fields(
-        reason,
-        topic,
-        message_id,
-        _optional_str(subscriber),
-        _optional_str(subscription),
-        error_type,
-        error_message,
-        "; ".join(problems) or None,
-    )
 
 
 class DeadLetterStore(SQLiteStore):
@@ -269,7 +199,7 @@ class DeadLetterStore(SQLiteStore):
         """
         if letter_id is not None and not isinstance(letter_id, str):
             raise TypeError(f"letter_id must be a str, got {type(letter_id).__name__}")
-        fields = _fields(payload)
+        fields = parse_dead_letter(payload)
         text = json.dumps(payload, default=repr, ensure_ascii=False)
         key = letter_id or new_id()
         when = self.clock() if received_at is None else float(received_at)
@@ -482,7 +412,7 @@ def replay_message(letter: DeadLetter) -> Message:
     )
 
 
-_REPLAYER = "jira-orchestrator"
+_REPLAYER = ORCHESTRATOR_ID
 _REPLAY_TIMEOUT = 30.0
 
 

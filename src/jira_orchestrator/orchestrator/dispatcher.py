@@ -23,13 +23,24 @@ from jira_orchestrator._core.clock import MonotonicClock, format_timestamp, mono
 from jira_orchestrator._core.errors import (
     CircuitOpenError,
     DeliveryError,
-    InvalidParams,
     JiraOrchestratorError,
     NoResponders,
     RequestTimeout,
     RPCError,
 )
 from jira_orchestrator._core.ids import new_id
+from jira_orchestrator._core.protocol import (
+    ANYONE,
+    ORCHESTRATOR_ID,
+    TASK_COMPLETE,
+    TASK_START,
+    CommandRequest,
+    DeadLetterReason,
+    plugin_circuit_breaker,
+    plugin_named,
+    plugin_request,
+    plugin_status,
+)
 from jira_orchestrator.messagebus import (
     Message,
     MessageBus,
@@ -40,6 +51,7 @@ from jira_orchestrator.messagebus import (
     get_message_bus,
 )
 from jira_orchestrator.orchestrator.deadletters import DeadLetterCollector, DeadLetterStore
+from jira_orchestrator.orchestrator.errors import PluginFailed, command_result
 from jira_orchestrator.orchestrator.tasks import TaskStore
 from jira_orchestrator.plugins import CommandRejected, PluginCatalog, discover_plugins
 from jira_orchestrator.plugins.manifest import PluginManifest
@@ -64,18 +76,8 @@ __all__ = [
 
 log = logging.getLogger("jira_orchestrator.orchestrator")
 
-ORCHESTRATOR_ID = "jira-orchestrator"
 DEFAULT_COMMAND = "handle_issue"
 _METHOD_FAILED = -32603  # JSON-RPC "internal error", what RPCServer answers a failing method
-
-
-class PluginFailed(JiraOrchestratorError):
-    """A plugin answered ``{status: "error"}`` or something that is not a reply."""
-
-    def __init__(self, plugin: str, message: str, error_type: str | None = None) -> None:
-        self.plugin = plugin
-        self.error_type = error_type
-        super().__init__(f"{plugin}: {message}")
 
 
 @dataclass
@@ -256,20 +258,19 @@ class Orchestrator:
         (``plugin/<id>/status``), which on NATS only that plugin's user may publish. An
         envelope whose ``source`` says otherwise is spoofed: counted, logged in one line
         and dead-lettered (``spoofed``), never believed."""
-        parts = message.topic.split("/")
-        plugin = parts[1] if len(parts) == 3 else None
+        plugin = plugin_named(message.topic)
         if plugin is not None and message.source == plugin:
             return plugin
         self.spoofed += 1
         log.warning(
             "spoofed %s: an envelope from %r on %r (%d so far); dead-lettered",
-            parts[-1],
+            message.topic.rsplit("/", 1)[-1],
             message.source,
             message.topic,
             self.spoofed,
         )
         with contextlib.suppress(JiraOrchestratorError):
-            await self.bus.dead_letter(message, reason="spoofed")
+            await self.bus.dead_letter(message, reason=DeadLetterReason.SPOOFED)
         return None
 
     async def _on_status(self, message: Message) -> None:
@@ -316,8 +317,8 @@ class Orchestrator:
         """Listen to plugins' status and breaker events, serve RPC, check health."""
         bus = self.bus
         self._subscriptions = [
-            bus.subscribe("plugin/*/status", self._on_status),
-            bus.subscribe("plugin/*/circuit-breaker", self._on_breaker),
+            bus.subscribe(plugin_status(ANYONE), self._on_status),
+            bus.subscribe(plugin_circuit_breaker(ANYONE), self._on_breaker),
         ]
         server = self._server = RPCServer(f"plugin://{bus.plugin_id}/rpc", bus=bus)
         server.register("dispatch", self._rpc_dispatch)
@@ -452,7 +453,7 @@ class Orchestrator:
             return await self._triaged(task_id, routing, decision, started)
         candidates = self.candidates(decision)
         await self._event(
-            "orchestration/task-start",
+            TASK_START,
             {
                 "taskId": task_id,
                 "requestId": decision.request_id,
@@ -515,7 +516,7 @@ class Orchestrator:
         )
         completion = dispatched.to_dict()
         completion.pop("result")
-        await self._event("orchestration/task-complete", completion)
+        await self._event(TASK_COMPLETE, completion)
         return dispatched
 
     async def _triaged(
@@ -544,7 +545,7 @@ class Orchestrator:
         )
         completion = dispatched.to_dict()
         completion.pop("result")
-        await self._event("orchestration/task-complete", completion)
+        await self._event(TASK_COMPLETE, completion)
         return dispatched
 
     async def _send(self, plugin: str, command: str, parameters: Mapping[str, Any]) -> Any:
@@ -555,19 +556,12 @@ class Orchestrator:
 
         async def attempt() -> Any:
             reply = await self.bus.request(
-                topic=f"plugin/{plugin}/request",
+                topic=plugin_request(plugin),
                 destination=plugin,
-                payload={"command": command, "parameters": dict(parameters)},
+                payload=CommandRequest(command=command, parameters=dict(parameters)).model_dump(),
                 timeout=timeout,
             )
-            if not isinstance(reply, Mapping) or reply.get("status") not in ("success", "error"):
-                raise PluginFailed(plugin, f"not a {{status, result}} reply: {reply!r:.200}")
-            if reply["status"] == "success":
-                return reply.get("result")
-            message = str(reply.get("error") or "failed")
-            if reply.get("callerError"):
-                raise InvalidParams(f"{plugin}: {message}")  # the request's fault: no retry
-            raise PluginFailed(plugin, message, reply.get("errorType"))
+            return command_result(plugin, reply)
 
         # The request is durable, so nothing on the bus says that the process holding it
         # died: without this, the wait would last the whole timeout (``taskTimeout``, 300 s

@@ -10,7 +10,7 @@ JiraOrchestratorError
 ├── ChainError                            a chain failed while running
 │   ├── StepFailed                        one step raised; names its path in the chain
 │   │   └── StepTimeout (TimeoutError)    a step ran past its timeout
-│   ├── PluginStepError                   a plugin answered ``{status: "error"}``
+│   ├── PluginFailed                      a plugin's command failed (alias PluginStepError)
 │   ├── ParallelStepsFailed               a parallel block that must not be partial was
 │   └── SagaFailed                        a saga step failed; compensations have run
 └── SagaStoreError                        the saga progress database
@@ -21,7 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from jira_orchestrator._core.errors import JiraOrchestratorError
+from jira_orchestrator._core.errors import InvalidMessage, InvalidParams, JiraOrchestratorError
+from jira_orchestrator._core.protocol import CommandReply
 
 if TYPE_CHECKING:
     from jira_orchestrator.orchestrator.chains import ParallelResult
@@ -32,6 +33,7 @@ __all__ = [
     "DeadLetterNotFound",
     "DeadLetterStoreCorrupt",
     "ParallelStepsFailed",
+    "PluginFailed",
     "PluginStepError",
     "ReplayError",
     "ReplayNotDelivered",
@@ -114,14 +116,52 @@ class StepTimeout(StepFailed, TimeoutError):
         super().__init__(step_id, TimeoutError(f"no result within {timeout:g}s"))
 
 
-class PluginStepError(ChainError):
-    """A plugin answered a step's request with ``{status: "error", error}``."""
+class PluginFailed(ChainError):
+    """A plugin's command failed: it answered ``{status: "error"}``, answered something that
+    is not a command reply, or was lost while handling it.
 
-    def __init__(self, plugin: str, command: str, error: Any) -> None:
+    ``error_type`` is the plugin's ``errorType``, ``remote_error`` its ``error`` (or the
+    reply that was not one), ``command`` the command when known. The one exception for this
+    failure, raised by the orchestrator's dispatch and by a chain's `PluginStep` alike.
+    """
+
+    def __init__(
+        self,
+        plugin: str,
+        message: str,
+        error_type: str | None = None,
+        *,
+        command: str | None = None,
+        remote_error: Any = None,
+    ) -> None:
         self.plugin = plugin
         self.command = command
-        self.remote_error = error
-        super().__init__(f"plugin {plugin!r} failed command {command!r}: {error}")
+        self.error_type = error_type
+        self.remote_error = message if remote_error is None else remote_error
+        if command is None:
+            super().__init__(f"{plugin}: {message}")
+        else:
+            super().__init__(f"plugin {plugin!r} failed command {command!r}: {message}")
+
+
+PluginStepError = PluginFailed
+"""The name chains used for `PluginFailed`."""
+
+
+def command_result(plugin: str, payload: Any, command: str | None = None) -> Any:
+    """The ``result`` of plugin ``plugin``'s reply to a command; raise `PluginFailed` for
+    an error or a payload that is not a reply, `InvalidParams` for the caller's own error
+    (``callerError``: not to be retried, not the plugin's fault)."""
+    try:
+        reply = CommandReply.parse(payload)
+    except InvalidMessage as error:
+        raise PluginFailed(plugin, str(error), command=command, remote_error=payload) from None
+    if reply.ok:
+        return reply.result
+    message = reply.error or "failed"
+    if reply.caller_error:
+        raise InvalidParams(f"{plugin}: {message}")
+    raise PluginFailed(plugin, message, reply.error_type, command=command)
 
 
 class ParallelStepsFailed(ChainError):

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from jira_orchestrator._core.protocol import ORCHESTRATOR_ID, plugin_request
 from jira_orchestrator.plugins import PluginCatalog, PluginManifest
 from jira_orchestrator.transports._nats_subjects import DELIVER_PREFIX, consumer_name, to_subject
 
@@ -46,7 +47,7 @@ __all__ = [
     "provision_consumers",
 ]
 
-ORCHESTRATOR = "jira-orchestrator"
+ORCHESTRATOR = ORCHESTRATOR_ID
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def plugin_permissions(
         f"_jo.durable.plugin.{me}.>",
         f"_jo.presence.plugin.{me}.>",
         # the durable consumer its replicas share for plugin/<id>/request (queue <id>)
-        DELIVER_PREFIX + consumer,
+        DELIVER_PREFIX + consumer_name(f"{stream_prefix}_REQUESTS", plugin_request(me), me),
     ]
     for target in [ORCHESTRATOR, *manifest.routing.can_route_to]:
         if target == "*":

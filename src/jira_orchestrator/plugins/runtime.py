@@ -37,6 +37,18 @@ from jira_orchestrator._core.errors import (
     MethodNotFound,
     TransportError,
 )
+from jira_orchestrator._core.protocol import (
+    ORCHESTRATOR_ID,
+    OUTPUT_ENV,
+    STATE_DIR_ENV,
+    CommandReply,
+    DeadLetterReason,
+    plugin_circuit_breaker,
+    plugin_events,
+    plugin_request,
+    plugin_status,
+)
+from jira_orchestrator._core.tasks import BackgroundTasks
 from jira_orchestrator.messagebus import (
     Handler,
     Message,
@@ -137,7 +149,7 @@ class Plugin:
         self.policy = ResiliencePolicy.from_manifest(
             self.manifest, name=self.id, clock=clock, listeners=[self._on_breaker_change]
         )
-        base = os.environ.get("JIRA_ORCHESTRATOR_OUTPUT")
+        base = os.environ.get(OUTPUT_ENV)
         self._output_dir = Path(
             output_dir if output_dir is not None else Path(base or "output") / self.id
         )
@@ -213,8 +225,8 @@ class Plugin:
     def _state_file(self) -> Path:
         if self._state_path is not None:
             path = Path(self._state_path)
-        elif os.environ.get("JIRA_ORCHESTRATOR_STATE_DIR"):
-            path = Path(os.environ["JIRA_ORCHESTRATOR_STATE_DIR"]) / f"{self.id}.db"
+        elif os.environ.get(STATE_DIR_ENV):
+            path = Path(os.environ[STATE_DIR_ENV]) / f"{self.id}.db"
         else:
             path = Path(self.manifest.state_management.persistence.path)
             if not path.is_absolute() and self.root is not None:
@@ -264,7 +276,7 @@ class Plugin:
         The orchestrator checks this plugin's ``routing.canRouteTo``; a refusal raises
         `RPCError` naming it.
         """
-        client = RPCClient("plugin://jira-orchestrator/rpc", bus=self.bus)
+        client = RPCClient(f"plugin://{ORCHESTRATOR_ID}/rpc", bus=self.bus)
         return await client.call(
             "delegate", {"target": target, "command": command, "parameters": parameters}
         )
@@ -272,7 +284,7 @@ class Plugin:
     async def publish_event(self, event_type: str, **payload: Any) -> Message:
         """Publish ``{eventType, ...}`` on ``plugin/<id>/events``."""
         return await self.bus.publish(
-            topic=f"plugin/{self.id}/events",
+            topic=plugin_events(self.id),
             message_type=MessageType.EVENT,
             payload={"eventType": event_type, **payload},
         )
@@ -335,43 +347,39 @@ class Plugin:
         if not self.accepts(message.source):
             self.metrics.rejected += 1
             error = CommandRejected(f"{message.source!r} may not route work to {self.id!r}")
-            await self.bus.respond(message.correlation_id, {"status": "error", "error": str(error)})
-            await self.bus.dead_letter(message, reason="rejected-source", error=error)
+            rejected = CommandReply.failure(str(error), error_type=type(error).__name__)
+            await self.bus.respond(message.correlation_id, rejected.to_payload())
+            await self.bus.dead_letter(
+                message, reason=DeadLetterReason.REJECTED_SOURCE, error=error
+            )
             return
         if not isinstance(payload, dict) or not isinstance(payload.get("command"), str):
-            await self.bus.respond(
-                message.correlation_id,
-                {"status": "error", "error": "a request needs {command: str, parameters: {...}}"},
+            malformed = CommandReply.failure(
+                "a request needs {command: str, parameters: {...}}",
+                error_type="InvalidParams",
+                caller_error=True,
             )
+            await self.bus.respond(message.correlation_id, malformed.to_payload())
             return
         command = payload["command"]
         try:
             result = await self.execute_command(command, payload.get("parameters"))
         except CircuitOpenError:
-            reply: dict[str, Any] = {
-                "status": "error",
-                "error": "Service temporarily unavailable",
-                "fallback": True,
-            }
+            reply = CommandReply.failure("Service temporarily unavailable", fallback=True)
         except (MethodNotFound, InvalidParams) as error:
             # callerError: the request is at fault, so retrying it or blaming the plugin
             # (its breaker, its health) would be wrong.
-            reply = {
-                "status": "error",
-                "error": error.message,
-                "errorType": type(error).__name__,
-                "callerError": True,
-            }
+            reply = CommandReply.failure(
+                error.message, error_type=type(error).__name__, caller_error=True
+            )
         except Exception as error:
             self.log.exception("command %r failed", command)
-            reply = {
-                "status": "error",
-                "error": str(error) or type(error).__name__,
-                "errorType": type(error).__name__,
-            }
+            reply = CommandReply.failure(
+                str(error) or type(error).__name__, error_type=type(error).__name__
+            )
         else:
-            reply = {"status": "success", "result": result}
-        await self.bus.respond(message.correlation_id, reply)
+            reply = CommandReply.success(result)
+        await self.bus.respond(message.correlation_id, reply.to_payload())
 
     def get_status(self) -> dict[str, Any]:
         """Live figures: uptime, requests in flight, error rate, latency, breaker state."""
@@ -422,7 +430,7 @@ class Plugin:
         self.metrics.started = self.metrics.clock()
         self._subscriptions.append(
             self.bus.subscribe(
-                f"plugin/{self.id}/request",
+                plugin_request(self.id),
                 self._on_request,
                 max_concurrency=self.manifest.orchestration.max_concurrent_tasks,
                 queue=self.id,
@@ -504,7 +512,7 @@ class Plugin:
 
     async def _announce(self, status: str) -> None:
         await self.bus.publish(
-            topic=f"plugin/{self.id}/status",
+            topic=plugin_status(self.id),
             message_type=MessageType.EVENT,
             payload={"status": status, "timestamp": format_timestamp(wall())},
         )
@@ -517,11 +525,9 @@ class Plugin:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        task = loop.create_task(
-            self.bus.publish(topic=f"plugin/{self.id}/circuit-breaker", payload=payload)
+        _pending.spawn(
+            self.bus.publish(topic=plugin_circuit_breaker(self.id), payload=payload), loop=loop
         )
-        _pending.add(task)
-        task.add_done_callback(_pending.discard)
 
     def run(self) -> None:
         """Start, serve until SIGINT or SIGTERM, then stop cleanly."""
@@ -549,4 +555,4 @@ class Plugin:
         return f"Plugin({self.id!r}, running={self.running})"
 
 
-_pending: set[asyncio.Task[Message]] = set()
+_pending = BackgroundTasks(logging.getLogger("jira_orchestrator.plugin"), "announcing a breaker")

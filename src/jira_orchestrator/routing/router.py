@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from jira_orchestrator._core import observe, tracing
+from jira_orchestrator._core.protocol import ORCHESTRATOR_ID, ROUTING_DECISION
 from jira_orchestrator.plugins import AgentRegistry, PluginInfo, discover_plugins
 from jira_orchestrator.routing.cache import IndexCache
 from jira_orchestrator.routing.calibration import Calibrator, load_calibrator
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DECISION_TOPIC", "Router", "RouterStats"]
 
-DECISION_TOPIC = "routing/decision"
+DECISION_TOPIC = ROUTING_DECISION
 """Where decisions are published (a reserved topic)."""
 
 _log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class Router:
         availability: Availability | None = None,
         store: DecisionStore | str | os.PathLike[str] | None = None,
         bus: MessageBus | None = None,
-        requester: str | None = "jira-orchestrator",
+        requester: str | None = ORCHESTRATOR_ID,
         registry: AgentRegistry | None = None,
         score_limit: int = 10,
         semantic: Semantic | None = None,
@@ -225,7 +225,7 @@ class Router:
         availability: Availability | None = None,
         store: DecisionStore | str | os.PathLike[str] | None = None,
         bus: MessageBus | None = None,
-        requester: str | None = "jira-orchestrator",
+        requester: str | None = ORCHESTRATOR_ID,
         score_limit: int = 10,
         cache: IndexCache | str | os.PathLike[str] | None = None,
         min_confidence: float = 0.0,

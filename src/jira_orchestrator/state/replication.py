@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 from jira_orchestrator._core import observe
 from jira_orchestrator._core.clock import parse_timestamp
 from jira_orchestrator._core.errors import StateAccessDenied, StateError
+from jira_orchestrator._core.protocol import state_change, state_export, state_sync
+from jira_orchestrator._core.tasks import BackgroundTasks
 from jira_orchestrator.messagebus import Message, MessageBus, Subscription
 from jira_orchestrator.state.crdt import JSON
 
@@ -58,17 +60,17 @@ _POLICY = "__exports__"  # in a mirror: the exporter's importable keys
 
 def change_topic(plugin_id: str) -> str:
     """Where ``plugin_id``'s replicas publish their deltas and snapshots."""
-    return f"state/{plugin_id}/change"
+    return state_change(plugin_id)
 
 
 def export_topic(plugin_id: str) -> str:
     """Where ``plugin_id`` publishes changes to the keys it exports, and nothing else."""
-    return f"state/{plugin_id}/export"
+    return state_export(plugin_id)
 
 
 def sync_topic(plugin_id: str) -> str:
     """Where anyone asks ``plugin_id``'s replicas to publish their full state."""
-    return f"state/{plugin_id}/sync"
+    return state_sync(plugin_id)
 
 
 @dataclass
@@ -119,7 +121,7 @@ class StateReplicator:
         self._mirror: DistributedStateManager | None = None
         self._mirrored: dict[str, asyncio.Event] = {}  # plugin -> set at its next message
         self._subscriptions: list[Subscription] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = BackgroundTasks(log, "publishing a state change")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._beat: asyncio.Task[None] | None = None
 
@@ -152,8 +154,7 @@ class StateReplicator:
         for subscription in self._subscriptions:
             subscription.unsubscribe()
         self._subscriptions.clear()
-        for task in list(self._tasks):
-            await task
+        await self._tasks.wait()
         if self._mirror is not None:
             self._mirror.close()
             self._mirror = None
@@ -162,8 +163,7 @@ class StateReplicator:
         """Wait until local changes are published and this process's subscribers have
         merged what was published so far (for tests and orderly shutdowns)."""
         await asyncio.sleep(0)  # run the publishes that mutating threads scheduled
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
+        await self._tasks.wait()
         await self.bus.flush()
 
     # -- replicas of this plugin ------------------------------------------------------------
@@ -182,9 +182,7 @@ class StateReplicator:
         loop.call_soon_threadsafe(self._spawn, delta, False)
 
     def _spawn(self, delta: StateDelta, snapshot: bool) -> None:
-        task = asyncio.get_running_loop().create_task(self._publish(delta, snapshot))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._publish(delta, snapshot))
 
     async def _publish(self, delta: StateDelta, snapshot: bool, *, replicas: bool = True) -> None:
         replica = self.manager.replica_id

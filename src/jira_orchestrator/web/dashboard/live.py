@@ -31,6 +31,14 @@ from typing import Any
 
 from jira_orchestrator._core.clock import WallClock, format_timestamp, wall
 from jira_orchestrator._core.errors import JiraOrchestratorError, NoResponders
+from jira_orchestrator._core.protocol import (
+    ANYONE,
+    ROUTING_DECISION,
+    TASK_COMPLETE,
+    TASK_START,
+    plugin_circuit_breaker,
+    plugin_status,
+)
 from jira_orchestrator.messagebus import (
     DEAD_LETTER_TOPIC,
     Message,
@@ -138,11 +146,11 @@ class LiveView:
         if self._subscriptions:
             return
         handlers = {
-            "plugin/*/status": self._on_status,
-            "plugin/*/circuit-breaker": self._on_breaker,
-            "routing/decision": self._on_decision,
-            "orchestration/task-start": self._on_task_start,
-            "orchestration/task-complete": self._on_task_complete,
+            plugin_status(ANYONE): self._on_status,
+            plugin_circuit_breaker(ANYONE): self._on_breaker,
+            ROUTING_DECISION: self._on_decision,
+            TASK_START: self._on_task_start,
+            TASK_COMPLETE: self._on_task_complete,
             DEAD_LETTER_TOPIC: self._on_dead_letter,
         }
         self._subscriptions = [
