@@ -433,6 +433,36 @@ class BusConformance:
         server.subscribe("plugin/server/request", answer_twice)
         assert await caller.request(topic="plugin/server/request", timeout=WAIT) == "first"
 
+    async def test_a_response_published_on_the_responders_topic_answers_the_request(
+        self, buses: Any
+    ) -> None:
+        # A peer that correlates on its own (another language) may publish its response on
+        # plugin/<responder>/response instead of replying to the request's reply address.
+        peer, caller = buses("ts-peer"), buses("caller")
+
+        async def answer_by_topic(message: Message) -> None:
+            await peer.publish(
+                topic="plugin/ts-peer/response",
+                message_type="response",
+                correlation_id=message.correlation_id,
+                destination=message.source,
+                payload={"status": "success", "result": message.payload["command"]},
+            )
+
+        peer.subscribe("plugin/ts-peer/request", answer_by_topic)
+        response = await caller.request_message(
+            topic="plugin/ts-peer/request", payload={"command": "ping"}, timeout=WAIT
+        )
+        assert response.payload == {"status": "success", "result": "ping"}
+        assert response.source == "ts-peer"
+        # another request's response on that topic answers nobody else
+        await peer.publish(
+            topic="plugin/ts-peer/response", message_type="response", correlation_id="other"
+        )
+        assert await caller.request(
+            topic="plugin/ts-peer/request", payload={"command": "again"}, timeout=WAIT
+        ) == {"status": "success", "result": "again"}
+
     # -- failures and dead letters -----------------------------------------------------
 
     async def test_a_failing_handler_does_not_affect_other_subscribers(self, buses: Any) -> None:

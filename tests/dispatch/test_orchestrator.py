@@ -403,3 +403,39 @@ async def test_a_status_or_breaker_event_speaks_only_for_the_plugin_its_topic_na
     )
     await frontend.flush()
     assert orchestrator.health["frontend-design-system"].status == "draining"
+
+
+async def test_a_plugin_without_rpc_that_serves_its_requests_is_dispatched_to(
+    ecosystem: Ecosystem,
+) -> None:
+    # The least a plugin in another language does (docs/protocol.md, "Minimal plugin"):
+    # serve plugin/<id>/request in its queue group, with no JSON-RPC endpoint at all.
+    raw = get_message_bus("k8s-helm-deployer")
+
+    async def serve(message: Message) -> None:
+        command = message.payload["command"]
+        await raw.respond(message.correlation_id or "", {"status": "success", "result": command})
+
+    raw.subscribe("plugin/k8s-helm-deployer/request", serve, queue="k8s-helm-deployer")
+    names = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir() and p.name != raw.plugin_id)
+    orchestrator = await ecosystem.start(*names)
+    assert orchestrator.availability("k8s-helm-deployer") == 1.0
+    result = await orchestrator.dispatch(issue("OPS-401"))
+    assert (result.outcome, result.plugin, result.result) == (
+        "completed",
+        "k8s-helm-deployer",
+        "handle_issue",
+    )
+
+
+async def test_a_plugin_nobody_serves_is_excluded_for_that_reason(ecosystem: Ecosystem) -> None:
+    names = sorted(
+        p.name for p in EXAMPLES.iterdir() if p.is_dir() and p.name != "k8s-helm-deployer"
+    )
+    orchestrator = await ecosystem.start(*names)
+    result = await orchestrator.dispatch(issue("OPS-401"))
+    assert result.plugin != "k8s-helm-deployer"
+    assert result.decision is not None
+    reason = result.decision.excluded["k8s-helm-deployer"]
+    assert "circuit breaker" not in reason
+    assert "nobody answers" in reason

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from jira_orchestrator._core.clock import monotonic
+from jira_orchestrator._core.errors import JiraOrchestratorError
 from jira_orchestrator._core.processes import ProcessIdentity, die_with_parent, identity, is_alive
 
 __all__ = ["Busy", "PluginProcess", "RestartPolicy", "RunFolder", "Supervisor", "describe_exit"]
@@ -39,7 +40,7 @@ def describe_exit(code: int) -> str:
     return f"exited with code {code}"
 
 
-class Busy(Exception):
+class Busy(JiraOrchestratorError):
     """Another ``up`` holds the output folder."""
 
 

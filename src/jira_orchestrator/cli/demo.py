@@ -47,7 +47,7 @@ _SKIPPED = "not dispatched: "
 _KEY_WIDTH = 40
 
 
-class PluginLoadError(Exception):
+class PluginLoadError(JiraOrchestratorError):
     """A ``plugin.py`` that cannot be imported or defines no plugin."""
 
 

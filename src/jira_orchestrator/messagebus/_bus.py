@@ -382,28 +382,23 @@ class MessageBus:
         except InvalidMessage:
             self._core.stats.rejected += 1
             raise
-        self._core.stats.requests += 1
-        metrics = _metrics.registry
-        if metrics is None:
-            response = await self._core.transport.request(request, timeout=seconds)
+        core = self._core
+        core.stats.requests += 1
+        awaited = core.await_response(request)
+        if awaited is None:
+            response = await core.transport.request(request, timeout=seconds)
         else:
-            started = perf_counter()
-            outcome = "error"
             try:
-                response = await self._core.transport.request(request, timeout=seconds)
-                outcome = "error" if response.headers.get("status") == ERROR_STATUS else "ok"
-            except RequestTimeout:
-                outcome = "timeout"
-                raise
-            except NoResponders:
-                outcome = "no-responders"
-                raise
+                response = await core.transport.request(request, timeout=seconds)
+            except asyncio.CancelledError:
+                # A response on the responder's topic ended the wait (`await_response`):
+                # it is the answer, unless this task was also cancelled by someone else.
+                task = asyncio.current_task()
+                if awaited.response is None or task is None or task.uncancel() > 0:
+                    raise
+                response = awaited.response
             finally:
-                metrics.observe(
-                    "bus_request_duration_seconds",
-                    (topic_family(request.topic), outcome),
-                    perf_counter() - started,
-                )
+                core.awaited.pop(awaited.correlation_id, None)
         if response.headers.get("status") == ERROR_STATUS:
             error = response.payload.get("error") if isinstance(response.payload, dict) else None
             error = error if isinstance(error, dict) else {}

@@ -8,6 +8,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from msgspec import Raw
+
 from jira_orchestrator._core.clock import WallClock, format_timestamp
 from jira_orchestrator._core.errors import (
     InvalidMessage,
@@ -18,6 +20,7 @@ from jira_orchestrator._core.ids import new_id
 from jira_orchestrator._core.message import (
     Message,
     MessageType,
+    private_copy,
 )
 from jira_orchestrator._core.protocol import (
     ANYONE,
@@ -25,6 +28,7 @@ from jira_orchestrator._core.protocol import (
     ERROR_STATUS,
     DeadLetterReason,
     dead_letter,
+    plugin_named,
     plugin_response,
 )
 from jira_orchestrator._core.redact import redact_url
@@ -36,7 +40,7 @@ from jira_orchestrator.messagebus._config import (
 from jira_orchestrator.messagebus._subscription import (
     Subscription,
 )
-from jira_orchestrator.transports import Reply, Transport
+from jira_orchestrator.transports import Reply, Transport, TransportSubscription
 
 if TYPE_CHECKING:
     from jira_orchestrator.messagebus._bus import MessageBus
@@ -45,6 +49,7 @@ __all__: list[str] = []
 
 log = logging.getLogger("jira_orchestrator.messagebus")
 
+_ANSWERED_KINDS = frozenset({"request", "rpc"})  # topics whose responder may publish
 _BUS_SOURCE = "messagebus"  # the source of a letter no plugin sends (undecodable input)
 
 
@@ -59,6 +64,17 @@ class _Pending:
     errors: list[BaseException] = field(default_factory=list)
 
 
+class _Awaited:
+    """A request waiting in this process, until a response on its responder's topic."""
+
+    __slots__ = ("correlation_id", "response", "task")
+
+    def __init__(self, correlation_id: str, task: asyncio.Task[Any]) -> None:
+        self.correlation_id = correlation_id
+        self.task = task
+        self.response: Message | None = None
+
+
 class _Core:
     """What every handle on one URL shares: the transport, config, counters, replies."""
 
@@ -71,6 +87,8 @@ class _Core:
         self.handles: dict[str, MessageBus] = {}
         self.pending: dict[str, _Pending] = {}
         self.closed = False
+        self.awaited: dict[str, _Awaited] = {}
+        self._response_topics: dict[str, TransportSubscription] = {}
         self.background = BackgroundTasks(log, "sending a dead letter or an error reply")
         transport.on_invalid = self.invalid
 
@@ -92,7 +110,44 @@ class _Core:
             raw=data,
             max_size=self.config.max_message_size,
         )
-        self.background.spawn(self._send_letter(letter, None), loop=loop)
+        self.background.spawn(
+            self._send_letter(letter, None, DeadLetterReason.INVALID_MESSAGE), loop=loop
+        )
+
+    def await_response(self, request: Message) -> _Awaited | None:
+        """Let a response to ``request`` also come on its responder's topic.
+
+        A responder answers on the request's reply address, or, when it correlates on its
+        own (a plugin in another language), publishes the response on
+        ``plugin/<responder>/response`` (docs/protocol.md). For a request on
+        ``plugin/<id>/request`` or ``plugin/<id>/rpc`` this process listens there too;
+        such a response cancels the transport's wait in the requesting task, which then
+        takes it (see `MessageBus.request_message`). None for other topics.
+        """
+        responder = plugin_named(request.topic)
+        task = asyncio.current_task()
+        if (
+            responder is None
+            or task is None
+            or request.correlation_id is None
+            or not request.topic.startswith("plugin/")
+            or request.topic.rpartition("/")[2] not in _ANSWERED_KINDS
+        ):
+            return None
+        topic = plugin_response(responder)
+        if topic not in self._response_topics:
+            self._response_topics[topic] = self.transport.subscribe(topic, self._on_response)
+        awaited = self.awaited[request.correlation_id] = _Awaited(request.correlation_id, task)
+        return awaited
+
+    def _on_response(self, message: Message, reply: Reply | None) -> None:
+        correlation_id = message.correlation_id
+        awaited = None if correlation_id is None else self.awaited.get(correlation_id)
+        if awaited is None or awaited.response is not None:
+            return  # another process's request, or answered already: first response wins
+        awaited.response = private_copy(message) if type(message.payload) is Raw else message
+        self.stats.responses += 1
+        awaited.task.cancel()
 
     def check_sendable(self, message: Message) -> None:
         """Raise unless the bus is open and the message within the size limit."""
@@ -231,12 +286,14 @@ class _Core:
             error=error,
             max_size=self.config.max_message_size,
         )
-        await self._send_letter(letter, message)
+        await self._send_letter(letter, message, reason)
 
-    async def _send_letter(self, letter: Message, about: Message | None) -> None:
+    async def _send_letter(
+        self, letter: Message, about: Message | None, reason: DeadLetterReason | str
+    ) -> None:
         self.stats.dead_lettered += 1
         try:
-            await self.transport.publish_dead_letter(letter, about=about)
+            await self.transport.publish_dead_letter(letter, about=about, reason=reason)
         except Exception:
             where = letter.payload["subscription"] if about is None else about.topic
             log.exception("could not publish a dead letter for %s", where)

@@ -143,6 +143,8 @@ class PluginHealth:
     status: str = "unknown"  # unknown, ready, stopped, healthy, degraded, unhealthy
     breaker: str | None = None  # the plugin's own breaker, as it announced it
     last_seen: float | None = None
+    reason: str | None = None
+    """Why it is stopped or unhealthy, as the orchestrator found out."""
 
 
 def issue_parameters(issue: Mapping[str, Any] | str, files: Sequence[str] = ()) -> dict[str, Any]:
@@ -220,6 +222,7 @@ class Orchestrator:
             store=decisions,
             requester=ORCHESTRATOR_ID,
             min_confidence=min_confidence,
+            unavailable_reason=self.unavailable_reason,
         )
         self.abstentions = 0
         """Requests the router was not sure enough to dispatch (``routing.minConfidence``)."""
@@ -273,12 +276,26 @@ class Orchestrator:
             await self.bus.dead_letter(message, reason=DeadLetterReason.SPOOFED)
         return None
 
+    def unavailable_reason(self, plugin_id: str) -> str:
+        """Why `availability` is 0 for ``plugin_id``, in a few words (for decisions)."""
+        policy = self.policies.get(plugin_id)
+        own = None if policy is None or policy.breaker is None else policy.breaker.state.value
+        health = self.health.get(plugin_id, PluginHealth())
+        if own in ("open", "forced_open"):
+            return "its dispatch circuit breaker is open"
+        if health.breaker in ("open", "forced_open"):
+            return "its own circuit breaker is open"
+        if health.status in ("stopped", "unhealthy"):
+            return f"{health.status}: {health.reason or 'as it announced'}"
+        return "down"
+
     async def _on_status(self, message: Message) -> None:
         plugin = await self._announcer(message)
         if plugin in self.health and isinstance(message.payload, Mapping):
             status = message.payload.get("status")
             if isinstance(status, str):
                 self.health[plugin].status = status
+                self.health[plugin].reason = None
                 self.health[plugin].last_seen = self.clock()
 
     async def _on_breaker(self, message: Message) -> None:
@@ -290,7 +307,12 @@ class Orchestrator:
                 self.health[plugin].last_seen = self.clock()
 
     async def refresh_health(self) -> dict[str, PluginHealth]:
-        """Ask every plugin for ``health_check`` at once; silence counts against it."""
+        """Ask every plugin for ``health_check`` at once; silence counts against it.
+
+        A plugin without an RPC endpoint (the least a plugin must serve is
+        ``plugin/<id>/request``, docs/protocol.md) is judged by its status announcements
+        and by whether anybody serves its requests (the transport's presence check).
+        """
 
         async def check(plugin: str) -> None:
             client = RPCClient(f"plugin://{plugin}/rpc", bus=self.bus)
@@ -298,9 +320,10 @@ class Orchestrator:
             try:
                 answer = await client.call("health_check", timeout=self.health_timeout)
             except NoResponders:
-                self.plugin_lost(plugin, "its health check finds nobody answering")
-            except (RequestTimeout, DeliveryError, JiraOrchestratorError):
+                await self._presence(plugin)
+            except (RequestTimeout, DeliveryError, JiraOrchestratorError) as error:
                 health.status = "unhealthy"
+                health.reason = f"its health check failed: {error}"
             else:
                 if isinstance(answer, Mapping):
                     health.status = str(answer.get("status", "unknown"))
@@ -310,6 +333,25 @@ class Orchestrator:
 
         await asyncio.gather(*(check(plugin) for plugin in self.health))
         return self.health
+
+    async def _presence(self, plugin: str) -> None:
+        """Health of a plugin that has no RPC endpoint: whoever serves its requests."""
+        health = self.health[plugin]
+        try:
+            present = await self.bus.transport.present(
+                plugin_request(plugin), timeout=self.health_timeout
+            )
+        except JiraOrchestratorError as error:
+            health.status = "unhealthy"
+            health.reason = f"its presence check failed: {error}"
+            return
+        if present is False:
+            self.plugin_lost(plugin, "nobody answers its requests or its health check")
+        elif present:
+            if health.status not in ("ready", "draining"):
+                health.status = "ready"
+                health.reason = None
+            health.last_seen = self.clock()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -469,7 +511,8 @@ class Orchestrator:
         errors: list[str] = []
         for plugin in candidates:
             if self.availability(plugin) == 0.0:
-                attempts.append(Attempt(plugin, "skipped", "unavailable (breaker open or down)"))
+                why = f"unavailable ({self.unavailable_reason(plugin)})"
+                attempts.append(Attempt(plugin, "skipped", why))
                 continue
             self.tasks.running(task_id, plugin, [a.to_dict() for a in attempts])
             begun = self.clock()
@@ -592,6 +635,7 @@ class Orchestrator:
         if health is None:
             return
         health.status = "stopped"
+        health.reason = reason
         waiting = self._lost_watch.pop(plugin, set())
         if waiting:
             log.warning(

@@ -3,10 +3,11 @@
 Each plugin may publish and subscribe on its own subjects (``plugin.<id>.>``,
 ``state.<id>.>``), publish what its manifest declares in ``communication.messagebus.topics``
 and subscribe to what it declares in ``subscriptions``; it may call the orchestrator and the
-plugins its ``routing.canRouteTo`` names, read the state it imports
-(``stateManagement.sharing.imports``) and send dead letters. Anything else, such as
-publishing on another plugin's subjects, the server refuses. The orchestrator's user may
-do everything.
+plugins its ``routing.canRouteTo`` names (and hear their responses published on
+``plugin.<target>.response``), read the state it imports
+(``stateManagement.sharing.imports``), send dead letters and use inboxes for replies.
+Anything else, such as publishing on another plugin's subjects, the server refuses. The
+orchestrator's user may do everything.
 
 JetStream: no plugin user may call JetStream's API beyond its own consumer. The
 orchestrator's user creates the streams and, for each plugin, the durable consumer its
@@ -32,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from jira_orchestrator._core.protocol import ORCHESTRATOR_ID, plugin_request
+from jira_orchestrator._core.protocol import ORCHESTRATOR_ID, plugin_request, plugin_response
 from jira_orchestrator.plugins import PluginCatalog, PluginManifest
 from jira_orchestrator.transports._nats_subjects import DELIVER_PREFIX, consumer_name, to_subject
 
@@ -112,6 +113,7 @@ def plugin_permissions(
         if target == "*":
             publish += ["plugin.*.request", "plugin.*.rpc", "_jo.durable.plugin.*.request"]
             publish += ["_jo.presence.plugin.*.request"]
+            subscribe.append("plugin.*.response")
             continue
         publish += [
             f"plugin.{target}.request",
@@ -119,6 +121,8 @@ def plugin_permissions(
             f"_jo.durable.plugin.{target}.request",
             f"_jo.presence.plugin.{target}.request",
         ]
+        # a target that correlates on its own may answer there (docs/protocol.md)
+        subscribe.append(_subject(plugin_response(target)))
     messagebus = manifest.communication.messagebus
     publish += [_subject(topic) for topic in messagebus.topics]
     subscribe += [_subject(pattern) for pattern in messagebus.subscriptions]

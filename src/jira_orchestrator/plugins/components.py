@@ -29,6 +29,8 @@ from typing import Any, ClassVar, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from jira_orchestrator._core.errors import JiraOrchestratorError
+
 __all__ = [
     "AgentSpec",
     "CommandSpec",
@@ -50,7 +52,7 @@ _NEEDS_QUOTES = re.compile(r": | #|^[`@%]")
 _QUOTED_OR_FLOW = ("'", '"', "[", "{", "|", ">", "&", "*", "!")
 
 
-class FrontMatterError(ValueError):
+class FrontMatterError(JiraOrchestratorError, ValueError):
     """Front matter that cannot be read even leniently; ``where`` locates it in the file."""
 
     def __init__(self, where: str, reason: str) -> None:

@@ -13,6 +13,8 @@ import re
 import unicodedata
 from pathlib import Path
 
+from jira_orchestrator._core.errors import JiraOrchestratorError
+
 __all__ = ["MAX_NAME", "PathOutsideFolder", "confined", "safe_name"]
 
 MAX_NAME = 100
@@ -24,7 +26,7 @@ _RESERVED = frozenset(
 )
 
 
-class PathOutsideFolder(ValueError):
+class PathOutsideFolder(JiraOrchestratorError, ValueError):
     """A path that would leave the folder it must stay in."""
 
 

@@ -119,7 +119,8 @@ class Router:
 
     ``plugins`` is a `PluginCatalog` or any iterable of `PluginInfo`. ``requester`` is
     who asks when a request does not say (checked against ``acceptsRoutingFrom``).
-    ``availability`` is a callable ``plugin_id -> 0..1`` or a mapping of breaker states.
+    ``availability`` is a callable ``plugin_id -> 0..1`` or a mapping of breaker states;
+    ``unavailable_reason`` (``plugin_id -> str``) says why one is at 0 in the decision.
     ``cache`` is an `IndexCache` or a directory: the built index is kept there and read
     back by the next router over the same plugins and settings (see `routing.cache`).
     ``store`` is a `DecisionStore` or a SQLite path. A decision lists the best
@@ -151,6 +152,7 @@ class Router:
         cache: IndexCache | str | os.PathLike[str] | None = None,
         min_confidence: float = 0.0,
         calibrator: Calibrator | None = None,
+        unavailable_reason: Callable[[str], str] | None = None,
     ) -> None:
         loaded = list(plugins)
         if not loaded:
@@ -163,6 +165,8 @@ class Router:
         self.weights = weights or ScoringWeights()
         self.fields = fields or FieldWeights()
         self.availability = availability
+        self.unavailable_reason = unavailable_reason
+        """Why a plugin's availability is 0 (default: its circuit breaker is open)."""
         self.requester = requester
         self.score_limit = max(4, score_limit)
         self.bus = bus
@@ -415,7 +419,10 @@ class Router:
                 continue
             available = availability_of(self.availability, name, weights)
             if available <= 0:
-                excluded[name] = "unavailable (circuit breaker open)"
+                why = self.unavailable_reason
+                excluded[name] = (
+                    f"unavailable ({'circuit breaker open' if why is None else why(name)})"
+                )
                 continue
             priority = profile.priority / 100
             total = base * priority * available

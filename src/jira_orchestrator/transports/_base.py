@@ -70,9 +70,11 @@ class Transport(abc.ABC):
         """
         return self.publish(message)
 
-    async def publish_dead_letter(self, letter: Message, *, about: Message | None) -> None:
+    async def publish_dead_letter(
+        self, letter: Message, *, about: Message | None, reason: str
+    ) -> None:
         """Publish the bus's dead letter ``letter`` about message ``about`` (None: bytes
-        that were not a message).
+        that were not a message), written for ``reason``.
 
         A transport that redelivers a failed message (JetStream) overrides this to hold
         back the letter of an attempt it will retry; the letter itself it never reads.
@@ -93,6 +95,15 @@ class Transport(abc.ABC):
         True: a subscriber takes it (in this process), or the server stores it until one
         does and acknowledges that to the publisher; False: nobody would receive it; None
         (the default): this transport cannot tell.
+        """
+        return None
+
+    async def present(self, topic: str, *, timeout: float) -> bool | None:
+        """Whether some subscriber, in this process or another, would take a request on
+        ``topic`` now, asked within ``timeout`` seconds without sending one.
+
+        True or False when the transport can tell (in-process subscriptions; presence
+        probes on NATS's durable topics), None (the default) when it cannot.
         """
         return None
 

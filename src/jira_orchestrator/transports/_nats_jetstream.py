@@ -28,6 +28,7 @@ from nats.js.api import (
 from nats.js.manager import JetStreamManager
 
 from jira_orchestrator._core.errors import TransportError
+from jira_orchestrator._core.protocol import DEAD_LETTER_TOPIC
 from jira_orchestrator.transports._nats_subjects import (
     DELIVER_PREFIX,
     DURABLE_PREFIX,
@@ -51,7 +52,6 @@ __all__ = [
     "plan_streams",
 ]
 
-DEAD_LETTER_TOPIC = "system/dead-letter"
 ACK = b"+ACK"
 IN_PROGRESS = b"+WPI"
 TERM = b"+TERM"

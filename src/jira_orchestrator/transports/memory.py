@@ -182,6 +182,9 @@ class MemoryTransport(Transport):
         """Whether a subscription of this process matches ``topic`` (canonical)."""
         return bool(self._index.match(topic))
 
+    async def present(self, topic: str, *, timeout: float) -> bool:
+        return self.confirms(topic)
+
     async def close(self) -> None:
         self._closed = True
         for _, subscription in list(self._index.entries()):

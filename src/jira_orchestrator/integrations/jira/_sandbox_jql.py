@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from jira_orchestrator._core.errors import JiraOrchestratorError
+
 __all__ = ["JqlError", "JqlQuery", "parse_jql"]
 
 Record = Mapping[str, Any]
@@ -67,7 +69,7 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 }
 
 
-class JqlError(ValueError):
+class JqlError(JiraOrchestratorError, ValueError):
     """A query the sandbox cannot run; the message reads as Jira's would."""
 
 

@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from jira_orchestrator._core.clock import WallClock, wall
+from jira_orchestrator._core.errors import JiraOrchestratorError
 from jira_orchestrator.integrations.jira._sandbox_faults import (
     FAULT_STATUSES,
     RATE_LIMIT_REASONS,
@@ -121,7 +122,7 @@ def jira_datetime(seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}+0000"
 
 
-class JiraSandboxError(Exception):
+class JiraSandboxError(JiraOrchestratorError):
     """What Jira answers with an error: ``status``, ``error_messages`` and field ``errors``."""
 
     def __init__(
@@ -141,7 +142,7 @@ class JiraSandboxError(Exception):
         return {"errorMessages": self.error_messages, "errors": self.errors}
 
 
-class SandboxDataError(ValueError):
+class SandboxDataError(JiraOrchestratorError, ValueError):
     """An issues file (or list) the sandbox cannot load; the message names where."""
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import quote
 
 from jira_orchestrator._core.clock import format_timestamp
+from jira_orchestrator._core.errors import JiraOrchestratorError
 from jira_orchestrator._core.redact import redact_url
 from jira_orchestrator.orchestrator import DeadLetter, SagaRun, TaskRecord
 from jira_orchestrator.routing.store import Correction, Outcome, StoredDecision
@@ -41,7 +42,7 @@ _SHORT = 300
 ISSUE_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,49}-[1-9][0-9]{0,17}$")
 
 
-class BadParam(ValueError):
+class BadParam(JiraOrchestratorError, ValueError):
     """A query parameter or form field that cannot be used; names it and says why."""
 
     def __init__(self, name: str, detail: str) -> None:
