@@ -124,3 +124,66 @@ async def test_raw_subscriber_receives_sdk_events(nats_server: NatsServer, raw: 
 async def test_raw_request_to_nobody_gets_no_responders(raw: Client) -> None:
     with pytest.raises(nats.errors.NoRespondersError):
         await raw.request("plugin.nobody-here.request", envelope(), timeout=WAIT)
+
+
+def _error_of(data: bytes) -> dict[str, Any]:
+    answer = json.loads(data)
+    assert answer["messageType"] == "response"
+    assert answer["headers"]["status"] == "error"
+    error: dict[str, Any] = answer["payload"]["error"]
+    return {**error, "correlationId": answer["correlationId"]}
+
+
+async def test_a_malformed_request_is_answered_with_an_error(
+    nats_server: NatsServer, raw: Client
+) -> None:
+    await serve_sdk_plugin(nats_server.url)
+    reply = await raw.request("plugin.sdk-plugin.request", b'{"topic": ', timeout=WAIT)
+    error = _error_of(reply.data)
+    assert error["type"] == "InvalidMessage"
+    assert error["correlationId"] is None
+    # a readable envelope with a bad field: the answer carries its correlation id
+    reply = await raw.request("plugin.sdk-plugin.request", envelope(priority=11), timeout=WAIT)
+    error = _error_of(reply.data)
+    assert (error["type"], error["correlationId"]) == ("InvalidMessage", "ts-corr-1")
+    assert "priority" in error["message"]
+
+
+async def test_a_malformed_durable_request_is_answered_at_its_reply_address(
+    nats_server: NatsServer, raw: Client
+) -> None:
+    await serve_sdk_plugin(nats_server.url)
+    inbox = raw.new_inbox()
+    answers = await raw.subscribe(inbox, max_msgs=1)
+    await raw.jetstream().publish(
+        "_jo.durable.plugin.sdk-plugin.request",
+        b"not json at all",
+        headers={"Nats-Msg-Id": "ts-bad-1", "Jo-Reply-To": inbox},
+    )
+    reply = await answers.next_msg(timeout=WAIT)
+    assert _error_of(reply.data)["type"] == "InvalidMessage"
+
+
+async def test_the_subject_wins_over_the_envelopes_topic(
+    nats_server: NatsServer, raw: Client
+) -> None:
+    # An envelope claiming another topic than the subject it travels on (which the
+    # server's permissions were checked against) is refused, never delivered as claimed.
+    await serve_sdk_plugin(nats_server.url)
+    other = get_message_bus("other", nats_server.url)
+    claimed: list[Message] = []
+    other.subscribe("plugin/other/request", claimed.append)
+    await other.transport.flush()
+    letters = await raw.subscribe("_jo.durable.system.dead-letter")
+    await raw.flush()
+    reply = await raw.request(
+        "plugin.sdk-plugin.request", envelope(topic="plugin/other/request"), timeout=WAIT
+    )
+    error = _error_of(reply.data)
+    assert error["type"] == "InvalidMessage"
+    assert "plugin/other/request" in error["message"]
+    assert "plugin.sdk-plugin.request" in error["message"]
+    letter = json.loads((await letters.next_msg(timeout=WAIT)).data)["payload"]
+    assert (letter["reason"], letter["message"]) == ("invalid-message", None)
+    assert letter["subscription"] == "plugin.sdk-plugin.request"
+    assert claimed == []

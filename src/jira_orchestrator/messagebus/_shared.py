@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from msgspec import Raw
 
 from jira_orchestrator._core.clock import WallClock, format_timestamp
@@ -29,10 +30,12 @@ from jira_orchestrator._core.protocol import (
     DeadLetterReason,
     dead_letter,
     plugin_named,
+    plugin_request,
     plugin_response,
 )
 from jira_orchestrator._core.redact import redact_url
 from jira_orchestrator._core.tasks import BackgroundTasks
+from jira_orchestrator._core.topics import normalize_topic
 from jira_orchestrator.messagebus._config import (
     BusConfig,
     BusStats,
@@ -92,8 +95,11 @@ class _Core:
         self.background = BackgroundTasks(log, "sending a dead letter or an error reply")
         transport.on_invalid = self.invalid
 
-    def invalid(self, subject: str, data: bytes, error: InvalidMessage) -> None:
-        """Bytes that are not a message arrived: count them and dead-letter them as text."""
+    def invalid(
+        self, subject: str, data: bytes, error: InvalidMessage, reply: Reply | None = None
+    ) -> None:
+        """Bytes that are not a message arrived: count them, dead-letter them as text, and
+        answer their sender with the error when it waits for a reply."""
         self.stats.invalid += 1
         log.warning("undecodable input on %s: %s", subject, error)
         try:
@@ -112,6 +118,30 @@ class _Core:
         )
         self.background.spawn(
             self._send_letter(letter, None, DeadLetterReason.INVALID_MESSAGE), loop=loop
+        )
+        if reply is not None:
+            self.background.spawn(reply(self._refusal(subject, data, error)), loop=loop)
+
+    def _refusal(self, subject: str, data: bytes, error: InvalidMessage) -> Message:
+        """The error response to a request that is not a message: to its correlation id
+        when that much of it can be read, from the plugin its subject names."""
+        try:
+            responder = plugin_named(normalize_topic(subject))
+        except InvalidMessage:
+            responder = None
+        try:
+            envelope = msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            envelope = None
+        found = envelope.get("correlationId") if isinstance(envelope, dict) else None
+        correlation_id = found if isinstance(found, str) and found else None
+        source = responder or _BUS_SOURCE
+        return _response(
+            Message(topic=plugin_request(source), correlation_id=correlation_id),
+            source=source,
+            payload={"error": {"type": type(error).__name__, "message": str(error)}},
+            status=ERROR_STATUS,
+            clock=self.clock,
         )
 
     def await_response(self, request: Message) -> _Awaited | None:
@@ -146,8 +176,14 @@ class _Core:
         if awaited is None or awaited.response is not None:
             return  # another process's request, or answered already: first response wins
         awaited.response = private_copy(message) if type(message.payload) is Raw else message
-        self.stats.responses += 1
-        awaited.task.cancel()
+        # Not at once: a reply that came first has already scheduled the task, which then
+        # returns that one and forgets this request before the interruption runs.
+        asyncio.get_running_loop().call_soon(self._interrupt, awaited)
+
+    def _interrupt(self, awaited: _Awaited) -> None:
+        if self.awaited.get(awaited.correlation_id) is awaited:
+            self.stats.responses += 1
+            awaited.task.cancel()
 
     def check_sendable(self, message: Message) -> None:
         """Raise unless the bus is open and the message within the size limit."""

@@ -30,8 +30,9 @@ coroutine: the in-process bus moves a message in a few microseconds.)
 """
 
 
-InvalidHook = Callable[[str, bytes, InvalidMessage], None]
-"""Told of bytes that arrived on ``subject`` but are not a message (networked transports)."""
+InvalidHook = Callable[[str, bytes, InvalidMessage, Reply | None], None]
+"""Told of bytes that arrived on ``subject`` but are not a message (networked transports),
+with the way to answer their sender when it waits for a reply (else None)."""
 
 
 class TransportSubscription(Protocol):

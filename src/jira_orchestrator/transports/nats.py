@@ -17,6 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import json
+import logging
+import time
+from collections.abc import Awaitable, Coroutine
+from dataclasses import dataclass, fields, replace
+from typing import Any
+from urllib.parse import parse_qsl
+
+import msgspec
 
 try:
     import nats.errors
@@ -43,8 +53,13 @@ from jira_orchestrator._core.protocol import (
     plugin_request,
 )
 from jira_orchestrator._core.redact import redact_url
-from jira_orchestrator._core.topics import TopicIndex, normalize_pattern, pattern_matches
-from jira_orchestrator.transports._base import Deliver, Reply, Transport
+from jira_orchestrator._core.topics import (
+    TopicIndex,
+    normalize_pattern,
+    normalize_topic,
+    pattern_matches,
+)
+from jira_orchestrator.transports._base import Deliver, InvalidHook, Reply, Transport
 from jira_orchestrator.transports._nats_errors import map_error
 from jira_orchestrator.transports._nats_jetstream import (
     ACK,
@@ -88,8 +103,6 @@ _TRANSIENT_SETUP_ERRORS = (
 _SETUP_RETRY_FIRST = 0.05
 _SETUP_RETRY_MAX = 1.0
 _MAX_TRACKED_ATTEMPTS = 10_000
-
-InvalidHook = Callable[[str, bytes, InvalidMessage], None]
 
 
 @dataclass(frozen=True)
@@ -185,7 +198,7 @@ class _NatsSubscription:
         if self.closed or is_internal_subject(msg.subject):
             return
         transport = self.transport
-        message = transport._decode(msg)
+        message = transport._decode(msg, msg.reply)
         if message is None:
             return
         reply = transport._replier(msg.reply) if msg.reply else None
@@ -196,10 +209,10 @@ class _NatsSubscription:
         if self.closed:
             return
         transport = self.transport
-        message = transport._decode(msg)
+        reply_to = msg.headers.get(REPLY_HEADER) if msg.headers else None
+        message = transport._decode(msg, reply_to)
         if message is None:
             return
-        reply_to = msg.headers.get(REPLY_HEADER) if msg.headers else None
         reply = transport._replier(reply_to) if reply_to else None
         await transport._hand_over(self, message, reply)
 
@@ -211,10 +224,11 @@ class _NatsSubscription:
 class NatsTransport(Transport):
     """Publish, subscribe and request over NATS, with JetStream for durable topics.
 
-    ``on_invalid(subject, data, error)`` is called for bytes that are not a message (they
-    are counted in ``stats.invalid`` and otherwise dropped). Connects lazily, on the first
-    use inside the running event loop; `flush` waits until every subscription made so far
-    is live on the server.
+    ``on_invalid(subject, data, error, reply)`` is called for bytes that are not a message
+    and for an envelope whose topic is not its subject's (they are counted in
+    ``stats.invalid`` and otherwise dropped; ``reply`` answers a sender that waits).
+    Connects lazily, on the first use inside the running event loop; `flush` waits until
+    every subscription made so far is live on the server.
     """
 
     def confirms(self, topic: str) -> bool | None:
@@ -445,9 +459,22 @@ class NatsTransport(Transport):
 
     # -- receiving -----------------------------------------------------------------------
 
-    def _decode(self, msg: Msg) -> Message | None:
+    def _decode(self, msg: Msg, reply_to: str | None) -> Message | None:
+        """The message ``msg`` carries; None for bytes that are not one, or for an envelope
+        whose topic is not its subject's (the subject wins: it is what the server checked
+        the sender's permissions against), told to `on_invalid` with a way to answer
+        ``reply_to``."""
         try:
-            return Message.decode(msg.data)
+            message = Message.decode(msg.data)
+            subject = msg.subject
+            if subject.startswith(DURABLE_PREFIX):
+                subject = subject[len(DURABLE_PREFIX) :]
+            if message.topic != subject and message.topic != normalize_topic(subject):
+                raise InvalidMessage(
+                    f"the envelope's topic {message.topic!r} is not the topic of the subject "
+                    f"{subject!r} it arrived on"
+                )
+            return message
         except InvalidMessage as error:
             self.stats.invalid += 1
             hook = self.on_invalid
@@ -456,8 +483,12 @@ class NatsTransport(Transport):
                     "NATS %s: dropped undecodable bytes on %s: %s", self.url, msg.subject, error
                 )
             else:
+                reply = self._replier(reply_to) if reply_to else None
+                subject = msg.subject
+                if subject.startswith(DURABLE_PREFIX):
+                    subject = subject[len(DURABLE_PREFIX) :]
                 try:
-                    hook(msg.subject, bytes(msg.data), error)
+                    hook(subject, bytes(msg.data), error, reply)
                 except Exception:
                     log.exception("on_invalid hook failed for %s", msg.subject)
             return None
@@ -497,13 +528,13 @@ class NatsTransport(Transport):
         if subscription.closed:
             if num_delivered(ack_subject) >= self.options.max_deliver and not self._closed:
                 # JetStream will not deliver it again: dead-letter it rather than drop it
-                late = self._decode(msg)
+                late = self._decode(msg, None)
                 if late is not None:
                     self._spawn(self._unanswered(subscription, late, ack_subject))
                     return
             await _quietly(nc.publish(ack_subject, nak(0)))  # let another member have it
             return
-        message = self._decode(msg)
+        message = self._decode(msg, msg.headers.get(REPLY_HEADER) if msg.headers else None)
         if message is None:
             await _quietly(nc.publish(ack_subject, ACK))  # redelivering bad bytes cannot help
             return
