@@ -16,7 +16,8 @@ from jira_orchestrator.orchestrator import DeadLetterStore
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 PLUGINS = str(EXAMPLES / "plugins")
 
-# (command line, exit code); MISSING, FOLDER, GARBAGE, AFILE and DLQ are placeholders.
+# (command line, exit code); MISSING, FOLDER, GARBAGE, AFILE, DLQ and BADPLUGINS are
+# placeholders.
 CASES: list[tuple[list[str], int]] = [
     (["version", "extra"], 2),
     (["route"], 2),
@@ -66,6 +67,10 @@ CASES: list[tuple[list[str], int]] = [
     (["dashboard", "--bus", "memory://", "--http", "localhost:http"], 2),
     (["nats-config", PLUGINS, "--output", "FOLDER"], 2),
     (["nats-config", PLUGINS, "--credentials", "AFILE/users.json"], 2),
+    (["asyncapi", "--plugins", "MISSING"], 2),
+    (["asyncapi", "--plugins", "BADPLUGINS"], 2),
+    (["asyncapi", "--format", "xml"], 2),
+    (["asyncapi", "--output", "FOLDER"], 2),
 ]
 
 
@@ -120,7 +125,11 @@ def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
                 "message": {"topic": "plugin/w/request", "payload": 1},
             }
         )
+    bad_plugins = tmp_path / "bad-plugins" / "broken" / ".claude-plugin"
+    bad_plugins.mkdir(parents=True)
+    (bad_plugins / "plugin.json").write_text('{"name": "Not A Valid Id", "version": 3}')
     return {
+        "BADPLUGINS": str(tmp_path / "bad-plugins"),
         "MISSING": str(tmp_path / "missing"),
         "FOLDER": str(folder),
         "GARBAGE": str(garbage),

@@ -22,6 +22,7 @@ __all__ = [
     "ANYONE",
     "BUS_URL_ENV",
     "DEAD_LETTER_TOPIC",
+    "ENVELOPE_SCHEMA",
     "ENVIRONMENT",
     "ERROR_STATUS",
     "INVALID_LETTER",
@@ -47,7 +48,11 @@ __all__ = [
     "DeadLetterFields",
     "DeadLetterPayload",
     "DeadLetterReason",
+    "ErrorResponse",
     "ReservedTopic",
+    "RpcErrorObject",
+    "RpcRequest",
+    "RpcResponse",
     "StatusEvent",
     "dead_letter",
     "parse_dead_letter",
@@ -377,7 +382,7 @@ def parse_dead_letter(payload: Any) -> DeadLetterFields:
 
 
 class _Wire(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, extra="allow", frozen=True)
+    model_config = ConfigDict(populate_by_name=True, extra="allow", frozen=True, strict=True)
 
 
 class CommandRequest(_Wire):
@@ -504,3 +509,70 @@ class DeadLetterPayload(_Wire):
     rawTruncated: bool | None = None
     payloadOmitted: str | None = None
     deliveries: int | None = None
+
+
+class RpcRequest(_Wire):
+    """The payload of a request on ``plugin/<id>/rpc``: a JSON-RPC 2.0 request object."""
+
+    jsonrpc: Literal["2.0"]
+    method: str = Field(description="the method's name (`rpc.discover` lists them)")
+    params: dict[str, Any] | list[Any] | None = Field(
+        default=None, description="by name (object) or by position (array)"
+    )
+    id: int | str | None = None
+
+
+class RpcErrorObject(_Wire):
+    """A JSON-RPC 2.0 error: -32600 invalid request, -32601 no such method, -32602
+    invalid parameters, -32603 the method failed (``data`` its ``{type, message}``)."""
+
+    code: int
+    message: str
+    data: Any = None
+
+
+class RpcResponse(_Wire):
+    """The payload of the response to an `RpcRequest`: a JSON-RPC 2.0 response object."""
+
+    jsonrpc: Literal["2.0"]
+    result: Any = None
+    error: RpcErrorObject | None = None
+    id: int | str | None = None
+
+
+class ErrorResponse(_Wire):
+    """The payload of a response whose ``headers.status`` is ``error``: the responder
+    could not handle the request (its handler failed, the request was not a message)."""
+
+    error: _DeadLetterError
+
+
+ENVELOPE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Every message: one UTF-8 JSON object (docs/protocol.md, The envelope)",
+    "required": ["topic"],
+    "properties": {
+        "messageId": {"type": "string", "description": "unique; the duplicate-suppression key"},
+        "correlationId": {
+            "type": ["string", "null"],
+            "description": "ties a response to its request",
+        },
+        "timestamp": {"type": "string", "description": "ISO 8601 UTC, as toISOString()"},
+        "source": {"type": "string", "description": "plugin id of the sender"},
+        "destination": {"type": "string", "description": "plugin id it is meant for, or *"},
+        "topic": {"type": "string", "maxLength": 512, "description": "canonical / form"},
+        "messageType": {"type": "string", "enum": ["request", "response", "event", "command"]},
+        "priority": {"type": "integer", "minimum": 1, "maximum": 10, "default": 5},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "payload": {"description": "the application data, plain JSON"},
+        "metadata": {
+            "type": "object",
+            "properties": {
+                "retryCount": {"type": "integer", "minimum": 0},
+                "timeout": {"type": ["integer", "null"], "description": "milliseconds"},
+                "expiresAt": {"type": ["string", "null"], "description": "ISO 8601"},
+            },
+        },
+    },
+}
+"""The envelope as a JSON Schema (for the AsyncAPI document)."""

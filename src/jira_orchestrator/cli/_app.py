@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from jira_orchestrator import __version__
+from jira_orchestrator.cli.asyncapi import asyncapi
 from jira_orchestrator.cli.dashboard import dashboard
 from jira_orchestrator.cli.decisions import decisions_app
 from jira_orchestrator.cli.demo import demo
@@ -38,6 +39,7 @@ app.command()(up)
 app.command("nats-config")(nats_config)
 app.command()(sandbox)
 app.command()(dashboard)
+app.command()(asyncapi)
 
 
 @app.callback()
