@@ -22,8 +22,25 @@ from jira_orchestrator._core.errors import JiraOrchestratorError
 
 __all__ = [
     "SQLiteStore",
+    "connect",
     "matching",
+    "write_ahead",
 ]
+
+
+def connect(path: str | os.PathLike[str], *, timeout: float = 5.0) -> sqlite3.Connection:
+    """Open an SQLite file the project's way: transactions explicit (autocommit otherwise),
+    usable from any thread (callers hold their own lock), waiting up to ``timeout``
+    seconds for another connection's lock. Every store opens its files with this."""
+    return sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+
+
+def write_ahead(db: sqlite3.Connection, *, synchronous: str = "FULL") -> str | None:
+    """Put ``db`` in WAL mode with ``synchronous`` (FULL: a commit returns once fsynced);
+    None when done, else the journal mode SQLite kept (WAL refused, or in memory)."""
+    mode = str(db.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    return None if mode == "wal" else mode
 
 
 class SQLiteStore:
@@ -57,11 +74,8 @@ class SQLiteStore:
             if not self.in_memory:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 _create_private(self.path)
-            self._db: sqlite3.Connection | None = sqlite3.connect(
-                ":memory:" if self.in_memory else self.path,
-                timeout=timeout,
-                isolation_level=None,
-                check_same_thread=False,
+            self._db: sqlite3.Connection | None = connect(
+                ":memory:" if self.in_memory else self.path, timeout=timeout
             )
         except (OSError, sqlite3.Error) as exc:
             raise self.ERROR(f"cannot open {self.KIND} {self.path}: {exc}") from exc
@@ -75,10 +89,9 @@ class SQLiteStore:
     def _open(self) -> None:
         db = self._conn()
         try:
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal" and not self.in_memory:
+            mode = write_ahead(db)
+            if mode is not None and not self.in_memory:
                 raise self.ERROR(f"{self.KIND} {self.path}: cannot use WAL ({mode!r})")
-            db.execute("PRAGMA synchronous=FULL")
             for pragma in self.PRAGMAS:
                 db.execute(f"PRAGMA {pragma}")
             db.execute("BEGIN IMMEDIATE")

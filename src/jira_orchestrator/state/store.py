@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from jira_orchestrator._core.errors import StateAccessDenied, StateError
+from jira_orchestrator._core.sqlite import connect, write_ahead
 from jira_orchestrator.state.errors import (
     InvalidStateKey,
     InvalidStateValue,
@@ -144,9 +145,7 @@ class StateStore:
                     "emptied, as a state file is never empty; restore it from a backup, or "
                     "delete it to start this replica afresh"
                 )
-            self._db = sqlite3.connect(
-                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
-            )
+            self._db = connect(self.path, timeout=timeout)
         except (OSError, sqlite3.Error) as exc:
             raise StateError(f"cannot open state database {self.path}: {exc}") from exc
         try:
@@ -168,10 +167,10 @@ class StateStore:
         os.close(fd)
         temp = Path(name)
         try:
-            db = sqlite3.connect(temp, isolation_level=None)
+            db = connect(temp)
             try:
-                mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
+                mode = write_ahead(db)
+                if mode is not None:
                     raise StateError(f"state database {self.path}: cannot use WAL (got {mode!r})")
                 db.execute("BEGIN IMMEDIATE")
                 for statement in _SCHEMA:
@@ -205,10 +204,9 @@ class StateStore:
         db = self._conn()
         try:
             db.execute("PRAGMA locking_mode=EXCLUSIVE")
-            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
+            mode = write_ahead(db)
+            if mode is not None:
                 raise StateError(f"state database {self.path}: cannot use WAL (got {mode!r})")
-            db.execute("PRAGMA synchronous=FULL")
             db.execute("BEGIN IMMEDIATE")
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
             if not {"meta", "state"} <= tables:
