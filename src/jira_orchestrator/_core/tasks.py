@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 __all__ = ["BackgroundTasks"]
@@ -28,6 +28,10 @@ class BackgroundTasks:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+    def __iter__(self) -> Iterator[asyncio.Future[Any]]:
+        """The tasks still running (a snapshot)."""
+        return iter(list(self._tasks))
 
     def spawn(
         self, work: Awaitable[Any], *, loop: asyncio.AbstractEventLoop | None = None

@@ -32,6 +32,7 @@ from jira_orchestrator._core.clock import (
     wall,
 )
 from jira_orchestrator._core.errors import CircuitOpenError
+from jira_orchestrator._core.tasks import BackgroundTasks
 from jira_orchestrator.resilience._matching import ExceptionMatcher, ExceptionSpec, is_caller_error
 from jira_orchestrator.resilience._options import (
     check_callable,
@@ -293,7 +294,7 @@ class CircuitBreaker:
             )
         for listener in listeners:
             self.add_listener(listener)
-        self._listener_tasks: set[asyncio.Future[Any]] = set()
+        self._listener_tasks = BackgroundTasks(_log, f"circuit {name!r}: async state listener")
         # Nothing to do after a success in the closed state unless successes are counted
         # (failure-rate mode) or timed (slow calls): that is the hot path we keep bare.
         self._lean = not self._window.counts_successes and self._slow_call_threshold is None
@@ -533,16 +534,4 @@ class CircuitBreaker:
                 listener,
             )
             return
-        task = asyncio.ensure_future(outcome, loop=loop)
-        # The loop keeps only weak references to tasks; hold one until it is done.
-        self._listener_tasks.add(task)
-        task.add_done_callback(self._listener_done)
-
-    def _listener_done(self, task: asyncio.Future[Any]) -> None:
-        self._listener_tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _log.error(
-                "circuit %r: async state listener failed",
-                self._name,
-                exc_info=task.exception(),
-            )
+        self._listener_tasks.spawn(outcome, loop=loop)

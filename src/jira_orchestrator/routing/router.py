@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from jira_orchestrator._core.protocol import ORCHESTRATOR_ID, ROUTING_DECISION
+from jira_orchestrator._core.tasks import BackgroundTasks
 from jira_orchestrator.plugins import AgentRegistry, PluginInfo, discover_plugins
 from jira_orchestrator.routing.cache import IndexCache
 from jira_orchestrator.routing.calibration import Calibrator, load_calibrator
@@ -215,7 +216,7 @@ class Router:
         self.learner = Learner()
         # Recent requests by id, for corrections and outcomes without a store.
         self._recent: OrderedDict[str, RoutingRequest] = OrderedDict()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = BackgroundTasks(_log, "publishing a routing decision")
         if self.store is not None:
             self._load_examples(self.store)
 
@@ -360,8 +361,7 @@ class Router:
 
     async def wait_published(self) -> None:
         """Wait until decisions scheduled for publication by `route` are sent."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.wait()
 
     def close(self) -> None:
         """Close the store if the router opened it (from a path); a `DecisionStore`
@@ -773,9 +773,7 @@ class Router:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # no loop: use aroute() to publish
-        task = loop.create_task(self._publish(bus, decision))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._publish(bus, decision), loop=loop)
 
     async def _publish(self, bus: MessageBus, decision: RoutingDecision) -> None:
         try:

@@ -53,6 +53,7 @@ from jira_orchestrator._core.protocol import (
     plugin_request,
 )
 from jira_orchestrator._core.redact import redact_url
+from jira_orchestrator._core.tasks import BackgroundTasks
 from jira_orchestrator._core.topics import (
     TopicIndex,
     normalize_pattern,
@@ -231,6 +232,171 @@ class NatsTransport(Transport):
     every subscription made so far is live on the server.
     """
 
+    def __init__(self, url: str, *, options: NatsOptions | None = None, **overrides: Any) -> None:
+        self.url = redact_url(url)
+        """The URL as shown in logs and errors: its password as ``***``."""
+        address, _, query = url.partition("?")
+        self._servers = [server.strip() for server in address.split(",") if server.strip()]
+        base = options if options is not None else NatsOptions.from_query(query)
+        self.options = replace(base, **overrides) if overrides else base
+        self.stats = NatsStats()
+        self.on_invalid: InvalidHook | None = None
+        self._streams: list[StreamSpec] = plan_streams(
+            self.options.durable, self.options.stream_prefix, self.options.dead_letter_max_age
+        )
+        self._nc: Client | None = None
+        self._jsm: JetStreamManager | None = None
+        self._connecting: asyncio.Task[Client] | None = None
+        self._connected = asyncio.Event()
+        self._subscriptions: dict[_NatsSubscription, None] = {}
+        self._local: TopicIndex[_NatsSubscription] = TopicIndex()
+        self._unstarted: list[_NatsSubscription] = []
+        self._setups: set[asyncio.Task[None]] = set()
+        self._setup_errors: list[BaseException] = []
+        self._background = BackgroundTasks(log, f"NATS {self.url}: background work")
+        self._routes: dict[str, tuple[str, str | None]] = {}
+        self._inbox = ""
+        self._tokens = itertools.count(1)
+        self._replies: dict[str, tuple[asyncio.Future[Msg], bool]] = {}
+        self._presence: dict[str, float] = {}
+        # messageId -> (delivery number, last delivery?, ack subject) of durable requests
+        # being handled here, so the bus's per-attempt dead letters can be held back
+        self._attempts: dict[str, tuple[int, bool, str]] = {}
+        self._closed = False
+
+    # -- connection ----------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is up right now (False before first use and while
+        reconnecting)."""
+        return self._nc is not None and self._nc.is_connected
+
+    async def _connection(self) -> Client:
+        if self._closed:
+            raise TransportClosed(f"transport {self.url} is closed")
+        if self._nc is not None:
+            return self._nc
+        if self._connecting is None:
+            self._connecting = asyncio.get_running_loop().create_task(self._connect())
+        task = self._connecting
+        try:
+            return await asyncio.shield(task)
+        except BaseException:
+            if task.done() and self._connecting is task:
+                self._connecting = None  # a later call tries again
+            raise
+
+    async def _connect(self) -> Client:
+        options = self.options
+        nc = Client()
+        last_error: list[BaseException] = []
+
+        async def error_cb(error: Exception) -> None:
+            last_error.append(error)
+            log.warning("NATS %s: %s: %s", self.url, type(error).__name__, redact_url(str(error)))
+
+        async def disconnected_cb() -> None:
+            self._connected.clear()
+            if not self._closed:
+                self.stats.disconnects += 1
+                log.warning("NATS %s: disconnected; reconnecting", self.url)
+                self._fail_core_requests()
+
+        async def reconnected_cb() -> None:
+            self._connected.set()
+            self.stats.reconnects += 1
+            log.warning("NATS %s: reconnected", self.url)
+
+        try:
+            await asyncio.wait_for(
+                nc.connect(
+                    servers=self._servers,
+                    name=options.name,
+                    error_cb=error_cb,
+                    disconnected_cb=disconnected_cb,
+                    reconnected_cb=reconnected_cb,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,  # subscriptions must come back, however long
+                    reconnect_time_wait=options.reconnect_wait,  # type: ignore[arg-type]
+                    connect_timeout=max(1, int(options.connect_timeout)),
+                ),
+                options.connect_timeout,
+            )
+        except (TimeoutError, nats.errors.Error, OSError) as error:
+            cause = last_error[-1] if last_error else error
+            await _quietly(nc.close())
+            raise TransportError(
+                f"cannot connect to NATS at {self.url} within {options.connect_timeout:g}s: "
+                f"{type(cause).__name__}: {cause}"
+            ) from None
+        try:
+            self._inbox = nc.new_inbox() + "."
+            await nc.subscribe(self._inbox + "*", cb=self._on_reply)
+            if self._streams:
+                self._jsm = nc.jsm()
+                await ensure_streams(
+                    self._jsm, self._streams, memory=options.storage == "memory", url=self.url
+                )
+        except BaseException:
+            await _quietly(nc.close())
+            raise
+        self._connected.set()
+        self._nc = nc
+        return nc
+
+    async def _prepare(self) -> Client:
+        """The connection, once every subscription made so far is set up on the server."""
+        nc = self._nc if self._nc is not None else await self._connection()
+        if self._closed:
+            raise TransportClosed(f"transport {self.url} is closed")
+        if self._unstarted:
+            for subscription in self._unstarted:
+                self._start(subscription)
+            self._unstarted.clear()
+        while self._setups:
+            await asyncio.wait(list(self._setups))
+        if self._setup_errors:
+            error = self._setup_errors.pop(0)
+            raise error
+        return nc
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        """Wait until the server has everything sent so far, and its answers are handed over.
+
+        Subscriptions (and unsubscriptions) made so far are then live on the server, and
+        every message it sent back before (core NATS, and durable copies for subscriptions
+        without a queue) has been given to its subscription's ``deliver``. Deliveries from
+        JetStream consumers (queue subscriptions to durable topics) run on the server's own
+        schedule and are not covered. Waits through a reconnect; raises `ConnectionLost` if
+        not connected within ``timeout``.
+        """
+        nc = await self._prepare()
+        if self._background:  # unsubscribes under way
+            await asyncio.wait(list(self._background))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            await self._reconnected(deadline)
+            try:
+                # Twice: nats-py writes flush()'s PING straight to the socket, ahead of
+                # commands (a SUB) still queued for its flusher task, so one PONG can come
+                # back before the server has read them. By the first PONG the flusher has
+                # written them, so the second PING follows them and its PONG covers them.
+                for _ in range(2):
+                    await nc.flush(timeout=max(deadline - loop.time(), 0.001))  # type: ignore[arg-type]
+                break
+            except nats.errors.ConnectionClosedError:
+                raise TransportClosed(f"transport {self.url} is closed") from None
+            except (nats.errors.Error, OSError) as error:
+                if loop.time() >= deadline:
+                    raise map_error(error, topic="<flush>", url=self.url, timeout=timeout) from None
+        # Messages before the PONG are parsed into nats-py's per-subscription queues; its
+        # callback task marks each done once our callback (and so ``deliver``) returned.
+        for subscription in list(self._subscriptions):
+            for wire in subscription.wires:
+                await wire._pending_queue.join()
+
     def confirms(self, topic: str) -> bool | None:
         """True for a durable topic (JetStream acknowledges each publish once stored);
         None for the others: core NATS does not tell a publisher who received a message."""
@@ -259,7 +425,7 @@ class NatsTransport(Transport):
         self._subscriptions.clear()
         tasks = [*self._setups, *self._background]
         if self._connecting is not None and not self._connecting.done():
-            tasks.append(self._connecting)  # type: ignore[arg-type]
+            tasks.append(self._connecting)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -635,9 +801,7 @@ class NatsTransport(Transport):
             await _quietly(nc.publish(ack_subject, ACK))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.spawn(coroutine)
 
     def _track_attempt(self, message_id: str, attempt: tuple[int, bool, str]) -> None:
         attempts = self._attempts

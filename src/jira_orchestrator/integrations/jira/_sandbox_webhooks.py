@@ -19,6 +19,7 @@ from typing import Literal
 
 import httpx
 
+from jira_orchestrator._core.tasks import BackgroundTasks
 from jira_orchestrator.integrations.jira.webhooks import sign
 
 __all__ = [
@@ -121,7 +122,7 @@ class WebhookSender:
         self._idle = asyncio.Event()
         self._idle.set()
         self._worker: asyncio.Task[None] | None = None
-        self._retries: set[asyncio.Task[None]] = set()
+        self._retries = BackgroundTasks(log, "retrying a webhook delivery")
         self._client: httpx.AsyncClient | None = None
 
     def submit(
@@ -178,9 +179,7 @@ class WebhookSender:
             if self.retry.max_retries == 0:
                 self._give_up(delivery)
                 continue
-            task = asyncio.get_running_loop().create_task(self._retry(delivery))
-            self._retries.add(task)
-            task.add_done_callback(self._retries.discard)
+            self._retries.spawn(self._retry(delivery))
 
     async def _retry(self, delivery: Delivery) -> None:
         for retry in range(1, self.retry.max_retries + 1):
