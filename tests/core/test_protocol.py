@@ -184,3 +184,19 @@ def test_a_command_reply_round_trips_through_its_wire_form() -> None:
 def test_what_is_not_a_command_reply_is_refused(payload: Any) -> None:
     with pytest.raises(InvalidMessage, match=r"not a \{status, result\} reply"):
         CommandReply.parse(payload)
+
+
+def test_the_durable_consumer_name_is_the_documented_formula() -> None:
+    # A replica in another language computes this name from docs/protocol.md alone, and
+    # must land on the consumer the Python replicas share.
+    import hashlib
+
+    from jira_orchestrator.transports._nats_subjects import consumer_name
+
+    assert "JO_REQUESTS\\nplugin/<id>/request\\n<id>" in DOC.read_text()
+    for plugin in ("fastapi-backend", "ts:plugin@v2"):
+        text = f"JO_REQUESTS\nplugin/{plugin}/request\n{plugin}"
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+        readable = re.sub(r"[^A-Za-z0-9_-]", "_", plugin)[:40]
+        expected = f"{readable}_{digest}"
+        assert consumer_name("JO_REQUESTS", protocol.plugin_request(plugin), plugin) == expected

@@ -1,8 +1,11 @@
 """The exception tree of jira-orchestrator.
 
-Every error a user can catch is defined here, so that backend errors (NATS, SQLite,
-pydantic) are mapped to these at the boundary and never leak. Where it helps, a class
-also inherits the stdlib type a caller would guess (``ValueError``, ``TimeoutError``).
+The errors of the core and the transports are defined here; each package draws its own
+tree below `JiraOrchestratorError` (``state/errors.py``, ``orchestrator/errors.py``, ...),
+and every public exception of the package is one (tests/test_exported_members.py).
+Backend errors (NATS, SQLite, pydantic) are mapped to these at the boundary and never
+leak. Where it helps, a class also inherits the stdlib type a caller would guess
+(``ValueError``, ``TimeoutError``).
 
     JiraOrchestratorError
     ├── InvalidMessage (ValueError)          a message or envelope that cannot be accepted

@@ -94,12 +94,10 @@ class _Core:
         self._response_topics: dict[str, TransportSubscription] = {}
         self.background = BackgroundTasks(log, "sending a dead letter or an error reply")
         transport.on_invalid = self.invalid
+        transport.on_refused = self.refuse
 
-    def invalid(
-        self, subject: str, data: bytes, error: InvalidMessage, reply: Reply | None = None
-    ) -> None:
-        """Bytes that are not a message arrived: count them, dead-letter them as text, and
-        answer their sender with the error when it waits for a reply."""
+    def invalid(self, subject: str, data: bytes, error: InvalidMessage) -> None:
+        """Bytes that are not a message arrived: count them and dead-letter them as text."""
         self.stats.invalid += 1
         log.warning("undecodable input on %s: %s", subject, error)
         try:
@@ -119,8 +117,14 @@ class _Core:
         self.background.spawn(
             self._send_letter(letter, None, DeadLetterReason.INVALID_MESSAGE), loop=loop
         )
-        if reply is not None:
-            self.background.spawn(reply(self._refusal(subject, data, error)), loop=loop)
+
+    def refuse(self, subject: str, data: bytes, error: InvalidMessage, reply: Reply) -> None:
+        """Answer the sender of bytes that are not a message with the error (it waits)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self.background.spawn(reply(self._refusal(subject, data, error)), loop=loop)
 
     def _refusal(self, subject: str, data: bytes, error: InvalidMessage) -> Message:
         """The error response to a request that is not a message: to its correlation id

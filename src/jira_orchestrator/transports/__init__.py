@@ -14,6 +14,7 @@ from jira_orchestrator._core.redact import redact_url
 from jira_orchestrator.transports._base import (
     Deliver,
     InvalidHook,
+    RefusalHook,
     Reply,
     Transport,
     TransportSubscription,
@@ -24,6 +25,7 @@ __all__ = [
     "Deliver",
     "InvalidHook",
     "MemoryTransport",
+    "RefusalHook",
     "Reply",
     "Transport",
     "TransportSubscription",

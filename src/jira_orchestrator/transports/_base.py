@@ -15,7 +15,14 @@ from typing import Protocol
 from jira_orchestrator._core.errors import InvalidMessage
 from jira_orchestrator._core.message import Message
 
-__all__ = ["Deliver", "InvalidHook", "Reply", "Transport", "TransportSubscription"]
+__all__ = [
+    "Deliver",
+    "InvalidHook",
+    "RefusalHook",
+    "Reply",
+    "Transport",
+    "TransportSubscription",
+]
 
 Reply = Callable[[Message], Awaitable[None]]
 """Sends the response to a request; given to ``Deliver`` with each request message."""
@@ -30,9 +37,11 @@ coroutine: the in-process bus moves a message in a few microseconds.)
 """
 
 
-InvalidHook = Callable[[str, bytes, InvalidMessage, Reply | None], None]
-"""Told of bytes that arrived on ``subject`` but are not a message (networked transports),
-with the way to answer their sender when it waits for a reply (else None)."""
+InvalidHook = Callable[[str, bytes, InvalidMessage], None]
+"""Told of bytes that arrived on ``subject`` but are not a message (networked transports)."""
+
+RefusalHook = Callable[[str, bytes, InvalidMessage, Reply], None]
+"""Given the way to answer the sender of such bytes when it waits for a reply."""
 
 
 class TransportSubscription(Protocol):
@@ -47,6 +56,9 @@ class Transport(abc.ABC):
     url: str
     on_invalid: InvalidHook | None = None
     """Set by the bus to dead-letter undecodable input; a transport calls it, never raises."""
+    on_refused: RefusalHook | None = None
+    """Set by the bus to answer the sender of undecodable input that waits for a reply;
+    a transport calls it after `on_invalid`, never raises."""
 
     @abc.abstractmethod
     def subscribe(

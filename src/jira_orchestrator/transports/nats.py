@@ -60,7 +60,13 @@ from jira_orchestrator._core.topics import (
     normalize_topic,
     pattern_matches,
 )
-from jira_orchestrator.transports._base import Deliver, InvalidHook, Reply, Transport
+from jira_orchestrator.transports._base import (
+    Deliver,
+    InvalidHook,
+    RefusalHook,
+    Reply,
+    Transport,
+)
 from jira_orchestrator.transports._nats_errors import map_error
 from jira_orchestrator.transports._nats_jetstream import (
     ACK,
@@ -225,9 +231,10 @@ class _NatsSubscription:
 class NatsTransport(Transport):
     """Publish, subscribe and request over NATS, with JetStream for durable topics.
 
-    ``on_invalid(subject, data, error, reply)`` is called for bytes that are not a message
-    and for an envelope whose topic is not its subject's (they are counted in
-    ``stats.invalid`` and otherwise dropped; ``reply`` answers a sender that waits).
+    ``on_invalid(subject, data, error)`` is called for bytes that are not a message and for
+    an envelope whose topic is not its subject's (they are counted in ``stats.invalid`` and
+    otherwise dropped), then ``on_refused(subject, data, error, reply)`` when their sender
+    waits for a reply.
     Connects lazily, on the first use inside the running event loop; `flush` waits until
     every subscription made so far is live on the server.
     """
@@ -241,6 +248,7 @@ class NatsTransport(Transport):
         self.options = replace(base, **overrides) if overrides else base
         self.stats = NatsStats()
         self.on_invalid: InvalidHook | None = None
+        self.on_refused: RefusalHook | None = None
         self._streams: list[StreamSpec] = plan_streams(
             self.options.durable, self.options.stream_prefix, self.options.dead_letter_max_age
         )
@@ -649,12 +657,14 @@ class NatsTransport(Transport):
                     "NATS %s: dropped undecodable bytes on %s: %s", self.url, msg.subject, error
                 )
             else:
-                reply = self._replier(reply_to) if reply_to else None
                 subject = msg.subject
                 if subject.startswith(DURABLE_PREFIX):
                     subject = subject[len(DURABLE_PREFIX) :]
+                refused = self.on_refused
                 try:
-                    hook(subject, bytes(msg.data), error, reply)
+                    hook(subject, bytes(msg.data), error)
+                    if reply_to and refused is not None:
+                        refused(subject, bytes(msg.data), error, self._replier(reply_to))
                 except Exception:
                     log.exception("on_invalid hook failed for %s", msg.subject)
             return None
