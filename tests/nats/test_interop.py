@@ -187,3 +187,51 @@ async def test_the_subject_wins_over_the_envelopes_topic(
     assert (letter["reason"], letter["message"]) == ("invalid-message", None)
     assert letter["subscription"] == "plugin.sdk-plugin.request"
     assert claimed == []
+
+
+async def test_a_raw_replica_shares_the_durable_queue_by_the_documented_consumer_name(
+    nats_server: NatsServer, raw: Client
+) -> None:
+    # docs/protocol.md, "Durable queues" and "Minimal plugin": a replica in another
+    # language binds to the consumer the Python replicas share, so each durable request
+    # is handled once, by one of them.
+    import hashlib
+
+    plugin = "shared-worker"
+    sdk = get_message_bus(plugin, nats_server.url)
+    handled: list[tuple[str, int]] = []
+
+    async def python_replica(message: Message) -> None:
+        handled.append(("python", message.payload["n"]))
+        await sdk.respond(message.correlation_id or "", {"by": "python"})
+
+    sdk.subscribe(f"plugin/{plugin}/request", python_replica, queue=plugin)
+    await sdk.transport.flush()  # type: ignore[attr-defined]
+
+    digest = hashlib.sha256(f"JO_REQUESTS\nplugin/{plugin}/request\n{plugin}".encode()).hexdigest()
+    deliver = f"_jo.deliver.{plugin}_{digest[:12]}"
+
+    async def raw_replica(msg: Any) -> None:
+        request = json.loads(msg.data)
+        handled.append(("raw", request["payload"]["n"]))
+        response = {
+            "messageType": "response",
+            "topic": f"plugin/{plugin}/response",
+            "correlationId": request["correlationId"],
+            "source": plugin,
+            "destination": request["source"],
+            "payload": {"by": "raw"},
+        }
+        await raw.publish(msg.headers["Jo-Reply-To"], json.dumps(response).encode())
+        await raw.publish(msg.reply, b"+ACK")
+
+    await raw.subscribe(deliver, queue=plugin, cb=raw_replica)
+    await raw.flush()
+    caller = get_message_bus("caller", nats_server.url)
+    answers = [
+        await caller.request(topic=f"plugin/{plugin}/request", payload={"n": n}, timeout=WAIT)
+        for n in range(40)
+    ]
+    assert sorted(n for _, n in handled) == list(range(40))  # each once, none twice
+    assert {who for who, _ in handled} == {"python", "raw"}  # both replicas took some
+    assert {answer["by"] for answer in answers} == {"python", "raw"}
