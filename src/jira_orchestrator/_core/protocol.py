@@ -485,7 +485,9 @@ class StatusEvent(_Wire):
 class BreakerEvent(_Wire):
     """The payload on ``plugin/<id>/circuit-breaker``."""
 
-    state: Literal["closed", "open", "half_open", "forced_open"]
+    state: Literal["closed", "open", "half_open", "forced_open", "disabled"]
+    previous_state: str | None = Field(default=None, alias="previousState")
+    name: str | None = Field(default=None, description="the breaker's name")
     failures: int | None = None
     timestamp: str | None = Field(default=None, description="ISO 8601 UTC")
 
