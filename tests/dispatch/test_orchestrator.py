@@ -439,3 +439,6 @@ async def test_a_plugin_nobody_serves_is_excluded_for_that_reason(ecosystem: Eco
     reason = result.decision.excluded["k8s-helm-deployer"]
     assert "circuit breaker" not in reason
     assert "nobody answers" in reason
+    health = orchestrator.status()["plugins"]["k8s-helm-deployer"]
+    assert (health["status"], health["availability"]) == ("stopped", 0.0)
+    assert "nobody answers its requests" in health["reason"]

@@ -407,6 +407,7 @@ class Orchestrator:
             "plugins": {
                 name: {
                     "status": health.status,
+                    "reason": health.reason,
                     "breaker": health.breaker,
                     "availability": self.availability(name),
                     "dispatchBreaker": None
