@@ -5,8 +5,10 @@ Everything the raw side does here is what docs/protocol.md tells a non-Python pl
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -195,8 +197,6 @@ async def test_a_raw_replica_shares_the_durable_queue_by_the_documented_consumer
     # docs/protocol.md, "Durable queues" and "Minimal plugin": a replica in another
     # language binds to the consumer the Python replicas share, so each durable request
     # is handled once, by one of them.
-    import hashlib
-
     plugin = "shared-worker"
     sdk = get_message_bus(plugin, nats_server.url)
     handled: list[tuple[str, int]] = []
@@ -235,3 +235,76 @@ async def test_a_raw_replica_shares_the_durable_queue_by_the_documented_consumer
     assert sorted(n for _, n in handled) == list(range(40))  # each once, none twice
     assert {who for who, _ in handled} == {"python", "raw"}  # both replicas took some
     assert {answer["by"] for answer in answers} == {"python", "raw"}
+
+
+async def test_a_minimal_raw_plugin_is_routed_work_on_nats(
+    nats_server: NatsServer, raw: Client, tmp_path: Path
+) -> None:
+    # docs/protocol.md, "Minimal plugin", on NATS and nothing else: a manifest, the
+    # durable consumer of its queue, presence probes and {status, result} replies; no RPC.
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    from jira_orchestrator.orchestrator import Orchestrator
+
+    plugin = "invoice-renderer"
+    folder = tmp_path / "plugins" / plugin / ".claude-plugin"
+    folder.mkdir(parents=True)
+    manifest = {
+        "name": plugin,
+        "description": "Renders invoices as PDF",
+        "keywords": ["invoice", "pdf", "billing"],
+    }
+    (folder / "plugin.json").write_text(json.dumps(manifest))
+
+    async def presence(msg: Any) -> None:
+        await raw.publish(msg.reply, b"")
+
+    async def serve(msg: Any) -> None:
+        request = json.loads(msg.data)
+        reply = {
+            "messageType": "response",
+            "topic": f"plugin/{plugin}/response",
+            "correlationId": request["correlationId"],
+            "source": plugin,
+            "destination": request["source"],
+            "payload": {"status": "success", "result": request["payload"]["command"]},
+        }
+        await raw.publish(msg.headers["Jo-Reply-To"], json.dumps(reply).encode())
+        await raw.publish(msg.reply, b"+ACK")
+
+    orchestrator = Orchestrator(tmp_path / "plugins", bus_url=nats_server.url)
+    try:
+        await orchestrator.bus.transport.flush()  # type: ignore[attr-defined]  # the streams
+        digest = hashlib.sha256(
+            f"JO_REQUESTS\nplugin/{plugin}/request\n{plugin}".encode()
+        ).hexdigest()[:12]
+        name = f"{plugin}_{digest}"
+        await raw.jetstream().add_consumer(
+            "JO_REQUESTS",
+            ConsumerConfig(
+                name=name,
+                durable_name=name,
+                deliver_subject=f"_jo.deliver.{name}",
+                deliver_group=plugin,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=30,
+                max_deliver=5,
+                max_ack_pending=1000,
+                filter_subject=f"_jo.durable.plugin.{plugin}.request",
+            ),
+        )
+        await raw.subscribe(f"_jo.deliver.{name}", queue=plugin, cb=serve)
+        await raw.subscribe(f"_jo.presence.plugin.{plugin}.request", "_jo_presence", cb=presence)
+        await raw.flush()
+        await orchestrator.start()
+        assert orchestrator.health[plugin].status == "ready"
+        result = await orchestrator.dispatch("Render the March invoice as a PDF")
+        assert (result.outcome, result.plugin, result.result) == (
+            "completed",
+            plugin,
+            "handle_issue",
+        )
+    finally:
+        await orchestrator.stop()
+        orchestrator.close()
