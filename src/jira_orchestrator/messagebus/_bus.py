@@ -34,7 +34,7 @@ from jira_orchestrator.messagebus._config import (
     ERROR_STATUS,
     BusConfig,
 )
-from jira_orchestrator.messagebus._shared import _Core, _response
+from jira_orchestrator.messagebus._shared import _response, _SharedBus
 from jira_orchestrator.messagebus._subscription import (
     Handler,
     MessageFilter,
@@ -57,7 +57,7 @@ class MessageBus:
     Every message published through a handle has ``source`` set to its plugin id.
     """
 
-    def __init__(self, core: _Core, plugin_id: str) -> None:
+    def __init__(self, core: _SharedBus, plugin_id: str) -> None:
         self._core = core
         self.plugin_id = plugin_id
         self._subscriptions: list[Subscription] = []
@@ -269,7 +269,7 @@ class MessageBus:
             ):
                 # Fast path: an event with every envelope option at its default (the very
                 # default objects, hence `is`). The same checks and errors as `_message` then
-                # `_Core.check_sendable`, in the same order, for less than half the cost: the
+                # `_SharedBus.check_sendable`, in the same order, for less than half the cost: the
                 # message is a copy of this handle's template with the per-message fields
                 # replaced (`restamp`: nothing is validated twice), and its size is bounded by
                 # its payload's; the whole message is encoded only when that comes near the

@@ -14,7 +14,7 @@ from jira_orchestrator._core.tasks import BackgroundTasks
 from jira_orchestrator._core.topics import normalize_topic
 from jira_orchestrator.messagebus._bus import MessageBus
 from jira_orchestrator.messagebus._config import DEFAULT_URL, URL_ENV, BusConfig
-from jira_orchestrator.messagebus._shared import _Core
+from jira_orchestrator.messagebus._shared import _SharedBus
 from jira_orchestrator.transports import open_transport
 
 __all__ = ["close_message_bus", "get_message_bus", "reset_message_bus"]
@@ -28,7 +28,7 @@ def _plugin_id(value: object) -> str:
     return value
 
 
-_cores: dict[str, _Core] = {}
+_cores: dict[str, _SharedBus] = {}
 _closing = BackgroundTasks(logging.getLogger("jira_orchestrator.messagebus"), "closing a bus")
 
 
@@ -52,7 +52,7 @@ def get_message_bus(
         del _cores[url]
         core = None
     if core is None:
-        core = _cores[url] = _Core(url, open_transport(url), config or BusConfig())
+        core = _cores[url] = _SharedBus(url, open_transport(url), config or BusConfig())
     elif config is not None and config != core.config:
         raise ValueError(
             f"the bus on {redact_url(url)} already runs with {core.config}; reset it first"

@@ -78,7 +78,7 @@ class _Awaited:
         self.response: Message | None = None
 
 
-class _Core:
+class _SharedBus:
     """What every handle on one URL shares: the transport, config, counters, replies."""
 
     def __init__(self, url: str, transport: Transport, config: BusConfig) -> None:

@@ -70,7 +70,7 @@ class SubscriptionStats:
 
 
 class _Tracked:
-    """A queued request whose outcome this subscription reports (see `_Core.track`)."""
+    """A queued request whose outcome this subscription reports (see `_SharedBus.track`)."""
 
     __slots__ = ("message",)
 
