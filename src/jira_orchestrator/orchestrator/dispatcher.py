@@ -325,6 +325,7 @@ class Orchestrator:
                 health.status = "unhealthy"
                 health.reason = f"its health check failed: {error}"
             else:
+                health.reason = None
                 if isinstance(answer, Mapping):
                     health.status = str(answer.get("status", "unknown"))
                     state = answer.get("circuitBreakerState")
