@@ -63,6 +63,7 @@ __all__ = [
     "plugin_response",
     "plugin_rpc",
     "plugin_status",
+    "plugin_telemetry",
     "state_change",
     "state_export",
     "state_sync",
@@ -110,6 +111,11 @@ def plugin_status(plugin_id: str) -> str:
 def plugin_circuit_breaker(plugin_id: str) -> str:
     """``plugin/<id>/circuit-breaker``: plugin ``<id>``'s breaker (`BreakerEvent`)."""
     return f"plugin/{plugin_id}/circuit-breaker"
+
+
+def plugin_telemetry(plugin_id: str) -> str:
+    """``plugin/<id>/telemetry``: plugin ``<id>``'s process's metric snapshots."""
+    return f"plugin/{plugin_id}/telemetry"
 
 
 def state_change(plugin_id: str) -> str:
@@ -185,6 +191,11 @@ RESERVED_TOPICS: tuple[ReservedTopic, ...] = (
     ReservedTopic(plugin_events("{id}"), "plugin `{id}`", "its own events"),
     ReservedTopic(plugin_status("{id}"), "plugin `{id}`", "`StatusEvent`"),
     ReservedTopic(plugin_circuit_breaker("{id}"), "plugin `{id}`", "`BreakerEvent`"),
+    ReservedTopic(
+        plugin_telemetry("{id}"),
+        "plugin `{id}`'s process, every `$JIRA_ORCHESTRATOR_METRICS` seconds",
+        "`{metrics: {counters, gauges, histograms}, interval, timestamp}` (docs/observability.md)",
+    ),
     ReservedTopic(SYSTEM_BROADCAST, "the orchestrator", "any"),
     ReservedTopic(SYSTEM_HEALTH, "the orchestrator", "any"),
     ReservedTopic(SYSTEM_TELEMETRY, "the orchestrator", "any"),

@@ -29,6 +29,7 @@ import typer
 from rich.console import Console
 
 from jira_orchestrator._core.errors import TransportError
+from jira_orchestrator._core.observe import METRICS_ENV
 from jira_orchestrator._core.protocol import BUS_URL_ENV, OUTPUT_ENV, PASS_ENV, STATE_DIR_ENV
 from jira_orchestrator.cli._errors import EXIT_USAGE, fail
 from jira_orchestrator.cli._files import write_text

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import asdict
+from time import perf_counter
 from typing import Any, overload
 
+from jira_orchestrator._core import tracing
 from jira_orchestrator._core.clock import format_timestamp
 from jira_orchestrator._core.errors import (
     InvalidMessage,
+    NoResponders,
     RemoteError,
     RequestTimeout,
     TransportClosed,
@@ -26,6 +29,8 @@ from jira_orchestrator._core.message import (
     restamp,
     validate_payload,
 )
+from jira_orchestrator._core.observe import switch as _metrics
+from jira_orchestrator._core.observe import topic_family
 from jira_orchestrator._core.protocol import plugin_request, plugin_response
 from jira_orchestrator._core.redact import redact_url
 from jira_orchestrator._core.topics import MAX_TOPIC_LENGTH, normalize_pattern, normalize_topic
@@ -382,23 +387,28 @@ class MessageBus:
         except InvalidMessage:
             self._core.stats.rejected += 1
             raise
-        core = self._core
-        core.stats.requests += 1
-        awaited = core.await_response(request)
-        if awaited is None:
-            response = await core.transport.request(request, timeout=seconds)
+        self._core.stats.requests += 1
+        metrics = _metrics.registry
+        if metrics is None:
+            response = await self._exchange(request, seconds)
         else:
+            started = perf_counter()
+            outcome = "error"
             try:
-                response = await core.transport.request(request, timeout=seconds)
-            except asyncio.CancelledError:
-                # A response on the responder's topic ended the wait (`await_response`):
-                # it is the answer, unless this task was also cancelled by someone else.
-                task = asyncio.current_task()
-                if awaited.response is None or task is None or task.uncancel() > 0:
-                    raise
-                response = awaited.response
+                response = await self._exchange(request, seconds)
+                outcome = "error" if response.headers.get("status") == ERROR_STATUS else "ok"
+            except RequestTimeout:
+                outcome = "timeout"
+                raise
+            except NoResponders:
+                outcome = "no-responders"
+                raise
             finally:
-                core.awaited.pop(awaited.correlation_id, None)
+                metrics.observe(
+                    "bus_request_duration_seconds",
+                    (topic_family(request.topic), outcome),
+                    perf_counter() - started,
+                )
         if response.headers.get("status") == ERROR_STATUS:
             error = response.payload.get("error") if isinstance(response.payload, dict) else None
             error = error if isinstance(error, dict) else {}
@@ -408,6 +418,25 @@ class MessageBus:
                 source=response.source or destination,
             )
         return response
+
+    async def _exchange(self, request: Message, seconds: float) -> Message:
+        """Send ``request`` and return the first response, from the transport's reply path
+        or, for a plugin's request or RPC, from its responder's topic."""
+        core = self._core
+        awaited = core.await_response(request)
+        if awaited is None:
+            return await core.transport.request(request, timeout=seconds)
+        try:
+            return await core.transport.request(request, timeout=seconds)
+        except asyncio.CancelledError:
+            # A response on the responder's topic ended the wait (`await_response`): it is
+            # the answer, unless this task was also cancelled by someone else.
+            task = asyncio.current_task()
+            if awaited.response is None or task is None or task.uncancel() > 0:
+                raise
+            return awaited.response
+        finally:
+            core.awaited.pop(awaited.correlation_id, None)
 
     async def request(
         self,

@@ -23,6 +23,8 @@ from jira_orchestrator._core.message import (
     MessageType,
     private_copy,
 )
+from jira_orchestrator._core.observe import switch as _metrics
+from jira_orchestrator._core.observe import topic_family
 from jira_orchestrator._core.protocol import (
     ANYONE,
     DEAD_LETTER_TOPIC,
@@ -200,6 +202,9 @@ class _SharedBus:
     async def send(self, message: Message) -> None:
         self.check_sendable(message)
         self.stats.published += 1
+        metrics = _metrics.registry
+        if metrics is not None:
+            metrics.inc("bus_published", (topic_family(message.topic),))
         await self.transport.publish(message)
 
     def track(self, message: Message, reply: Reply) -> bool:
@@ -332,6 +337,12 @@ class _SharedBus:
         self, letter: Message, about: Message | None, reason: DeadLetterReason | str
     ) -> None:
         self.stats.dead_lettered += 1
+        metrics = _metrics.registry
+        if metrics is not None:
+            # about: the message; else the subject undecodable bytes came on
+            topic = about.topic if about is not None else letter.payload["subscription"]
+            topic = topic if "/" in topic else topic.replace(".", "/")
+            metrics.inc("bus_dead_lettered", (topic_family(topic), str(reason)))
         try:
             await self.transport.publish_dead_letter(letter, about=about, reason=reason)
         except Exception:

@@ -18,7 +18,11 @@ from jira_orchestrator._core.clock import WallClock, wall
 from jira_orchestrator._core.errors import PublishTimeout
 from jira_orchestrator._core.message import _NO_METADATA as NO_METADATA
 from jira_orchestrator._core.message import Message, private_copy
+from jira_orchestrator._core.observe import switch as metrics_switch
+from jira_orchestrator._core.observe import topic_family
 from jira_orchestrator._core.protocol import DeadLetterReason
+from jira_orchestrator._core.tracing import TRACEPARENT
+from jira_orchestrator._core.tracing import is_on as tracing_on
 from jira_orchestrator.transports import Reply, TransportSubscription
 
 if TYPE_CHECKING:

@@ -16,6 +16,7 @@ import logging
 from jira_orchestrator._core import observe
 from jira_orchestrator._core.clock import format_timestamp, wall
 from jira_orchestrator._core.errors import JiraOrchestratorError
+from jira_orchestrator._core.protocol import plugin_telemetry
 from jira_orchestrator.messagebus import MessageBus
 
 __all__ = ["TelemetryPublisher", "telemetry_topic"]
@@ -25,7 +26,7 @@ log = logging.getLogger("jira_orchestrator.plugins.telemetry")
 
 def telemetry_topic(plugin_id: str) -> str:
     """Where plugin ``plugin_id`` publishes its metric snapshots."""
-    return f"plugin/{plugin_id}/telemetry"
+    return plugin_telemetry(plugin_id)
 
 
 class TelemetryPublisher:

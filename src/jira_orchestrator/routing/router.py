@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from jira_orchestrator._core import observe, tracing
 from jira_orchestrator._core.protocol import ORCHESTRATOR_ID, ROUTING_DECISION
 from jira_orchestrator._core.tasks import BackgroundTasks
 from jira_orchestrator.plugins import AgentRegistry, PluginInfo, discover_plugins

@@ -36,6 +36,7 @@ from jira_orchestrator._core import observe
 from jira_orchestrator._core.clock import MonotonicClock, monotonic
 from jira_orchestrator._core.message import Message
 from jira_orchestrator._core.observe import METRICS, PREFIX, MetricsRegistry
+from jira_orchestrator._core.protocol import ANYONE, plugin_telemetry
 from jira_orchestrator.messagebus import MessageBus, Subscription
 from jira_orchestrator.web.server import error_response
 
@@ -149,7 +150,7 @@ class MetricsEndpoint:
         """Listen for plugin processes' snapshots (when given a bus)."""
         if self.bus is not None and self._subscription is None:
             self._subscription = self.bus.subscribe(
-                "plugin/*/telemetry", self._on_snapshot, overflow="drop_oldest", queue_size=256
+                plugin_telemetry(ANYONE), self._on_snapshot, overflow="drop_oldest", queue_size=256
             )
 
     async def stop(self) -> None:
