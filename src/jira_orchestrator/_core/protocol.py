@@ -224,8 +224,9 @@ STATE_DIR_ENV = "JIRA_ORCHESTRATOR_STATE_DIR"
 PASS_ENV = "JIRA_ORCHESTRATOR_PASS_ENV"
 
 ENVIRONMENT: dict[str, str] = {
-    BUS_URL_ENV: "the bus URL; under `up`, `nats://<id>:<password>@host:port`: the "
-    "plugin's own NATS user, with the permissions its manifest grants",
+    BUS_URL_ENV: "the bus URL; under `up`, `nats://<id>:<password>@host:port?jetstream=bind`: "
+    "the plugin's own NATS user, with the permissions its manifest grants (the query is "
+    "for the SDK: bind to the consumers the orchestrator made)",
     OUTPUT_ENV: "the folder where plugins write what they produce",
     STATE_DIR_ENV: "the folder of the plugins' state databases (`<id>.db`)",
     PASS_ENV: "names of further variables of the operator's environment `up` passes "

@@ -5,9 +5,9 @@ Each plugin may publish and subscribe on its own subjects (``plugin.<id>.>``,
 and subscribe to what it declares in ``subscriptions``; it may call the orchestrator and the
 plugins its ``routing.canRouteTo`` names (and hear their responses published on
 ``plugin.<target>.response``), read the state it imports
-(``stateManagement.sharing.imports``), send dead letters and use inboxes for replies.
-Anything else, such as publishing on another plugin's subjects, the server refuses. The
-orchestrator's user may do everything.
+(``stateManagement.sharing.imports``) and send dead letters. Anything else, such as
+publishing on another plugin's subjects, the server refuses. The orchestrator's user may
+do everything.
 
 JetStream: no plugin user may call JetStream's API beyond its own consumer. The
 orchestrator's user creates the streams and, for each plugin, the durable consumer its
@@ -73,7 +73,7 @@ def inbox_of(user: str) -> str:
 def _request_consumer(plugin: str, stream_prefix: str) -> tuple[str, str]:
     """(stream, consumer) through which the replicas of ``plugin`` read its requests."""
     stream = f"{stream_prefix}_REQUESTS"
-    return stream, consumer_name(stream, f"plugin/{plugin}/request", plugin)
+    return stream, consumer_name(stream, plugin_request(plugin), plugin)
 
 
 def plugin_permissions(
@@ -107,7 +107,7 @@ def plugin_permissions(
         f"_jo.durable.plugin.{me}.>",
         f"_jo.presence.plugin.{me}.>",
         # the durable consumer its replicas share for plugin/<id>/request (queue <id>)
-        DELIVER_PREFIX + consumer_name(f"{stream_prefix}_REQUESTS", plugin_request(me), me),
+        DELIVER_PREFIX + consumer,
     ]
     for target in [ORCHESTRATOR, *manifest.routing.can_route_to]:
         if target == "*":

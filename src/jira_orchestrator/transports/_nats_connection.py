@@ -30,8 +30,9 @@ from jira_orchestrator._core.errors import (
 )
 from jira_orchestrator._core.message import Message
 from jira_orchestrator._core.redact import redact_url
-from jira_orchestrator._core.topics import TopicIndex, normalize_pattern
-from jira_orchestrator.transports._base import Reply, Transport
+from jira_orchestrator._core.tasks import BackgroundTasks
+from jira_orchestrator._core.topics import TopicIndex, normalize_pattern, normalize_topic
+from jira_orchestrator.transports._base import RefusalHook, Reply, Transport
 from jira_orchestrator.transports._nats_errors import map_error
 from jira_orchestrator.transports._nats_jetstream import (
     DEAD_LETTER_TOPIC,
@@ -39,6 +40,7 @@ from jira_orchestrator.transports._nats_jetstream import (
     ensure_streams,
     plan_streams,
 )
+from jira_orchestrator.transports._nats_subjects import DURABLE_PREFIX
 
 if TYPE_CHECKING:
     from jira_orchestrator.transports._nats_subscriptions import _NatsSubscription
@@ -157,6 +159,7 @@ class _NatsConnection(Transport):
         self.options = replace(base, **overrides) if overrides else base
         self.stats = NatsStats()
         self.on_invalid: InvalidHook | None = None
+        self.on_refused: RefusalHook | None = None
         self._streams: list[StreamSpec] = plan_streams(
             self.options.durable, self.options.stream_prefix, self.options.dead_letter_max_age
         )
@@ -169,7 +172,7 @@ class _NatsConnection(Transport):
         self._unstarted: list[_NatsSubscription] = []
         self._setups: set[asyncio.Task[None]] = set()
         self._setup_errors: list[BaseException] = []
-        self._background: set[asyncio.Task[None]] = set()
+        self._background = BackgroundTasks(log, f"NATS {self.url}: background work")
         self._routes: dict[str, tuple[str, str | None]] = {}
         self._inbox = ""
         self.inbox_prefix = self.options.inbox_prefix or inbox_prefix_for(self._servers)
@@ -358,9 +361,7 @@ class _NatsConnection(Transport):
         return secrets.token_hex(8)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._background.spawn(coroutine)
 
     async def _on_reply(self, msg: Msg) -> None:
         entry = self._replies.get(msg.subject[len(self._inbox) :])
@@ -378,9 +379,22 @@ class _NatsConnection(Transport):
 
     # -- receiving -----------------------------------------------------------------------
 
-    def _decode(self, msg: Msg) -> Message | None:
+    def _decode(self, msg: Msg, reply_to: str | None) -> Message | None:
+        """The message ``msg`` carries; None for bytes that are not one, or for an envelope
+        whose topic is not its subject's (the subject wins: it is what the server checked
+        the sender's permissions against), told to `on_invalid`, then to `on_refused` with
+        a way to answer ``reply_to``."""
+        subject = msg.subject
+        if subject.startswith(DURABLE_PREFIX):
+            subject = subject[len(DURABLE_PREFIX) :]
         try:
-            return Message.decode(msg.data)
+            message = Message.decode(msg.data)
+            if message.topic != subject and message.topic != normalize_topic(subject):
+                raise InvalidMessage(
+                    f"the envelope's topic {message.topic!r} is not the topic of the subject "
+                    f"{subject!r} it arrived on"
+                )
+            return message
         except InvalidMessage as error:
             self.stats.invalid += 1
             hook = self.on_invalid
@@ -389,8 +403,11 @@ class _NatsConnection(Transport):
                     "NATS %s: dropped undecodable bytes on %s: %s", self.url, msg.subject, error
                 )
             else:
+                refused = self.on_refused
                 try:
-                    hook(msg.subject, bytes(msg.data), error)
+                    hook(subject, bytes(msg.data), error)
+                    if reply_to and refused is not None:
+                        refused(subject, bytes(msg.data), error, self._replier(reply_to))
                 except Exception:
                     log.exception("on_invalid hook failed for %s", msg.subject)
             return None

@@ -22,6 +22,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig
 
+from jira_orchestrator._core.clock import format_timestamp
 from jira_orchestrator._core.errors import (
     ConnectionLost,
     PublishTimeout,
@@ -29,6 +30,7 @@ from jira_orchestrator._core.errors import (
     TransportError,
 )
 from jira_orchestrator._core.message import Message
+from jira_orchestrator._core.protocol import RETRYABLE_REASONS, DeadLetterReason, dead_letter
 from jira_orchestrator._core.topics import normalize_pattern
 from jira_orchestrator.transports._nats_connection import (
     MSG_ID_HEADER,
@@ -40,7 +42,6 @@ from jira_orchestrator.transports._nats_connection import (
 from jira_orchestrator.transports._nats_errors import map_error
 from jira_orchestrator.transports._nats_jetstream import (
     ACK,
-    DEAD_LETTER_TOPIC,
     IN_PROGRESS,
     StreamSpec,
     consumer_config,
@@ -59,7 +60,6 @@ _ROUTE_HINT = (
     "a plugin's user may send durable requests only to the plugins its manifest's "
     "routing.canRouteTo names (and the orchestrator)"
 )
-_RETRYABLE_REASONS = frozenset({"handler-error", "filter-error"})
 _SETUP_RETRY_FIRST = 0.05
 _SETUP_RETRY_MAX = 1.0
 _MAX_TRACKED_ATTEMPTS = 10_000
@@ -184,13 +184,13 @@ class _NatsDurable(_NatsConnection):
         if subscription.closed:
             if num_delivered(ack_subject) >= subscription.max_deliver and not self._closed:
                 # JetStream will not deliver it again: dead-letter it rather than drop it
-                late = self._decode(msg)
+                late = self._decode(msg, None)
                 if late is not None:
                     self._spawn(self._unanswered(subscription, late, ack_subject))
                     return
             await _quietly(nc.publish(ack_subject, nak(0)))  # let another member have it
             return
-        message = self._decode(msg)
+        message = self._decode(msg, msg.headers.get(REPLY_HEADER) if msg.headers else None)
         if message is None:
             await _quietly(nc.publish(ack_subject, ACK))  # redelivering bad bytes cannot help
             return
@@ -272,18 +272,14 @@ class _NatsDurable(_NatsConnection):
         self, subscription: _NatsSubscription, message: Message, ack_subject: str
     ) -> None:
         """Dead-letter a request that its last delivery left unanswered, then ack it."""
-        letter = Message(
-            topic=DEAD_LETTER_TOPIC,
+        letter = dead_letter(
+            DeadLetterReason.MAX_DELIVERIES,
             source=subscription.queue or "",
-            headers=dict(message.headers),
-            payload={
-                "reason": "max-deliveries",
-                "error": None,
-                "subscriber": subscription.queue,
-                "subscription": subscription.pattern,
-                "message": message.to_dict(),
-                "deliveries": subscription.max_deliver,
-            },
+            timestamp=format_timestamp(time.time()),
+            subscriber=subscription.queue,
+            subscription=subscription.pattern,
+            original=message,
+            deliveries=subscription.max_deliver,
         )
         try:
             await self.publish(letter)
@@ -314,25 +310,26 @@ class _NatsDurable(_NatsConnection):
             publishing=True,
         )
 
-    def _hold_dead_letter(self, letter: Message) -> Message | None:
-        """None to drop the bus's dead letter for an attempt JetStream will redeliver."""
-        payload = letter.payload
-        if not isinstance(payload, dict) or not isinstance(payload.get("message"), dict):
-            return letter
-        attempt = self._attempts.get(payload["message"].get("messageId"))
-        if attempt is None:
-            return letter
-        delivered, final, ack_subject = attempt
-        if payload.get("reason") in _RETRYABLE_REASONS:
-            if not final:
-                self.stats.suppressed_dead_letters += 1
-                return None
-            return msgspec.structs.replace(letter, payload={**payload, "deliveries": delivered})
-        # dead-lettered for another reason (expired): settled, so no redelivery
-        nc = self._nc
-        if nc is not None:
-            self._spawn(_quietly(nc.publish(ack_subject, ACK)))
-        return letter
+    async def publish_dead_letter(
+        self, letter: Message, *, about: Message | None, reason: str
+    ) -> None:
+        """Hold back the bus's letter for an attempt JetStream will redeliver; the last
+        attempt's letter says how many ``deliveries`` there were."""
+        attempt = None if about is None else self._attempts.get(about.message_id)
+        if attempt is not None:
+            delivered, final, ack_subject = attempt
+            if reason in RETRYABLE_REASONS:
+                if not final:
+                    self.stats.suppressed_dead_letters += 1
+                    return
+                letter = msgspec.structs.replace(
+                    letter, payload={**letter.payload, "deliveries": delivered}
+                )
+            else:  # dead-lettered for another reason (expired): settled, so no redelivery
+                nc = self._nc
+                if nc is not None:
+                    self._spawn(_quietly(nc.publish(ack_subject, ACK)))
+        await self.publish(letter)
 
     async def _store(
         self, nc: Client, subject: str, message: Message, reply_to: str | None, deadline: float

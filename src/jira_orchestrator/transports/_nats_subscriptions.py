@@ -88,7 +88,7 @@ class _NatsSubscription:
         if self.closed or is_internal_subject(msg.subject):
             return
         transport = self.transport
-        message = transport._decode(msg)
+        message = transport._decode(msg, msg.reply)
         if message is None:
             return
         reply = transport._replier(msg.reply) if msg.reply else None
@@ -99,10 +99,10 @@ class _NatsSubscription:
         if self.closed:
             return
         transport = self.transport
-        message = transport._decode(msg)
+        reply_to = msg.headers.get(REPLY_HEADER) if msg.headers else None
+        message = transport._decode(msg, reply_to)
         if message is None:
             return
-        reply_to = msg.headers.get(REPLY_HEADER) if msg.headers else None
         reply = transport._replier(reply_to) if reply_to else None
         await transport._hand_over(self, message, reply)
 
@@ -180,7 +180,7 @@ class _NatsSubscriptions(_NatsDurable):
         self._subscriptions.clear()
         tasks = [*self._setups, *self._background]
         if self._connecting is not None and not self._connecting.done():
-            tasks.append(self._connecting)  # type: ignore[arg-type]
+            tasks.append(self._connecting)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
