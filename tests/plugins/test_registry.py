@@ -173,7 +173,7 @@ SMALL_AGENTS = {
         "---\nname: api\ndescription: Builds REST endpoints\ncategory: backend\n"
         "capabilities: [rest-api]\nglobs: ['**/api/**/*.py']\n---\n"
     ),
-    "agents/docs.md": "---\nname: docs\ndescription: Writes documentation\n---\n",
+    "agents/scribe.md": "---\nname: scribe\ndescription: Writes documentation\n---\n",
 }
 
 
@@ -205,7 +205,7 @@ def test_category_matches_agent_then_plugin(small: AgentRegistry) -> None:
     assert "category 'backend'" in first.reasons
     matches = small.find_agents(category="documentation")
     # The plugin's category wins; the word still counts where it is written.
-    assert [m.agent.qualified_name for m in matches] == ["other:writer", "backend:docs"]
+    assert [m.agent.qualified_name for m in matches] == ["other:writer", "backend:scribe"]
     assert matches[0].reasons == ("category 'documentation'",)
 
 
@@ -220,7 +220,7 @@ def test_capabilities_of_agent_outrank_those_of_plugin(small: AgentRegistry) -> 
 
 def test_context_files_match_agent_and_plugin_globs(small: AgentRegistry) -> None:
     matches = small.find_agents(context=["src/api/users.py"])
-    assert [m.agent.qualified_name for m in matches] == ["backend:api", "backend:docs"]
+    assert [m.agent.qualified_name for m in matches] == ["backend:api", "backend:scribe"]
     assert matches[0].score > matches[1].score
     readme = small.find_agents(context="docs/README.md")
     assert [m.agent.qualified_name for m in readme] == ["other:writer"]  # a skill's glob
@@ -234,7 +234,7 @@ def test_plugins_can_be_added_and_removed(small: AgentRegistry, write_plugin: An
     assert small.remove_plugin("late") is True
     assert small.remove_plugin("late") is False
     assert small.get("late:x") is None
-    assert [a.name for a in small] == ["api", "docs", "writer"]
+    assert [a.name for a in small] == ["api", "scribe", "writer"]
 
 
 def test_empty_registry() -> None:
@@ -282,3 +282,28 @@ def test_command_and_skill_descriptions_find_their_own_plugin(
     assert total > 400
     assert first / total > 0.65
     assert top3 / total > 0.8
+
+
+def test_the_registry_reads_words_as_the_router_does(write_plugin: Any) -> None:
+    """One tokenizer and stemmer for the registry and the router: British spellings,
+    ``.NET``, ``k8s`` and inflections meet the forms agents write."""
+    from jira_orchestrator.plugins.text import words
+
+    root = write_plugin(
+        "styles",
+        {"name": "styles"},
+        {
+            "agents/tuner.md": (
+                "---\nname: tuner\ndescription: Optimizes color themes of dotnet pages\n---\n"
+            ),
+            "agents/other.md": "---\nname: other\ndescription: Writes release notes\n---\n",
+        },
+    )
+    registry = AgentRegistry([load_plugin(root)])
+    [match] = registry.find_agents(query="optimise the colour theme of our .NET app", limit=1)
+    assert match.agent.qualified_name == "styles:tuner"
+    assert len(match.reasons) == 4  # optimise, colour, theme, .NET all matched
+    # The same index terms as the router's classifier.
+    query = registry.find_agents(query="colour", limit=1)[0]
+    assert words("colour") == words("color")
+    assert query.name == "tuner"

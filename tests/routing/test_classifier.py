@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import jira_orchestrator.routing.text as text_module
+import jira_orchestrator.plugins.text as text_module
+from jira_orchestrator.plugins.text import compounds, stem, words
 from jira_orchestrator.routing import RoutingRequest, classify, technologies_of
-from jira_orchestrator.routing.text import compounds, stem, words
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from jira_orchestrator.plugins.text import compounds, stem, words
 from jira_orchestrator.routing import Router, RoutingRequest, ScoringWeights, classify
 from jira_orchestrator.routing.classifier import names_in
-from jira_orchestrator.routing.text import compounds, stem, words
 
 from .conftest import WritePlugin, agent
 

@@ -275,3 +275,20 @@ def test_scores_of_some_plugins_are_their_share_of_the_scores_of_all(
         p: v for p, v in index.meta_scores(terms).items() if p in some
     }
     assert index.component_scores(terms, 0.25, frozenset()) == {}
+
+
+def test_the_router_stamps_decisions_and_its_store_with_its_clock(
+    ecosystem: Path, tmp_path: Path
+) -> None:
+    now = [1_790_000_000.25]
+    router = Router.from_directory(ecosystem, store=tmp_path / "r.db", clock=lambda: now[0])
+    try:
+        decision = router.route("Write a getting started guide", requester=None)
+        assert decision.created_at == "2026-09-21T14:13:20.250+00:00"
+        now[0] += 3600
+        router.record_correction(decision.request_id, "api-forge")
+        assert router.store is not None
+        [correction] = router.store.corrections()
+        assert correction.created_at == now[0]
+    finally:
+        router.close()

@@ -1,6 +1,8 @@
 """The agent registry: every agent of every loaded plugin, searchable with `find_agents`.
 
-Ranking is a weighted term match. Each agent is indexed under the words of its name, tags,
+Ranking is a weighted term match over the router's words (`plugins.text`: the same
+tokenizer and stemmer, so "deployments", "deploying" and "deployed" are one word, and
+``k8s`` is ``kubernetes``, on both sides). Each agent is indexed under the words of its name, tags,
 keywords and capabilities (weight 3), of its intent and description (1.5), and of its
 plugin's name, keywords, capabilities and context tags (1). A query word scores its best
 weight in the agent (plus 0.3 of the weight of every other field holding it) times its
@@ -30,6 +32,7 @@ from pydantic.alias_generators import to_camel
 
 from jira_orchestrator.plugins.components import AgentSpec
 from jira_orchestrator.plugins.discovery import PluginInfo, discover_plugins
+from jira_orchestrator.plugins.text import written_words
 
 __all__ = ["AgentCriteria", "AgentMatch", "AgentRegistry", "glob_matches"]
 
@@ -46,57 +49,9 @@ _PHRASE_BONUS = 1.0
 _W_ALSO = 0.3
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9+#]*")
-_ALIASES = {"k8s": "kubernetes", "kube": "kubernetes", "js": "javascript", "ts": "typescript"}
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "can",
-        "do",
-        "for",
-        "from",
-        "how",
-        "i",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "me",
-        "my",
-        "of",
-        "on",
-        "or",
-        "our",
-        "that",
-        "the",
-        "this",
-        "to",
-        "use",
-        "used",
-        "using",
-        "via",
-        "we",
-        "what",
-        "when",
-        "which",
-        "who",
-        "will",
-        "with",
-        "you",
-        "your",
-        "agent",
-        "agents",
-        "plugin",
-        "plugins",
-    ]
-)
+# Words of every agent file that say nothing about what an agent does, beside the
+# shared stop words of `text`.
+_FILLER = frozenset(["agent", "plugin"])
 
 
 def _as_list(value: object) -> object:
@@ -436,24 +391,10 @@ def _tokens(text: str) -> list[str]:
 
 
 def _words(text: str) -> list[tuple[str, str]]:
-    """(index term, word as written) pairs: lower case, aliases resolved, stemmed."""
-    out: list[tuple[str, str]] = []
-    for written in _WORD.findall(text.lower()):
-        word = _ALIASES.get(written, written)
-        if word in _STOPWORDS or len(word) < 2:
-            continue
-        out.append((_stem(word), written))
-    return out
-
-
-def _stem(word: str) -> str:
-    """A light stemmer, the same on both sides: deployments, deploying -> deploy."""
-    if len(word) > 4 and word.endswith("s") and not word.endswith("ss"):
-        word = word[:-1]
-    for suffix in ("ment", "ing"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
-            return word[: -len(suffix)]
-    return word
+    """(index term, word as written) pairs: the router's words (`text.written_words`:
+    lower case, spellings and aliases unified, stop words dropped, stemmed), less the
+    filler of agent files."""
+    return [(term, raw) for term, raw in written_words(text) if term not in _FILLER]
 
 
 def _phrase(text: str) -> str:

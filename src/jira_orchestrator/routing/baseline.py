@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from jira_orchestrator.plugins.text import words
 from jira_orchestrator.routing.profiles import PluginProfile
 from jira_orchestrator.routing.request import RoutingRequest
-from jira_orchestrator.routing.text import words
 
 __all__ = ["BM25Baseline"]
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jira_orchestrator.plugins import Component, PluginInfo
+from jira_orchestrator.plugins.text import compounds, phrases, words
 from jira_orchestrator.routing.classifier import domains_of
-from jira_orchestrator.routing.text import compounds, phrases, words
 
 __all__ = ["ComponentDoc", "FieldWeights", "PluginProfile", "build_profile"]
 

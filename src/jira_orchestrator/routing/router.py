@@ -21,21 +21,23 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from jira_orchestrator._core import observe, tracing
+from jira_orchestrator._core.clock import WallClock, wall
 from jira_orchestrator._core.protocol import ORCHESTRATOR_ID, ROUTING_DECISION
 from jira_orchestrator._core.tasks import BackgroundTasks
 from jira_orchestrator.plugins import AgentRegistry, PluginInfo, discover_plugins
+from jira_orchestrator.plugins.text import term_of
 from jira_orchestrator.routing.cache import IndexCache
 from jira_orchestrator.routing.calibration import Calibrator, load_calibrator
-from jira_orchestrator.routing.classifier import Classification, classify, domains_of
+from jira_orchestrator.routing.classifier import Classification, classify
+from jira_orchestrator.routing.collaboration import plan_collaboration, strategy_of, with_agents
 from jira_orchestrator.routing.decision import (
     AgentRecommendation,
     CollaborationPlan,
     ExecutionStrategy,
-    Phase,
     PluginScore,
     RoutingDecision,
 )
@@ -54,7 +56,6 @@ from jira_orchestrator.routing.scoring import (
     evidence,
 )
 from jira_orchestrator.routing.store import DecisionStore
-from jira_orchestrator.routing.text import term_of
 
 if TYPE_CHECKING:
     from jira_orchestrator.messagebus import MessageBus
@@ -71,19 +72,6 @@ _NEGLIGIBLE = 0.01
 _SHORTLIST = 64
 _AGENTS = 5
 _EXPLAINED = 5
-_COLLABORATION_SHARE = 0.35
-# Phases run in this order; phases of the same tier can run side by side.
-_TIERS = {
-    "planning": 0,
-    "data": 1,
-    "backend": 1,
-    "frontend": 2,
-    "infrastructure": 2,
-    "delivery": 3,
-    "security": 4,
-    "quality": 4,
-    "documentation": 5,
-}
 
 
 class Semantic(Protocol):
@@ -99,7 +87,24 @@ class Semantic(Protocol):
         ...
 
 
-_Scored = tuple[float, str, int, Parts, float, float, float]
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A plugin scored for a decision, before it becomes a `PluginScore`."""
+
+    total: float
+    """The score: (words x specificity + capability + files + learned) x priority x
+    availability, or the blend of it with the semantic similarity."""
+    plugin: str
+    position: int
+    """The plugin's position in the index."""
+    parts: Parts
+    learned: float
+    priority: float
+    availability: float
+
+    def order(self) -> tuple[float, str]:
+        """Best first; ties by plugin name."""
+        return (-self.total, self.plugin)
 
 
 @dataclass(slots=True)
@@ -155,6 +160,7 @@ class Router:
         min_confidence: float = 0.0,
         calibrator: Calibrator | None = None,
         unavailable_reason: Callable[[str], str] | None = None,
+        clock: WallClock = wall,
     ) -> None:
         loaded = list(plugins)
         if not loaded:
@@ -172,6 +178,9 @@ class Router:
         self.requester = requester
         self.score_limit = max(4, score_limit)
         self.bus = bus
+        self.clock = clock
+        """Stamps decisions (``created_at``) and, with a store opened from a path, what it
+        keeps."""
         self.semantic = semantic
         """Optional embedding similarity blended into the best lexical scores (see
         `jira_orchestrator.routing.semantic`); settable after the router is built."""
@@ -212,7 +221,9 @@ class Router:
         self.build_seconds = time.perf_counter() - started
         self._owns_store = store is not None and not isinstance(store, DecisionStore)
         self.store = (
-            store if isinstance(store, DecisionStore) or store is None else DecisionStore(store)
+            store
+            if isinstance(store, DecisionStore) or store is None
+            else DecisionStore(store, clock=clock)
         )
         self.learner = Learner()
         # Recent requests by id, for corrections and outcomes without a store.
@@ -236,6 +247,7 @@ class Router:
         cache: IndexCache | str | os.PathLike[str] | None = None,
         min_confidence: float = 0.0,
         calibrator: Calibrator | None = None,
+        clock: WallClock = wall,
     ) -> Router:
         """Discover the plugins under ``root`` and build a router over them (options as
         for the constructor).
@@ -265,6 +277,7 @@ class Router:
             cache=cache,
             min_confidence=min_confidence,
             calibrator=calibrator,
+            clock=clock,
         )
 
     @property
@@ -398,7 +411,7 @@ class Router:
             for tech in classification.technologies:
                 candidates.update(self._declaring.get(term_of(tech), ()))
         profiles = self.index.profiles
-        scores: list[tuple[float, str, int, Parts, float, float, float]] = []
+        scores: list[_Candidate] = []
         excluded: dict[str, str] = {}
         for position in sorted(candidates):
             profile = profiles[position]
@@ -429,16 +442,18 @@ class Router:
             total = base * priority * available
             if total <= 0:
                 continue
-            scores.append((total, name, position, parts, learned_points, priority, available))
-        scores.sort(key=lambda item: (-item[0], item[1]))
+            scores.append(
+                _Candidate(total, name, position, parts, learned_points, priority, available)
+            )
+        scores.sort(key=_Candidate.order)
         scores = scores[: self.score_limit]
         similarity: dict[str, tuple[float, str]] = {}
         if self.semantic is not None and scores:
             scores, similarity = self._blend(request, scores, self.semantic)
         ranked: list[PluginScore] = []
-        for rank, (total, name, position, parts, learned_points, priority, available) in enumerate(
-            scores
-        ):
+        for rank, candidate in enumerate(scores):
+            name, position, parts = candidate.plugin, candidate.position, candidate.parts
+            learned_points = candidate.learned
             lines: tuple[str, ...] = (*parts.capability_evidence, *parts.file_evidence)
             if name in similarity:
                 lines += (similarity[name][1],)
@@ -458,13 +473,13 @@ class Router:
             ranked.append(
                 PluginScore(
                     plugin=name,
-                    score=total,
+                    score=candidate.total,
                     relevance=parts.relevance,
                     capability=parts.capability,
                     file_context=parts.file_context,
                     learned=learned_points,
-                    priority=priority,
-                    availability=available,
+                    priority=candidate.priority,
+                    availability=candidate.availability,
                     evidence=lines,
                     components=components,
                     semantic=similarity[name][0] if name in similarity else None,
@@ -492,27 +507,14 @@ class Router:
             fallbacks = tuple(
                 score.plugin for score in ranked[1 : 1 + _FALLBACKS] if score.score >= bar
             )
-            plan = self._plan(classification, ranked)
+            plan = plan_collaboration(classification, ranked, self._scorer, self._positions)
             strategy = "none" if primary is None else "single"
             if plan is not None:
-                strategy = _strategy(plan)
+                strategy = strategy_of(plan)
             chosen = list(plan.plugins) if plan else ([primary] if primary else [])
             agents = self._agents(request, chosen, component_scores)
             if plan is not None:
-                plan = CollaborationPlan(
-                    tuple(
-                        Phase(
-                            id=phase.id,
-                            plugin=phase.plugin,
-                            domain=phase.domain,
-                            depends_on=phase.depends_on,
-                            agents=tuple(
-                                a.qualified_name for a in agents if a.plugin == phase.plugin
-                            )[:2],
-                        )
-                        for phase in plan.phases
-                    )
-                )
+                plan = with_agents(plan, agents)
         return RoutingDecision(
             request_id=request.request_id,
             primary_plugin=primary,
@@ -530,7 +532,9 @@ class Router:
             excluded=excluded,
             text=request.text,
             files=request.files,
-            created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
+            created_at=datetime.datetime.fromtimestamp(self.clock(), datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
             elapsed_ms=(time.perf_counter() - started) * 1000,
             names=classification.names,
         )
@@ -591,78 +595,30 @@ class Router:
 
     @staticmethod
     def _blend(
-        request: RoutingRequest, scores: list[_Scored], semantic: Semantic
-    ) -> tuple[list[_Scored], dict[str, tuple[float, str]]]:
+        request: RoutingRequest, scores: list[_Candidate], semantic: Semantic
+    ) -> tuple[list[_Candidate], dict[str, tuple[float, str]]]:
         """Blend embedding similarity into the best lexical scores (already sorted), by
         `scoring.blend` (as `SemanticReranker.rerank` does after the fact)."""
         weight = semantic.weight
-        best = scores[0][0]
+        best = scores[0].total
         # What a reader of the issue sees: its text, then its labels and components.
         text = " ".join(filter(None, (request.text, *request.labels, *request.components)))
         text = text or " ".join(request.files)
-        found = semantic.similarities(text, [item[1] for item in scores])
-        blended: list[_Scored] = []
+        found = semantic.similarities(text, [item.plugin for item in scores])
+        blended: list[_Candidate] = []
         notes: dict[str, tuple[float, str]] = {}
-        for total, name, position, parts, learned_points, priority, available in scores:
-            value, nearest = found.get(name, (0.0, ""))
+        for item in scores:
+            value, nearest = found.get(item.plugin, (0.0, ""))
             value = max(0.0, value)
-            mixed = blend(total, best, value, weight, priority * available)
-            blended.append((mixed, name, position, parts, learned_points, priority, available))
+            mixed = blend(item.total, best, value, weight, item.priority * item.availability)
+            blended.append(replace(item, total=mixed))
             closest = f", closest: {nearest}" if nearest else ""
-            notes[name] = (value, f"semantic similarity {value:.2f}{closest} (weight {weight:g})")
-        blended.sort(key=lambda item: (-item[0], item[1]))
+            notes[item.plugin] = (
+                value,
+                f"semantic similarity {value:.2f}{closest} (weight {weight:g})",
+            )
+        blended.sort(key=_Candidate.order)
         return blended, notes
-
-    def _plan(
-        self, classification: Classification, ranked: list[PluginScore]
-    ) -> CollaborationPlan | None:
-        """Phases when the request spans domains that different plugins handle best."""
-        if len(classification.domains) < 2 or len(ranked) < 2:
-            return None
-        floor = ranked[0].score * _COLLABORATION_SHARE
-        candidates = {s.plugin: s.score for s in ranked[:4] if s.score >= floor}
-        if len(candidates) < 2:
-            return None
-        positions = self._positions
-        compared = frozenset(positions[name] for name in candidates)
-        owners: list[tuple[str, str]] = []
-        term_domains = {
-            term: domains_of([term]) for term in classification.terms if " " not in term
-        }
-        for domain in classification.domains[:4]:
-            # The request's words of this domain alone decide who handles it.
-            sub = {
-                term: classification.terms[term]
-                for term, found in term_domains.items()
-                if domain in found
-            }
-            if not sub:
-                continue
-            sub_classification = Classification(terms=sub, words=())
-            relevance, _, _ = self._scorer.relevance(sub_classification, compared)
-            best = max(
-                candidates,
-                key=lambda name: (relevance.get(positions[name], 0.0), candidates[name], name),
-            )
-            if relevance.get(positions[best], 0.0) > 0:
-                owners.append((domain, best))
-        if len({plugin for _, plugin in owners}) < 2:
-            return None
-        owners.sort(
-            key=lambda item: (_TIERS.get(item[0], 3), classification.domains.index(item[0]))
-        )
-        phases: list[Phase] = []
-        for index, (domain, plugin) in enumerate(owners):
-            tier = _TIERS.get(domain, 3)
-            earlier = [
-                (p, _TIERS.get(p.domain, 3)) for p in phases if _TIERS.get(p.domain, 3) < tier
-            ]
-            nearest = max((t for _, t in earlier), default=None)
-            depends = tuple(p.id for p, t in earlier if t == nearest)
-            phases.append(
-                Phase(id=f"phase-{index + 1}", plugin=plugin, domain=domain, depends_on=depends)
-            )
-        return CollaborationPlan(tuple(phases))
 
     def _agents(
         self, request: RoutingRequest, plugins: list[str], component_scores: Mapping[int, float]
@@ -790,15 +746,6 @@ def _check_confidence(value: float) -> float:
     if not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
         raise ValueError(f"min_confidence must be a number from 0 to 1, not {value!r}")
     return float(value)
-
-
-def _strategy(plan: CollaborationPlan) -> ExecutionStrategy:
-    tiers = [_TIERS.get(phase.domain, 3) for phase in plan.phases]
-    if len(set(tiers)) == 1:
-        return "parallel"
-    if len(set(tiers)) == len(tiers):
-        return "sequential"
-    return "phased"
 
 
 def _record(decision: RoutingDecision, seconds: float) -> None:

@@ -43,11 +43,11 @@ from dataclasses import dataclass
 from operator import itemgetter
 
 from jira_orchestrator.plugins import glob_matches
+from jira_orchestrator.plugins.text import term_of
 from jira_orchestrator.routing.classifier import Classification
 from jira_orchestrator.routing.index import ProfileIndex
 from jira_orchestrator.routing.profiles import PluginProfile
 from jira_orchestrator.routing.request import RoutingRequest
-from jira_orchestrator.routing.text import term_of
 
 __all__ = [
     "BREAKER_AVAILABILITY",
