@@ -15,6 +15,8 @@ from jira_orchestrator.cli.route import route
 from jira_orchestrator.routing import Router, RoutingRequest
 from jira_orchestrator.routing.semantic import SemanticReranker
 
+from .conftest import WritePlugin
+
 # The toy model's three directions: documentation, infrastructure, anything else.
 _AXES = (("readme", "guide", "documentation"), ("helm", "kubernetes", "chart"))
 
@@ -188,3 +190,28 @@ def test_an_encoder_without_a_model_id_is_not_cached(ecosystem: Path, tmp_path: 
     SemanticReranker.from_router(router, record, cache=tmp_path)
     assert not list(tmp_path.glob("*.vectors"))
     assert len(seen) == 2 * encoded > 0
+
+
+def test_a_correction_counts_whole_under_the_blend(write_plugin: WritePlugin) -> None:
+    """The blend mixes the similarity with the words' points; a person's correction is
+    added whole, so a model that prefers another plugin cannot undo it."""
+    for name, description in [
+        ("billing-core", "Invoices, payments and billing runs"),
+        ("ledger-sync", "Accounting ledger synchronisation of invoices and billing"),
+    ]:
+        root = write_plugin(name, {"name": name, "description": description})
+
+    class Prefers:
+        weight = 0.7
+
+        def similarities(self, text: str, plugins: Sequence[str]) -> dict[str, tuple[float, str]]:
+            return {p: (1.0 if p == "billing-core" else 0.0, "") for p in plugins}
+
+    router = Router.from_directory(root.parent)
+    router.semantic = Prefers()
+    first = router.route("Invoices from the March billing run are missing in the ledger")
+    assert first.primary_plugin == "billing-core"
+    router.record_correction(first.request_id, "ledger-sync")
+    later = router.route("Invoices from the April billing run are missing in the ledger")
+    assert later.primary_plugin == "ledger-sync"
+    assert later.score_of("ledger-sync").learned > 0

@@ -50,12 +50,12 @@ def test_one_encode_runs_on_the_threads_asked_and_restores_the_process_setting(
         real(n)
 
     monkeypatch.setattr(torch, "set_num_threads", record)
-    encode = load_encoder(threads=1)
+    encode = load_encoder(threads=1, backend="torch")
     assert len(encode(["deploy a helm chart"])[0]) == 384
     assert calls == [1, 2]
     assert torch.get_num_threads() == 2
     calls.clear()
-    load_encoder(threads=0)(["deploy a helm chart"])
+    load_encoder(threads=0, backend="torch")(["deploy a helm chart"])
     assert calls == [2]  # PyTorch's own setting, left as it was
     with pytest.raises(ValueError, match="threads"):
         load_encoder(threads=-1)

