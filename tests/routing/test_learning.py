@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,71 @@ def test_a_database_of_the_first_format_is_read_and_learned_from(
     router.close()
     with DecisionStore(db) as store:
         assert store.correction_of("NEW-1").request().labels == ("ledger",)  # type: ignore[union-attr]
+
+
+def test_an_embedded_example_sways_requests_alike_in_meaning_not_in_words() -> None:
+    from jira_orchestrator.routing.learning import Learner
+
+    learner = Learner()
+    learner.add("OPS-1", "cloud-ops", "correction", {"pods": 1.0, "restart": 1.0}, [1.0, 0.0])
+    learner.add("DOC-1", "doc-scribe", "correction", {"readme": 1.0}, [0.0, 1.0])
+    # No word in common: only the embedding relates them (cosine 0.96, rescaled 0.94).
+    found = learner.adjustments({"container": 1.0, "crash": 1.0}, [0.96, 0.28])
+    assert set(found) == {"cloud-ops"}
+    assert found["cloud-ops"][1] == "OPS-1"
+    assert found["cloud-ops"][0] == pytest.approx((0.96 - 0.3) / 0.7, abs=1e-6)
+    # Unrelated in meaning (cosine at the floor or below): nothing.
+    assert learner.adjustments({"container": 1.0}, [0.3, -0.95]) == {}
+    # Without the request's embedding, the words alone decide, as before.
+    assert learner.adjustments({"container": 1.0, "crash": 1.0}) == {}
+
+
+def test_a_semantic_model_given_later_embeds_the_stored_examples(
+    write_plugin: WritePlugin, tmp_path: Path
+) -> None:
+    """Corrections loaded from the store are embedded when the model arrives, and then
+    sway requests that share their meaning but not their words."""
+    for name, description in [
+        ("cloud-ops", "Kubernetes clusters, Helm charts and deployments"),
+        ("doc-scribe", "Documentation: READMEs and user guides"),
+    ]:
+        root = write_plugin(name, {"name": name, "description": description})
+    db = tmp_path / "routing.db"
+    first = Router.from_directory(root.parent, store=db)
+    decision = first.route("the service keeps restarting after we raised the memory limit")
+    first.record_correction(decision.request_id, "doc-scribe")  # a team's own choice
+    first.close()
+
+    class Toy:
+        """Two meanings: restarts and crashes, or anything else."""
+
+        weight = 0.0  # the blend itself changes nothing here
+
+        def __init__(self) -> None:
+            self.encoded: list[str] = []
+
+        def encode(self, texts: Sequence[str]) -> list[list[float]]:
+            self.encoded += texts
+            return [
+                [1.0, 0.0] if any(w in t for w in ("restart", "crash")) else [0.0, 1.0]
+                for t in texts
+            ]
+
+        def embed(self, text: str) -> list[float]:
+            return self.encode([text])[0]
+
+        def similarities(self, text: str, plugins: Sequence[str]) -> dict[str, tuple[float, str]]:
+            return dict.fromkeys(plugins, (0.0, ""))
+
+    later = Router.from_directory(root.parent, store=db)
+    try:
+        toy = Toy()
+        later.semantic = toy
+        assert toy.encoded == ["the service keeps restarting after we raised the memory limit"]
+        decision = later.route("our workers crash in a loop since Tuesday")
+        assert decision.primary_plugin == "doc-scribe"
+        assert decision.score_of("doc-scribe").learned > 0
+        plain = later.route("write the quarterly figures down")
+        assert plain.score_of("doc-scribe") is None or plain.score_of("doc-scribe").learned == 0
+    finally:
+        later.close()

@@ -6,13 +6,20 @@ plugin. A new request is compared with every example (cosine similarity of term 
 through an inverted index); for each plugin the most similar example above
 ``threshold`` adjusts the plugin's score: a correction adds ``similarity x weight`` of the
 best relevance in the decision, a success a little, a failure takes some away.
+
+With sentence embeddings (the router's semantic model, when it has one), an example also
+carries the embedding of its request, and its similarity to a new request is the larger
+of the two: the term cosine, and the embedding cosine rescaled so that ``semantic_floor``
+(the cosine of unrelated requests) is 0 and 1 is 1. Requests written by different people
+share few words but much meaning: the embedding reaches the similar ones the words miss.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 __all__ = ["Example", "Learner"]
 
@@ -25,9 +32,23 @@ class Example:
     plugin: str
     kind: str  # "correction", "success" or "failure"
     vector: Mapping[str, float]
+    embedding: tuple[float, ...] | None = None
+    """The unit embedding of the request, when the router has a semantic model."""
+    text: str = ""
+    """What the request said (to embed it when a semantic model comes later)."""
 
 
 _STRENGTH = {"correction": 1.0, "success": 0.15, "failure": -0.3}
+SEMANTIC_FLOOR = 0.3
+"""The embedding cosine (all-MiniLM-L6-v2) that counts as no likeness: about one pair in
+a hundred of the labelled set's requests for different plugins is closer (see
+docs/routing.md); with the threshold of 0.35 an example sways a request from a cosine of
+0.545."""
+
+
+def _unit(vector: Sequence[float]) -> tuple[float, ...]:
+    norm = math.sqrt(math.fsum(x * x for x in vector))
+    return tuple(x / norm for x in vector) if norm else tuple(0.0 for _ in vector)
 
 
 def _normalise(terms: Mapping[str, float]) -> dict[str, float]:
@@ -40,18 +61,31 @@ def _normalise(terms: Mapping[str, float]) -> dict[str, float]:
 class Learner:
     """Nearest labelled examples for a request. Not thread-safe for writes."""
 
-    __slots__ = ("_examples", "_postings", "threshold")
+    __slots__ = ("_embedded", "_examples", "_postings", "semantic_floor", "threshold")
 
-    def __init__(self, threshold: float = 0.35) -> None:
+    def __init__(self, threshold: float = 0.35, semantic_floor: float = SEMANTIC_FLOOR) -> None:
         self.threshold = threshold
+        self.semantic_floor = semantic_floor
+        """The embedding cosine that counts as no similarity at all."""
         self._examples: list[Example] = []
         self._postings: dict[str, list[tuple[int, float]]] = {}
+        self._embedded: list[int] = []  # positions of the examples with an embedding
 
     def __len__(self) -> int:
         return len(self._examples)
 
-    def add(self, request_id: str, plugin: str, kind: str, terms: Mapping[str, float]) -> None:
-        """Add an example; a new correction of the same request replaces the old one."""
+    def add(
+        self,
+        request_id: str,
+        plugin: str,
+        kind: str,
+        terms: Mapping[str, float],
+        embedding: Sequence[float] | None = None,
+        text: str = "",
+    ) -> None:
+        """Add an example; a new correction of the same request replaces the old one.
+        ``embedding`` is the request's sentence embedding, if any; ``text`` what it said
+        (`embed_missing` embeds it later)."""
         if kind not in _STRENGTH:
             raise ValueError(f"kind must be one of {sorted(_STRENGTH)}, not {kind!r}")
         vector = _normalise(terms)
@@ -62,13 +96,36 @@ class Learner:
                 if old.request_id == request_id and old.kind == "correction":
                     self._examples[position] = Example(request_id, old.plugin, "stale", {})
         position = len(self._examples)
-        self._examples.append(Example(request_id, plugin, kind, vector))
+        unit = _unit(embedding) if embedding is not None else None
+        self._examples.append(Example(request_id, plugin, kind, vector, unit, text))
+        if unit is not None:
+            self._embedded.append(position)
         for term, weight in vector.items():
             self._postings.setdefault(term, []).append((position, weight))
 
-    def adjustments(self, terms: Mapping[str, float]) -> dict[str, tuple[float, str]]:
+    def embed_missing(self, embed: Callable[[Sequence[str]], Sequence[Sequence[float]]]) -> int:
+        """Embed (in one call) the examples that have a text but no embedding yet, as when
+        a semantic model is given to a router that loaded its examples; how many."""
+        missing = [
+            position
+            for position, example in enumerate(self._examples)
+            if example.embedding is None and example.text and example.kind != "stale"
+        ]
+        if not missing:
+            return 0
+        vectors = embed([self._examples[position].text for position in missing])
+        for position, vector in zip(missing, vectors, strict=True):
+            self._examples[position] = replace(self._examples[position], embedding=_unit(vector))
+            self._embedded.append(position)
+        self._embedded.sort()
+        return len(missing)
+
+    def adjustments(
+        self, terms: Mapping[str, float], embedding: Sequence[float] | None = None
+    ) -> dict[str, tuple[float, str]]:
         """Plugin -> (signed strength x similarity, request id of the example) for the
-        closest example per plugin and kind, above the threshold."""
+        closest example per plugin and kind, above the threshold. With ``embedding`` (the
+        request's), examples that have one are compared by meaning too."""
         if not self._examples:
             return {}
         query = _normalise(terms)
@@ -76,6 +133,17 @@ class Learner:
         for term, weight in query.items():
             for position, value in self._postings.get(term, ()):
                 similarity[position] = similarity.get(position, 0.0) + weight * value
+        if embedding is not None and self._embedded:
+            unit = _unit(embedding)
+            floor = self.semantic_floor
+            for position in self._embedded:
+                stored = self._examples[position].embedding
+                if stored is None:
+                    continue
+                cosine = math.fsum(map(operator.mul, unit, stored))
+                rescaled = (cosine - floor) / (1 - floor)
+                if rescaled > similarity.get(position, 0.0):
+                    similarity[position] = rescaled
         best: dict[tuple[str, str], tuple[float, str]] = {}
         for position, value in similarity.items():
             if value < self.threshold:

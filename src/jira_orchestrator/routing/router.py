@@ -181,9 +181,7 @@ class Router:
         self.clock = clock
         """Stamps decisions (``created_at``) and, with a store opened from a path, what it
         keeps."""
-        self.semantic = semantic
-        """Optional embedding similarity blended into the best lexical scores (see
-        `jira_orchestrator.routing.semantic`); settable after the router is built."""
+        self._semantic = semantic
         self.stats = RouterStats()
         self._plugins = {plugin.name: plugin for plugin in loaded}
         started = time.perf_counter()
@@ -281,6 +279,21 @@ class Router:
         )
 
     @property
+    def semantic(self) -> Semantic | None:
+        """Optional embedding similarity blended into the best lexical scores (see
+        `jira_orchestrator.routing.semantic`); settable after the router is built. When it
+        can embed (``embed``, as `SemanticReranker` does), corrections and outcomes are
+        compared with requests by meaning too (see `learning`)."""
+        return self._semantic
+
+    @semantic.setter
+    def semantic(self, value: Semantic | None) -> None:
+        self._semantic = value
+        encode = getattr(value, "encode", None)
+        if encode is not None and hasattr(value, "embed") and len(self.learner):
+            self.learner.embed_missing(encode)
+
+    @property
     def plugins(self) -> tuple[str, ...]:
         """The plugin ids routed to, sorted."""
         return tuple(profile.name for profile in self.index.profiles)
@@ -355,7 +368,14 @@ class Router:
         """
         _request, terms = self._request_of(request_id)
         self._check_plugin(plugin)
-        self.learner.add(request_id, plugin, "success" if success else "failure", terms)
+        self.learner.add(
+            request_id,
+            plugin,
+            "success" if success else "failure",
+            terms,
+            self._embedding(_request),
+            semantic_text(_request),
+        )
         if self.store is not None:
             self.store.record_outcome(request_id, plugin, success)
         self.stats.outcomes += 1
@@ -368,7 +388,14 @@ class Router:
         """
         request, terms = self._request_of(request_id)
         self._check_plugin(plugin)
-        self.learner.add(request_id, plugin, "correction", terms)
+        self.learner.add(
+            request_id,
+            plugin,
+            "correction",
+            terms,
+            self._embedding(request),
+            semantic_text(request),
+        )
         if self.store is not None:
             self.store.record_correction(request, plugin)
         self.stats.corrections += 1
@@ -390,7 +417,9 @@ class Router:
         classification = classify(request, self.index.known)
         relevance, per_plugin, component_scores = self._scorer.relevance(classification)
         best_relevance = max(relevance.values(), default=0.0)
-        learned = self.learner.adjustments(classification.terms) if len(self.learner) else {}
+        learned: dict[str, tuple[float, str]] = {}
+        if len(self.learner):
+            learned = self.learner.adjustments(classification.terms, self._embedding(request))
         weights = self.weights
         # Only plugins with something going for them are scored: with 1,000 plugins,
         # looking at each one per decision would cost more than the index lookups.
@@ -539,6 +568,11 @@ class Router:
             names=classification.names,
         )
 
+    def _embedding(self, request: RoutingRequest) -> Sequence[float] | None:
+        """The request's sentence embedding, when the semantic model can embed."""
+        embed = getattr(self._semantic, "embed", None)
+        return None if embed is None else embed(semantic_text(request))
+
     def _measure_specificity(self) -> tuple[float, ...]:
         """Each plugin's specificity factor (see `scoring`), from reference requests: the
         descriptions of the plugins' own components, each scored on words alone."""
@@ -606,10 +640,7 @@ class Router:
 
         # The similarity is put on the scale of the best score before learned points.
         best = max(item.total - item.learned * factor_of(item) for item in scores)
-        # What a reader of the issue sees: its text, then its labels and components.
-        text = " ".join(filter(None, (request.text, *request.labels, *request.components)))
-        text = text or " ".join(request.files)
-        found = semantic.similarities(text, [item.plugin for item in scores])
+        found = semantic.similarities(semantic_text(request), [item.plugin for item in scores])
         blended: list[_Candidate] = []
         notes: dict[str, tuple[float, str]] = {}
         for item in scores:
@@ -729,7 +760,14 @@ class Router:
                 _log.warning("routing store %s: skipping a stored example: %s", store.path, exc)
                 continue
             terms = classify(request, self.index.known).terms
-            self.learner.add(request.request_id, plugin, kind, terms)
+            self.learner.add(
+                request.request_id,
+                plugin,
+                kind,
+                terms,
+                self._embedding(request),
+                semantic_text(request),
+            )
 
     def _publish_later(self, decision: RoutingDecision) -> None:
         bus = self.bus
@@ -768,3 +806,10 @@ def _record(decision: RoutingDecision, seconds: float) -> None:
     if decision.primary_plugin is None:
         reason = "below-confidence" if decision.execution_strategy == "triage" else "no-match"
         metrics.inc("routing_abstentions", (reason,))
+
+
+def semantic_text(request: RoutingRequest) -> str:
+    """What an embedding model reads of a request, as a reader of the issue sees it: its
+    text, then its labels and components (its files when it has nothing else)."""
+    text = " ".join(filter(None, (request.text, *request.labels, *request.components)))
+    return text or " ".join(request.files)

@@ -34,7 +34,7 @@ import os
 import struct
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from jira_orchestrator.routing.cache import IndexCache
@@ -214,6 +214,9 @@ class SemanticReranker:
     """Plugin -> (label, unit vector) of each of its texts."""
     weight: float = DEFAULT_WEIGHT
     best_share: float = 0.7
+    _last: tuple[str, tuple[float, ...]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.weight <= 1.0:
@@ -268,9 +271,19 @@ class SemanticReranker:
             grouped[plugin].append((label, _unit(vector)))
         return cls(encode, {name: tuple(found) for name, found in grouped.items()}, weight)
 
+    def embed(self, text: str) -> tuple[float, ...]:
+        """The unit embedding of ``text`` (the last one is kept: a decision embeds its
+        request once, for the blend and for the corrections it is compared with)."""
+        last = self._last
+        if last is not None and last[0] == text:
+            return last[1]
+        vector = _unit(self.encode([text])[0])
+        self._last = (text, vector)
+        return vector
+
     def similarities(self, text: str, plugins: Sequence[str]) -> dict[str, tuple[float, str]]:
         """Plugin -> (similarity to ``text``, the label of its closest text)."""
-        query = _unit(self.encode([text])[0])
+        query = self.embed(text)
         found: dict[str, tuple[float, str]] = {}
         for plugin in plugins:
             scored = sorted(
