@@ -4,6 +4,7 @@ model's tests are in test_semantic_model.py, run by `make test-semantic`)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -215,3 +216,46 @@ def test_a_correction_counts_whole_under_the_blend(write_plugin: WritePlugin) ->
     later = router.route("Invoices from the April billing run are missing in the ledger")
     assert later.primary_plugin == "ledger-sync"
     assert later.score_of("ledger-sync").learned > 0
+
+
+def test_cli_blends_by_default_when_the_model_is_installed(
+    ecosystem: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jira_orchestrator.routing import semantic
+
+    build = SemanticReranker.from_router
+
+    def toy(router: Router, encode: object = None, **_: object) -> SemanticReranker:
+        return build(router, lambda texts: [[1.0, 0.0] for _ in texts])
+
+    monkeypatch.setattr(semantic, "available", lambda: True)
+    monkeypatch.setattr(semantic.SemanticReranker, "from_router", staticmethod(toy))
+    app = typer.Typer()
+    app.command()(route)
+
+    @app.callback()
+    def _root() -> None:
+        """Test root."""
+
+    def scores(*flags: str) -> list[dict[str, object]]:
+        result = CliRunner().invoke(
+            app,
+            [
+                "route",
+                "Write a README",
+                "--plugins",
+                str(ecosystem),
+                "--json",
+                "--no-cache",
+                *flags,
+            ],
+        )
+        assert result.exit_code == 0, result.stderr
+        document = json.loads(result.stdout)
+        found: list[dict[str, object]] = document["scores"]
+        return found
+
+    assert all("semantic" in score for score in scores())
+    assert not any("semantic" in score for score in scores("--no-semantic"))
+    monkeypatch.setattr(semantic, "available", lambda: False)
+    assert not any("semantic" in score for score in scores())
