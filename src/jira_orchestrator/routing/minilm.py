@@ -29,7 +29,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_TOKENS", "MiniLM", "WordPiece", "packaged_model_path"]
+__all__ = ["MAX_TOKENS", "MiniLM", "WordPiece", "packaged_model_path", "read_safetensors"]
 
 MAX_TOKENS = 256
 """Tokens read per text, ``[CLS]`` and ``[SEP]`` included (the model's max_seq_length)."""
@@ -195,8 +195,8 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, Any]:
         if dtype is None:
             raise ValueError(f"{path}: {name}: unsupported dtype {entry['dtype']}")
         start, end = entry["data_offsets"]
-        array = np.frombuffer(data, dtype=dtype, count=-1, offset=base + start)
-        array = array[: (end - start) // np.dtype(dtype).itemsize]
+        count = (end - start) // np.dtype(dtype).itemsize
+        array = np.frombuffer(data, dtype=dtype, count=count, offset=base + start)
         tensors[name] = array.reshape(entry["shape"]).astype(
             np.float32 if dtype != "<i8" else np.int64
         )
