@@ -11,10 +11,14 @@ best relevance in the decision, a success a little, a failure takes some away.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["Example", "Learner"]
+__all__ = ["MAX_OUTCOMES", "Example", "Learner"]
+
+MAX_OUTCOMES = 1000
+"""Distinct outcomes a `Learner` keeps (the most recent); corrections are all kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,14 +42,29 @@ def _normalise(terms: Mapping[str, float]) -> dict[str, float]:
 
 
 class Learner:
-    """Nearest labelled examples for a request. Not thread-safe for writes."""
+    """Nearest labelled examples for a request. Not thread-safe for writes.
 
-    __slots__ = ("_examples", "_postings", "threshold")
+    Memory and the cost of `adjustments` stay flat however many outcomes are recorded: an
+    outcome identical to one already kept (same plugin, kind and term vector) is the same
+    example (only the closest example per plugin and kind counts, so a copy changes
+    nothing), and only the most recent ``max_outcomes`` distinct outcomes are kept.
+    Corrections, written by people and what the router learns most from, are all kept.
+    """
 
-    def __init__(self, threshold: float = 0.35) -> None:
+    __slots__ = ("_examples", "_next", "_outcomes", "_postings", "max_outcomes", "threshold")
+
+    def __init__(self, threshold: float = 0.35, max_outcomes: int = MAX_OUTCOMES) -> None:
+        if not isinstance(max_outcomes, int) or max_outcomes < 1:
+            raise ValueError(f"max_outcomes must be a whole number >= 1, not {max_outcomes!r}")
         self.threshold = threshold
-        self._examples: list[Example] = []
-        self._postings: dict[str, list[tuple[int, float]]] = {}
+        self.max_outcomes = max_outcomes
+        self._examples: dict[int, Example] = {}
+        self._postings: dict[str, dict[int, float]] = {}
+        # Outcomes kept, oldest first: (plugin, kind, vector) -> the example's number.
+        self._outcomes: OrderedDict[tuple[str, str, tuple[tuple[str, float], ...]], int] = (
+            OrderedDict()
+        )
+        self._next = 0
 
     def __len__(self) -> int:
         return len(self._examples)
@@ -57,14 +76,38 @@ class Learner:
         vector = _normalise(terms)
         if not vector:
             return
+        same = None
         if kind == "correction":
-            for position, old in enumerate(self._examples):
-                if old.request_id == request_id and old.kind == "correction":
-                    self._examples[position] = Example(request_id, old.plugin, "stale", {})
-        position = len(self._examples)
-        self._examples.append(Example(request_id, plugin, kind, vector))
+            stale = [
+                number
+                for number, old in self._examples.items()
+                if old.request_id == request_id and old.kind == "correction"
+            ]
+            for number in stale:
+                self._remove(number)
+        else:
+            same = (plugin, kind, tuple(sorted(vector.items())))
+            if same in self._outcomes:
+                self._outcomes.move_to_end(same)  # seen again: now among the most recent
+                return
+        number = self._next
+        self._next += 1
+        self._examples[number] = Example(request_id, plugin, kind, vector)
         for term, weight in vector.items():
-            self._postings.setdefault(term, []).append((position, weight))
+            self._postings.setdefault(term, {})[number] = weight
+        if same is not None:
+            self._outcomes[same] = number
+            while len(self._outcomes) > self.max_outcomes:
+                _, oldest = self._outcomes.popitem(last=False)
+                self._remove(oldest)
+
+    def _remove(self, number: int) -> None:
+        example = self._examples.pop(number)
+        for term in example.vector:
+            postings = self._postings[term]
+            del postings[number]
+            if not postings:
+                del self._postings[term]
 
     def adjustments(self, terms: Mapping[str, float]) -> dict[str, tuple[float, str]]:
         """Plugin -> (signed strength x similarity, request id of the example) for the
@@ -74,15 +117,14 @@ class Learner:
         query = _normalise(terms)
         similarity: dict[int, float] = {}
         for term, weight in query.items():
-            for position, value in self._postings.get(term, ()):
-                similarity[position] = similarity.get(position, 0.0) + weight * value
+            for number, value in self._postings.get(term, {}).items():
+                similarity[number] = similarity.get(number, 0.0) + weight * value
         best: dict[tuple[str, str], tuple[float, str]] = {}
-        for position, value in similarity.items():
+        examples = self._examples
+        for number, value in similarity.items():
             if value < self.threshold:
                 continue
-            example = self._examples[position]
-            if example.kind == "stale":
-                continue
+            example = examples[number]
             key = (example.plugin, example.kind)
             if key not in best or value > best[key][0]:
                 best[key] = (value, example.request_id)
