@@ -55,18 +55,21 @@ EXAMPLES = HERE.parent / "examples"
 WORKER = HERE / "_throughput_worker.py"
 
 # Words for generated plugins: each plugin owns a few, issues mix them.
-WORDS = tuple(
-    "billing invoice ledger payroll refund tax coupon cart checkout catalog inventory "
-    "warehouse shipping carrier tracking returns loyalty rewards review rating search "
-    "index crawler sitemap newsletter campaign survey ticket helpdesk chat webhook "
-    "scheduler backup archive audit compliance consent identity session token captcha "
-    "upload thumbnail transcode subtitle playlist podcast stream livestream forum wiki "
-    "glossary translation locale currency forecast budget expense mileage timesheet "
-    "roster shift badge kiosk printer scanner barcode pallet forklift dock courier "
-    "locker parcel voucher giftcard wallet payout escrow dispute chargeback fraud "
-    "scoring lending mortgage insurance claim policy premium broker quote tariff meter "
-    "outage grid turbine battery charger fleet telematics route dispatch depot garage"
-).split()
+WORDS = (
+    "billing", "invoice", "ledger", "payroll", "refund", "tax", "coupon", "cart", "checkout",
+    "catalog", "inventory", "warehouse", "shipping", "carrier", "tracking", "returns", "loyalty",
+    "rewards", "review", "rating", "search", "index", "crawler", "sitemap", "newsletter",
+    "campaign", "survey", "ticket", "helpdesk", "chat", "webhook", "scheduler", "backup",
+    "archive", "audit", "compliance", "consent", "identity", "session", "token", "captcha",
+    "upload", "thumbnail", "transcode", "subtitle", "playlist", "podcast", "stream", "livestream",
+    "forum", "wiki", "glossary", "translation", "locale", "currency", "forecast", "budget",
+    "expense", "mileage", "timesheet", "roster", "shift", "badge", "kiosk", "printer", "scanner",
+    "barcode", "pallet", "forklift", "dock", "courier", "locker", "parcel", "voucher", "giftcard",
+    "wallet", "payout", "escrow", "dispute", "chargeback", "fraud", "scoring", "lending",
+    "mortgage", "insurance", "claim", "policy", "premium", "broker", "quote", "tariff", "meter",
+    "outage", "grid", "turbine", "battery", "charger", "fleet", "telematics", "route", "dispatch",
+    "depot", "garage",
+)  # fmt: skip
 
 
 # -- workloads ------------------------------------------------------------------------

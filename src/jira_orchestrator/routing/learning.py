@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 __all__ = ["MAX_OUTCOMES", "Example", "Learner"]
 
-MAX_OUTCOMES = 1000
+MAX_OUTCOMES = 250
 """Distinct outcomes a `Learner` keeps (the most recent); corrections are all kept."""
 
 
