@@ -48,6 +48,7 @@ from jira_orchestrator.orchestrator.dispatcher import Orchestrator, issue_parame
 from jira_orchestrator.orchestrator.tasks import TaskStore
 from jira_orchestrator.plugins import Plugin
 from jira_orchestrator.routing import RoutingRequest
+from jira_orchestrator.routing import router as router_module
 from jira_orchestrator.transports.nats_server import NatsServer, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -161,14 +162,15 @@ class Run:
 
 
 async def drive(one: Any, items: Sequence[Any], in_flight: int) -> Run:
-    """``one(item)`` for every item, at most ``in_flight`` at a time; True if it completed."""
-    limit = asyncio.Semaphore(in_flight)
+    """``one(item)`` for every item, ``in_flight`` at a time (as many workers, each taking
+    the next item when it is done); ``one`` says whether the issue completed."""
     latencies: list[float] = []
     completed = 0
+    queue = iter(items)
 
-    async def timed(item: Any) -> None:
+    async def worker() -> None:
         nonlocal completed
-        async with limit:
+        for item in queue:
             started = time.perf_counter()
             if await one(item):
                 completed += 1
@@ -176,7 +178,7 @@ async def drive(one: Any, items: Sequence[Any], in_flight: int) -> Run:
 
     gc.collect()
     cpu, started = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(timed(item) for item in items))
+    await asyncio.gather(*(worker() for _ in range(min(in_flight, len(items)))))
     return Run(
         len(items), time.perf_counter() - started, time.process_time() - cpu, latencies, completed
     )
@@ -422,9 +424,23 @@ async def wait_for_jetstream(url: str) -> None:
 async def memory_rows(
     plugins: Path, issues: Sequence[Any], n: int, tmp: Path
 ) -> list[dict[str, Any]]:
-    """Python heap (tracemalloc) and RSS after n and after 10n issues done."""
-    output = Path(tempfile.mkdtemp(dir=tmp))
+    """Python heap (tracemalloc) and RSS after n and after 10n issues done; then the same
+    with the router's cache of recent requests (bounded, 10,000) cut to 100, so that every
+    bounded structure is full before the first measurement."""
     rows = []
+    for recent in (router_module._RECENT, 100):
+        saved, router_module._RECENT = router_module._RECENT, recent
+        try:
+            rows += await _memory(plugins, issues, n, tmp, f"recent requests kept: {recent:,}")
+        finally:
+            router_module._RECENT = saved
+    return rows
+
+
+async def _memory(
+    plugins: Path, issues: Sequence[Any], n: int, tmp: Path, name: str
+) -> list[dict[str, Any]]:
+    output = Path(tempfile.mkdtemp(dir=tmp))
     async with in_process(plugins, output) as (running, _):
 
         async def one(issue: Any) -> bool:
@@ -442,25 +458,20 @@ async def memory_rows(
             heap[target] = tracemalloc.get_traced_memory()[0] / 2**20
             rss[target] = psutil.Process().memory_info().rss / 2**20
         tracemalloc.stop()
-        rows.append(
-            {
-                "figure": "Python heap (tracemalloc, MiB)",
-                f"after {n:,}": heap[n],
-                f"after {10 * n:,}": heap[10 * n],
-                "growth per 1,000 issues (KiB)": (heap[10 * n] - heap[n]) / (9 * n) * 1000 * 1024,
-                "learner examples": len(running.router.learner),
-            }
-        )
-        rows.append(
-            {
-                "figure": "RSS (MiB)",
-                f"after {n:,}": rss[n],
-                f"after {10 * n:,}": rss[10 * n],
-                "growth per 1,000 issues (KiB)": (rss[10 * n] - rss[n]) / (9 * n) * 1000 * 1024,
-                "learner examples": len(running.router.learner),
-            }
-        )
-    return rows
+        sizes = {
+            "learner examples": len(running.router.learner),
+            "recent requests": len(running.router._recent),
+        }
+    return [
+        {
+            "figure": f"{what}, {name}",
+            f"after {n:,}": figures[n],
+            f"after {10 * n:,}": figures[10 * n],
+            "growth per 1,000 issues (KiB)": (figures[10 * n] - figures[n]) / (9 * n) * 1e3 * 1024,
+            **sizes,
+        }
+        for what, figures in (("Python heap (tracemalloc, MiB)", heap), ("RSS (MiB)", rss))
+    ]
 
 
 # -- the run --------------------------------------------------------------------------
