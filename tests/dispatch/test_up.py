@@ -245,6 +245,8 @@ def test_up_json_prints_one_result_line_per_issue_and_nothing_else(tmp_path: Pat
             "-m",
             "jira_orchestrator.cli",
             "up",
+            "--http",
+            "off",  # the results on stdout are what this test reads
             "--plugins",
             str(EXAMPLES / "plugins"),
             "--issues",
