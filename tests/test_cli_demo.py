@@ -155,3 +155,132 @@ def test_the_demo_leaves_the_environment_as_it_found_it(
     assert result.exit_code == 0, result.output
     assert "DEMO_FAIL" not in os.environ  # a later plugin in this process does not fail
     assert os.environ["JIRA_ORCHESTRATOR_OUTPUT"] == "/somewhere/else"
+
+
+RESULT_FIELDS = {"index", "key", "routedTo", "doneBy", "outcome", "fallback", "ms", "taskId"}
+
+
+def result_lines(stdout: str) -> list[dict[str, Any]]:
+    """Standard output of ``--json``: every line one JSON object with the result fields."""
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    for line in lines:
+        assert isinstance(line, dict)
+        assert line.keys() >= RESULT_FIELDS, line
+    return lines
+
+
+def check_consistent(line: dict[str, Any]) -> None:
+    """The values of one result line agree with each other."""
+    assert isinstance(line["fallback"], bool)
+    if line["outcome"] == "completed":
+        assert line["doneBy"] is not None
+        assert line["fallback"] == (line["doneBy"] != line["routedTo"]), line
+        assert isinstance(line["ms"], float)
+        assert line["ms"] > 0
+        assert isinstance(line["taskId"], str)
+        assert line["taskId"]
+        assert "error" not in line
+    elif line["outcome"] == "invalid":
+        assert line["doneBy"] is None
+        assert line["routedTo"] is None
+        assert line["ms"] is None
+        assert line["fallback"] is False
+        assert line["taskId"] is None
+        assert line["reason"]
+
+
+def test_demo_json_prints_one_result_line_per_issue_and_nothing_else(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--plugins",
+            str(EXAMPLES / "plugins"),
+            "--issues",
+            str(EXAMPLES / "issues.json"),
+            "--output",
+            str(out),
+            "--fail",
+            "frontend-design-system",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = result_lines(result.stdout)
+    examples = json.loads((EXAMPLES / "issues.json").read_text(encoding="utf-8"))
+    assert [line["key"] for line in lines] == [issue["key"] for issue in examples]
+    assert [line["index"] for line in lines] == list(range(len(examples)))
+    for line in lines:
+        check_consistent(line)
+        assert line["outcome"] == "completed"
+        assert line["doneBy"] != "frontend-design-system"  # it was failing
+    assert any(line["fallback"] for line in lines)
+    assert "12/12 issues completed" in " ".join(result.stderr.split())  # the human summary
+    with TaskStore(out / ".orchestrator" / "tasks.db") as tasks:
+        for line in lines:
+            task = tasks.get(line["taskId"])
+            assert task is not None
+            assert (task.status, task.plugin) == ("completed", line["doneBy"])
+
+
+def test_demo_json_gives_a_malformed_issue_its_line_and_goes_on(tmp_path: Path) -> None:
+    issues = _two_good_and_bad(
+        tmp_path, {"key": "BAD-1", "fields": {"summary": ""}}, "not an issue"
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--plugins",
+            str(EXAMPLES / "plugins"),
+            "--issues",
+            str(issues),
+            "--output",
+            str(tmp_path / "out"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    lines = result_lines(result.stdout)
+    assert [(line["index"], line["key"], line["outcome"]) for line in lines] == [
+        (0, "SHOP-101", "completed"),
+        (1, "BAD-1", "invalid"),
+        (2, None, "invalid"),
+        (3, "OPS-401", "completed"),  # the issue after the bad ones ran too
+    ]
+    for line in lines:
+        check_consistent(line)
+    assert lines[1]["reason"].startswith("text: empty request")
+    assert lines[2]["reason"] == "expected a JSON object, not text"
+    assert "issue 1 (BAD-1): text: empty request" in " ".join(result.stderr.split())
+
+
+def test_demo_jira_json_prints_what_the_loop_did_with_each_issue(tmp_path: Path) -> None:
+    issues = _two_good_and_bad(tmp_path, {"key": "BAD-1", "fields": {"summary": 3}})
+    result = CliRunner().invoke(
+        app,
+        [
+            "demo",
+            "--jira",
+            "--plugins",
+            str(EXAMPLES / "plugins"),
+            "--issues",
+            str(issues),
+            "--output",
+            str(tmp_path / "out"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 1, result.output  # one issue was skipped
+    lines = result_lines(result.stdout)
+    assert [(line["index"], line["key"], line["outcome"]) for line in lines] == [
+        (0, "SHOP-101", "completed"),
+        (1, "BAD-1", "invalid"),
+        (2, "OPS-401", "completed"),
+    ]
+    for line in lines:
+        check_consistent(line)
+    assert lines[0]["routedTo"] == "fastapi-backend"
+    assert lines[2]["routedTo"] == "k8s-helm-deployer"
+    assert lines[0]["status"] == "Done"  # the transition Jira shows

@@ -231,3 +231,68 @@ def test_plugins_see_an_allow_list_of_the_operators_environment() -> None:
         "LC_ALL": "C.UTF-8",
         "MY_PLUGIN_SETTING": "needed",
     }
+
+
+def test_up_json_prints_one_result_line_per_issue_and_nothing_else(tmp_path: Path) -> None:
+    examples = json.loads((EXAMPLES / "issues.json").read_text(encoding="utf-8"))
+    issues = tmp_path / "issues.json"
+    bad = [{"key": "BAD-1", "fields": {"summary": "Deploy it", "labels": 5}}, 7]
+    issues.write_text(json.dumps([*examples[:6], *bad, *examples[6:]]), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JIRA_ORCHESTRATOR_")}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jira_orchestrator.cli",
+            "up",
+            "--http",
+            "off",  # the results on stdout are what this test reads
+            "--plugins",
+            str(EXAMPLES / "plugins"),
+            "--issues",
+            str(issues),
+            "--output",
+            str(tmp_path / "out"),
+            "--fail",
+            "frontend-design-system",
+            "--exit-after",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        check=False,
+    )
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-3000:]  # two were skipped
+    lines = [json.loads(line) for line in run.stdout.splitlines()]  # nothing but results
+    assert [line["key"] for line in lines] == [
+        *(issue["key"] for issue in examples[:6]),
+        "BAD-1",
+        None,
+        *(issue["key"] for issue in examples[6:]),
+    ]
+    assert [line["index"] for line in lines] == list(range(len(examples) + 2))
+    invalid = [line for line in lines if line["outcome"] == "invalid"]
+    assert [line["reason"] for line in invalid] == [
+        "fields.labels: expected a list of strings, not int",
+        "expected a JSON object, not a number",
+    ]
+    done = [line for line in lines if line["outcome"] != "invalid"]
+    assert {line["outcome"] for line in done} == {"completed"}
+    for line in done:
+        assert line["doneBy"] != "frontend-design-system"  # it was failing
+        assert line["fallback"] == (line["doneBy"] != line["routedTo"])
+        assert line["ms"] > 0
+        assert line["taskId"]
+    assert any(line["fallback"] for line in done)
+    assert "[nats-server] embedded" in run.stderr  # the human lines, apart
+    assert "[frontend-design-system" in run.stderr  # the plugins' own lines too
+
+
+def test_up_json_without_issues_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["up", "--plugins", str(EXAMPLES / "plugins"), "--json", "--exit-after"]
+    )
+    assert result.exit_code == 2
+    assert "--json prints the results of --issues" in result.stderr

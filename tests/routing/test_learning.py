@@ -267,3 +267,37 @@ def test_a_semantic_model_given_later_embeds_the_stored_examples(
         assert plain.score_of("doc-scribe") is None or plain.score_of("doc-scribe").learned == 0
     finally:
         later.close()
+
+
+def _terms(n: int) -> dict[str, float]:
+    """A request's terms: two words of its own and one all requests share."""
+    return {f"word{n}": 1.0, f"other{n}": 1.0, "deploy": 0.2}
+
+
+def test_the_same_outcome_again_and_again_is_one_example() -> None:
+    from jira_orchestrator.routing import Learner
+
+    learner = Learner()
+    for n in range(1000):
+        learner.add(f"R-{n}", "k8s", "success", _terms(0))
+    learner.add("F-1", "k8s", "failure", _terms(0))
+    assert len(learner) == 2  # a stream of like issues does not grow the learner
+    once = Learner()
+    once.add("R-0", "k8s", "success", _terms(0))
+    once.add("F-1", "k8s", "failure", _terms(0))
+    assert learner.adjustments(_terms(0)) == once.adjustments(_terms(0))
+
+
+def test_the_learner_keeps_the_most_recent_outcomes_and_every_correction() -> None:
+    from jira_orchestrator.routing import Learner
+
+    learner = Learner(max_outcomes=100)
+    learner.add("C-1", "billing", "correction", _terms(0))
+    for n in range(1, 1001):
+        learner.add(f"R-{n}", "k8s", "success", _terms(n))
+    assert len(learner) == 101  # memory stays flat however many issues are done
+    assert learner.adjustments(_terms(1)) == {}  # the oldest outcomes are gone
+    assert learner.adjustments(_terms(1000))["k8s"][1] == "R-1000"
+    assert learner.adjustments(_terms(0))["billing"][1] == "C-1"  # corrections stay
+    with pytest.raises(ValueError, match="max_outcomes"):
+        Learner(max_outcomes=0)

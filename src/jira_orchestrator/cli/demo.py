@@ -28,6 +28,12 @@ from rich.table import Table
 
 from jira_orchestrator._core.errors import JiraOrchestratorError
 from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail
+from jira_orchestrator.cli._results import (
+    ResultLines,
+    dispatch_line,
+    invalid_line,
+    processed_line,
+)
 from jira_orchestrator.cli._text import cell
 from jira_orchestrator.orchestrator.deadletters import DeadLetterStore
 from jira_orchestrator.orchestrator.dispatcher import (
@@ -182,12 +188,16 @@ def _error(message: str) -> None:
 
 
 async def dispatch_all(
-    orchestrator: Orchestrator, issues: list[Any], console: Console
+    orchestrator: Orchestrator,
+    issues: list[Any],
+    console: Console,
+    lines: ResultLines | None = None,
 ) -> list[DispatchResult]:
     """Dispatch each issue with a progress bar, then print who did what.
 
     An issue that cannot be dispatched is reported on standard error (its index, key and
     what is wrong), skipped, and counted as failed in the results; the others still run.
+    With ``lines``, each issue's result is also written there as it is known.
     """
     where = getattr(issues, "path", None)
     prefix = f"{where}: " if where is not None else ""
@@ -211,11 +221,18 @@ async def dispatch_all(
                 except JiraOrchestratorError as error:
                     _error(f"{prefix}{_label(index, issue)}: could not be dispatched: {error}")
                     results.append(_skipped(index, issue, str(error)))
+                    if lines is not None:
+                        lines.write({**dispatch_line(index, results[-1]), "outcome": "error"})
+                else:
+                    if lines is not None:
+                        lines.write(dispatch_line(index, results[-1]))
             if problem is not None:
                 if problems[index] is None:  # found by dispatch, not reported yet
                     _error(f"{prefix}{_label(index, issue)}: {problem}; skipped")
                     problems[index] = problem
                 results.append(_skipped(index, issue, problem))
+                if lines is not None:
+                    lines.write(invalid_line(index, results[-1].issue_key, problem))
             progress.advance(bar)
     console.print(_table(results))
     done = sum(result.outcome == "completed" for result in results)
@@ -252,6 +269,7 @@ async def _run(
     output: Path,
     bus_url: str,
     console: Console,
+    lines: ResultLines | None = None,
 ) -> int:
     files = OrchestratorFiles.of(output)
     plugins: list[Plugin] = []
@@ -288,7 +306,7 @@ async def _run(
             resumed = await orchestrator.resume()
             if resumed:
                 console.print(f"resumed {len(resumed)} task(s) an earlier run left unfinished")
-            results = await dispatch_all(orchestrator, issues, console)
+            results = await dispatch_all(orchestrator, issues, console, lines)
         except JiraOrchestratorError as error:
             _error(f"the orchestrator failed: {error}")
             return EXIT_FAILURE
@@ -326,6 +344,14 @@ def demo(
             " reach the receiver, decisions and outcomes are written back to it",
         ),
     ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="print one JSON object a line per issue (key, routedTo, doneBy, outcome,"
+            " fallback, ms, ...) on standard output, everything else on standard error",
+        ),
+    ] = False,
 ) -> None:
     """Route and dispatch sample Jira issues to the example plugins, in this process."""
     if not plugins.is_dir():
@@ -344,15 +370,18 @@ def demo(
     console = Console(width=max(Console().width, 132 if jira else 100))  # names on one line
     # The plugins of this process read where to write and whether to fail from these; they
     # are put back afterwards, so a program calling the command keeps its environment.
-    with _environment(
-        JIRA_ORCHESTRATOR_OUTPUT=str(output),
-        JIRA_ORCHESTRATOR_STATE_DIR=str(output / ".state"),
-        DEMO_FAIL=",".join(fail_plugin or []),
+    with (
+        _environment(
+            JIRA_ORCHESTRATOR_OUTPUT=str(output),
+            JIRA_ORCHESTRATOR_STATE_DIR=str(output / ".state"),
+            DEMO_FAIL=",".join(fail_plugin or []),
+        ),
+        ResultLines.redirecting() if as_json else contextlib.nullcontext() as lines,
     ):
         if jira:
-            code = _jira_demo(entries, plugins, loaded, problems, output, console)
+            code = _jira_demo(entries, plugins, loaded, problems, output, console, lines)
         else:
-            code = asyncio.run(_run(entries, plugins, loaded, output, bus, console))
+            code = asyncio.run(_run(entries, plugins, loaded, output, bus, console, lines))
     raise typer.Exit(code)
 
 
@@ -378,13 +407,16 @@ def _jira_demo(
     problems: list[str | None],
     output: Path,
     console: Console,
+    lines: ResultLines | None = None,
 ) -> int:
     from jira_orchestrator.cli._demo_jira import run_jira_demo
 
     good = []
+    where: list[int] = []  # the index in the file of each good issue
     for index, (issue, problem) in enumerate(zip(loaded, problems, strict=True)):
         if problem is None:
             good.append(issue)
+            where.append(index)
         else:
             _error(f"{loaded.path}: {_label(index, issue)}: {problem}; skipped")
     try:
@@ -395,5 +427,14 @@ def _jira_demo(
     except (JiraOrchestratorError, OSError) as error:
         _error(f"the Jira loop failed: {error}")
         return EXIT_FAILURE
+    if lines is not None:
+        by_index = dict(zip(where, rows, strict=True))
+        for index, issue in enumerate(loaded):
+            row = by_index.get(index)
+            if row is not None:
+                lines.write(processed_line(index, row))
+            else:
+                key = issue.get("key") if isinstance(issue, Mapping) else None
+                lines.write(invalid_line(index, str(key) if key else None, str(problems[index])))
     completed = all(row.get("outcome") == "completed" for row in rows)
     return EXIT_OK if completed and len(good) == len(loaded) else EXIT_FAILURE

@@ -31,9 +31,11 @@ from rich.console import Console
 from jira_orchestrator._core.errors import TransportError
 from jira_orchestrator._core.observe import METRICS_ENV
 from jira_orchestrator._core.protocol import BUS_URL_ENV, OUTPUT_ENV, PASS_ENV, STATE_DIR_ENV
+from jira_orchestrator.cli import _errors
 from jira_orchestrator.cli._errors import EXIT_USAGE, fail
 from jira_orchestrator.cli._files import write_text
 from jira_orchestrator.cli._http import HttpAddress, check_http, orchestrator_http, start_tracing
+from jira_orchestrator.cli._results import ResultLines
 from jira_orchestrator.cli._supervisor import (
     Busy,
     PluginProcess,
@@ -121,6 +123,7 @@ async def _serve(
     expected: list[str],
     issues: list[dict[str, Any]] | None,
     console: Console,
+    lines: ResultLines | None = None,
 ) -> int | None:
     """Wait for the plugins, resume, dispatch the issues; the exit code so far, or None
     when the plugins did not get ready."""
@@ -143,7 +146,7 @@ async def _serve(
     if resumed:
         console.print(f"[orchestrator] resumed {len(resumed)} unfinished task(s)", markup=False)
     if issues is not None:
-        results = await dispatch_all(orchestrator, issues, console)
+        results = await dispatch_all(orchestrator, issues, console, lines)
         code = 0 if all(r.outcome == "completed" for r in results) else 1
     return code
 
@@ -159,6 +162,7 @@ async def _orchestrate(
     server: NatsServer | None,
     console: Console,
     http: HttpAddress | None = None,
+    lines: ResultLines | None = None,
 ) -> int:
     orchestrator = Orchestrator(
         plugins,
@@ -208,7 +212,9 @@ async def _orchestrate(
                 say(f"[orchestrator] error: {error} (choose another --http, or --http off)")
                 return 1
         expected = [p.name for p in runnable]
-        serving = loop.create_task(_serve(orchestrator, supervisor, url, expected, issues, console))
+        serving = loop.create_task(
+            _serve(orchestrator, supervisor, url, expected, issues, console, lines)
+        )
         stopped = loop.create_task(stop.wait())
         try:
             await asyncio.wait(
@@ -293,6 +299,7 @@ async def _up(
     policy: RestartPolicy,
     console: Console,
     http: HttpAddress | None = None,
+    lines: ResultLines | None = None,
 ) -> int:
     from jira_orchestrator.transports.nats_server import NatsServer
 
@@ -348,6 +355,7 @@ async def _up(
                 server,
                 console,
                 http,
+                lines,
             )
         finally:
             if server is not None:
@@ -421,8 +429,18 @@ def up(
             help="Serve the dashboard, /metrics, /healthz and /readyz here ('off': none).",
         ),
     ] = DEFAULT_HTTP,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="print one JSON object a line per issue of --issues (key, routedTo, doneBy,"
+            " outcome, fallback, ms, ...) on standard output, everything else on standard error",
+        ),
+    ] = False,
 ) -> None:
     """Start the orchestrator and one process per plugin on NATS, until Ctrl-C."""
+    if as_json and issues is None:
+        raise _errors.fail("--json prints the results of --issues: give --issues FILE")
     address = check_http(http, default=DEFAULT_HTTP)
     catalog = _plugins_or_exit(plugins)
     loaded = read_issues(issues) if issues is not None else None
@@ -443,19 +461,21 @@ def up(
     start_tracing(ORCHESTRATOR_ID)
     console = Console(width=max(Console().width, 100))  # plugin names fit on one line
     logging.basicConfig(level=logging.WARNING, format="[orchestrator] %(levelname)s %(message)s")
-    code = asyncio.run(
-        _up(
-            catalog,
-            plugins,
-            bus,
-            runnable,
-            env,
-            loaded,
-            exit_after,
-            output,
-            RestartPolicy(limit=restarts),
-            console,
-            address,
+    with ResultLines.redirecting() if as_json else contextlib.nullcontext() as lines:
+        code = asyncio.run(
+            _up(
+                catalog,
+                plugins,
+                bus,
+                runnable,
+                env,
+                loaded,
+                exit_after,
+                output,
+                RestartPolicy(limit=restarts),
+                console,
+                address,
+                lines,
+            )
         )
-    )
     raise typer.Exit(code)

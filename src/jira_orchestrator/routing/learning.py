@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import math
 import operator
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-__all__ = ["Example", "Learner"]
+__all__ = ["MAX_OUTCOMES", "Example", "Learner"]
+
+MAX_OUTCOMES = 250
+"""Distinct outcomes a `Learner` keeps (the most recent); corrections are all kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +63,46 @@ def _normalise(terms: Mapping[str, float]) -> dict[str, float]:
 
 
 class Learner:
-    """Nearest labelled examples for a request. Not thread-safe for writes."""
+    """Nearest labelled examples for a request. Not thread-safe for writes.
 
-    __slots__ = ("_embedded", "_examples", "_postings", "semantic_floor", "threshold")
+    Memory and the cost of `adjustments` stay flat however many outcomes are recorded: an
+    outcome identical to one already kept (same plugin, kind and term vector) is the same
+    example (only the closest example per plugin and kind counts, so a copy changes
+    nothing), and only the most recent ``max_outcomes`` distinct outcomes are kept.
+    Corrections, written by people and what the router learns most from, are all kept.
+    """
 
-    def __init__(self, threshold: float = 0.35, semantic_floor: float = SEMANTIC_FLOOR) -> None:
+    __slots__ = (
+        "_embedded",
+        "_examples",
+        "_next",
+        "_outcomes",
+        "_postings",
+        "max_outcomes",
+        "semantic_floor",
+        "threshold",
+    )
+
+    def __init__(
+        self,
+        threshold: float = 0.35,
+        semantic_floor: float = SEMANTIC_FLOOR,
+        max_outcomes: int = MAX_OUTCOMES,
+    ) -> None:
+        if not isinstance(max_outcomes, int) or max_outcomes < 1:
+            raise ValueError(f"max_outcomes must be a whole number >= 1, not {max_outcomes!r}")
         self.threshold = threshold
         self.semantic_floor = semantic_floor
         """The embedding cosine that counts as no similarity at all."""
-        self._examples: list[Example] = []
-        self._postings: dict[str, list[tuple[int, float]]] = {}
-        self._embedded: list[int] = []  # positions of the examples with an embedding
+        self.max_outcomes = max_outcomes
+        self._examples: dict[int, Example] = {}
+        self._postings: dict[str, dict[int, float]] = {}
+        self._embedded: dict[int, None] = {}  # numbers of the examples with an embedding
+        # Outcomes kept, oldest first: (plugin, kind, vector) -> the example's number.
+        self._outcomes: OrderedDict[tuple[str, str, tuple[tuple[str, float], ...]], int] = (
+            OrderedDict()
+        )
+        self._next = 0
 
     def __len__(self) -> int:
         return len(self._examples)
@@ -91,33 +124,58 @@ class Learner:
         vector = _normalise(terms)
         if not vector:
             return
+        same = None
         if kind == "correction":
-            for position, old in enumerate(self._examples):
-                if old.request_id == request_id and old.kind == "correction":
-                    self._examples[position] = Example(request_id, old.plugin, "stale", {})
-        position = len(self._examples)
+            stale = [
+                number
+                for number, old in self._examples.items()
+                if old.request_id == request_id and old.kind == "correction"
+            ]
+            for number in stale:
+                self._remove(number)
+        else:
+            same = (plugin, kind, tuple(sorted(vector.items())))
+            if same in self._outcomes:
+                self._outcomes.move_to_end(same)  # seen again: now among the most recent
+                return
+        number = self._next
+        self._next += 1
         unit = _unit(embedding) if embedding is not None else None
-        self._examples.append(Example(request_id, plugin, kind, vector, unit, text))
+        self._examples[number] = Example(request_id, plugin, kind, vector, unit, text)
         if unit is not None:
-            self._embedded.append(position)
+            self._embedded[number] = None
         for term, weight in vector.items():
-            self._postings.setdefault(term, []).append((position, weight))
+            self._postings.setdefault(term, {})[number] = weight
+        if same is not None:
+            self._outcomes[same] = number
+            while len(self._outcomes) > self.max_outcomes:
+                _, oldest = self._outcomes.popitem(last=False)
+                self._remove(oldest)
+
+    def _remove(self, number: int) -> None:
+        example = self._examples.pop(number)
+        self._embedded.pop(number, None)
+        for term in example.vector:
+            postings = self._postings[term]
+            del postings[number]
+            if not postings:
+                del self._postings[term]
 
     def embed_missing(self, embed: Callable[[Sequence[str]], Sequence[Sequence[float]]]) -> int:
         """Embed (in one call) the examples that have a text but no embedding yet, as when
         a semantic model is given to a router that loaded its examples; how many."""
         missing = [
-            position
-            for position, example in enumerate(self._examples)
-            if example.embedding is None and example.text and example.kind != "stale"
+            number
+            for number, example in self._examples.items()
+            if example.embedding is None and example.text
         ]
         if not missing:
             return 0
-        vectors = embed([self._examples[position].text for position in missing])
-        for position, vector in zip(missing, vectors, strict=True):
-            self._examples[position] = replace(self._examples[position], embedding=_unit(vector))
-            self._embedded.append(position)
-        self._embedded.sort()
+        vectors = embed([self._examples[number].text for number in missing])
+        for number, vector in zip(missing, vectors, strict=True):
+            self._examples[number] = replace(self._examples[number], embedding=_unit(vector))
+            self._embedded[number] = None
+        self._embedded = dict.fromkeys(sorted(self._embedded))
         return len(missing)
 
     def adjustments(
@@ -131,26 +189,25 @@ class Learner:
         query = _normalise(terms)
         similarity: dict[int, float] = {}
         for term, weight in query.items():
-            for position, value in self._postings.get(term, ()):
-                similarity[position] = similarity.get(position, 0.0) + weight * value
+            for number, value in self._postings.get(term, {}).items():
+                similarity[number] = similarity.get(number, 0.0) + weight * value
+        examples = self._examples
         if embedding is not None and self._embedded:
             unit = _unit(embedding)
             floor = self.semantic_floor
-            for position in self._embedded:
-                stored = self._examples[position].embedding
+            for number in self._embedded:
+                stored = examples[number].embedding
                 if stored is None:
                     continue
                 cosine = math.fsum(map(operator.mul, unit, stored))
                 rescaled = (cosine - floor) / (1 - floor)
-                if rescaled > similarity.get(position, 0.0):
-                    similarity[position] = rescaled
+                if rescaled > similarity.get(number, 0.0):
+                    similarity[number] = rescaled
         best: dict[tuple[str, str], tuple[float, str]] = {}
-        for position, value in similarity.items():
+        for number, value in similarity.items():
             if value < self.threshold:
                 continue
-            example = self._examples[position]
-            if example.kind == "stale":
-                continue
+            example = examples[number]
             key = (example.plugin, example.kind)
             if key not in best or value > best[key][0]:
                 best[key] = (value, example.request_id)
