@@ -236,6 +236,9 @@ async def test_killing_one_of_two_replicas_mid_run_loses_no_request(
 ) -> None:
     plugin = "crash-worker"
     url = f"{nats_server.url}?ack_wait=1&name=replica"
+    # The first replica answers 200 requests, then holds the ones it gets and says so: it
+    # is killed then, with requests certainly under way (killing it after some number of
+    # answers could find it idle on a busy machine).
     replicas = [
         await asyncio.create_subprocess_exec(
             sys.executable,
@@ -243,16 +246,25 @@ async def test_killing_one_of_two_replicas_mid_run_loses_no_request(
             "tests.nats._replica",
             url,
             plugin,
+            *hold,
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
         )
-        for _ in range(2)
+        for hold in (["200"], [])
     ]
+    killer: asyncio.Task[None] | None = None
     try:
         for replica in replicas:
             assert replica.stdout is not None
             async with asyncio.timeout(WAIT):
                 assert (await replica.stdout.readline()).strip() == b"ready"
+
+        async def kill_when_holding(replica: asyncio.subprocess.Process) -> None:
+            assert replica.stdout is not None
+            assert (await replica.stdout.readline()).strip() == b"holding"
+            replica.send_signal(signal.SIGKILL)
+
+        killer = asyncio.create_task(kill_when_holding(replicas[0]))
         caller = get_message_bus("caller", f"{nats_server.url}?ack_wait=1")
         auditor = get_message_bus("auditor", f"{nats_server.url}?ack_wait=1")
         letters: list[Message] = []
@@ -287,10 +299,10 @@ async def test_killing_one_of_two_replicas_mid_run_loses_no_request(
                     pids.add(result["pid"])
                     redelivered += result["retry"] > 0
                     outcomes["completed"] += 1
-                    if outcomes["completed"] == total // 4:
-                        replicas[0].send_signal(signal.SIGKILL)
 
         await asyncio.gather(*(one(n) for n in range(total)))
+        async with asyncio.timeout(WAIT):
+            await killer
         assert await replicas[0].wait() == -signal.SIGKILL
         assert pids == {replica.pid for replica in replicas}
         # every request completed or was dead-lettered; none lost
@@ -299,6 +311,8 @@ async def test_killing_one_of_two_replicas_mid_run_loses_no_request(
         # and the kill did catch requests in flight: they came back redelivered
         assert redelivered, "the kill caught no request in flight"
     finally:
+        if killer is not None:
+            killer.cancel()
         for replica in replicas:
             if replica.returncode is None:
                 replica.send_signal(signal.SIGKILL)
