@@ -474,7 +474,7 @@ class BusConformance:
 
         receiver.subscribe("plugin/receiver/events", broken)
         receiver.subscribe("plugin/receiver/events", healthy)
-        auditor.subscribe("system/dead-letter", letters)
+        auditor.subscribe("system/dead-letter/*", letters)
         sent = await sender.publish(topic="plugin/receiver/events", payload={"n": 1})
         await healthy.wait(1)
         await letters.wait(1)
@@ -490,7 +490,7 @@ class BusConformance:
         receiver, sender, auditor = buses("receiver"), buses("sender"), buses("auditor")
         inbox, letters = Inbox(), Inbox()
         receiver.subscribe("plugin/receiver/events", inbox)
-        auditor.subscribe("system/dead-letter", letters)
+        auditor.subscribe("system/dead-letter/*", letters)
         await sender.publish(
             topic="plugin/receiver/events",
             payload="stale",
@@ -509,7 +509,7 @@ class BusConformance:
     async def test_a_request_whose_caller_gave_up_is_not_handled(self, buses: Any) -> None:
         server, caller, auditor = buses("server"), buses("caller"), buses("auditor")
         letters = Inbox()
-        auditor.subscribe("system/dead-letter", letters)
+        auditor.subscribe("system/dead-letter/*", letters)
         busy, gate = asyncio.Event(), asyncio.Event()
         handled: list[Any] = []
 
@@ -600,7 +600,7 @@ class BusConformance:
 
             stuck = stuck_bus.subscribe("plugin/x/events", hang, queue_size=2)
             healthy_bus.subscribe("plugin/x/events", healthy)
-            auditor.subscribe("system/dead-letter", letters)
+            auditor.subscribe("system/dead-letter/*", letters)
             await sender.flush()
             timeouts = 0
             for n in range(20):

@@ -360,7 +360,7 @@ async def test_a_status_or_breaker_event_speaks_only_for_the_plugin_its_topic_na
     orchestrator = await ecosystem.start("k8s-helm-deployer", "frontend-design-system")
     letters: list[Message] = []
     watcher = get_message_bus("dlq-watcher")
-    watcher.subscribe("system/dead-letter", letters.append)
+    watcher.subscribe("system/dead-letter/*", letters.append)
     frontend = get_message_bus("frontend-design-system")
     raw = frontend.transport  # a client outside the SDK writes any source it likes
     # On its own, allowed subject, but claiming to be another plugin (was believed).

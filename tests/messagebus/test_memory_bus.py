@@ -158,7 +158,7 @@ async def test_a_failing_dead_letter_handler_does_not_loop() -> None:
         raise RuntimeError("also broken")
 
     receiver.subscribe("plugin/receiver/events", broken)
-    receiver.subscribe("system/dead-letter", broken)
+    receiver.subscribe("system/dead-letter/*", broken)
     await sender.publish(topic="plugin/receiver/events", payload=1)
     for _ in range(10):
         await asyncio.sleep(0)
@@ -169,7 +169,7 @@ async def test_a_failing_dead_letter_handler_does_not_loop() -> None:
 async def test_a_raising_filter_is_a_handler_failure_not_a_crash() -> None:
     receiver, sender, auditor = (get_message_bus(n) for n in ("receiver", "sender", "auditor"))
     letters, inbox = Inbox(), Inbox()
-    auditor.subscribe("system/dead-letter", letters)
+    auditor.subscribe("system/dead-letter/*", letters)
 
     def bad_filter(message: Message) -> bool:
         raise KeyError("missing")
@@ -257,7 +257,7 @@ async def test_a_reset_bus_is_closed_for_stale_handles() -> None:
 async def test_undecodable_input_from_the_wire_is_counted_and_dead_lettered() -> None:
     auditor = get_message_bus("auditor")
     letters = Inbox()
-    auditor.subscribe("system/dead-letter", letters)
+    auditor.subscribe("system/dead-letter/*", letters)
     hook = auditor.transport.on_invalid
     assert hook is not None  # the bus wires every transport's hook
     hook("plugin.x.request", b'{"topic": 42} \xff', InvalidMessage("topic: must be a string"))
@@ -275,7 +275,7 @@ async def test_a_dead_letter_too_large_to_carry_its_payload_still_goes_out() -> 
     receiver = get_message_bus("receiver", config=config)
     sender, auditor = get_message_bus("sender"), get_message_bus("auditor")
     letters = Inbox()
-    auditor.subscribe("system/dead-letter", letters)
+    auditor.subscribe("system/dead-letter/*", letters)
 
     def broken(message: Message) -> None:
         raise RuntimeError("no room")

@@ -67,7 +67,7 @@ async def test_always_failing_handler_ends_in_the_dead_letter_stream_after_max_d
 
     letters: list[Message] = []
     worker.subscribe("plugin/always-fails/request", explode, queue="always-fails")
-    auditor.subscribe("system/dead-letter", letters.append)
+    auditor.subscribe("system/dead-letter/*", letters.append)
     with pytest.raises(RemoteError) as caught:
         await caller.request(topic="plugin/always-fails/request", payload={"x": 1}, timeout=WAIT)
     assert caught.value.error_type == "ValueError"
@@ -86,7 +86,9 @@ async def test_always_failing_handler_ends_in_the_dead_letter_stream_after_max_d
     # and it is in the stream, for whoever reads dead letters later
     raw = await nats.connect(nats_server.url)
     try:
-        stored = await raw.jsm().get_last_msg("JO_DEAD_LETTER", "_jo.durable.system.dead-letter")
+        stored = await raw.jsm().get_last_msg(
+            "JO_DEAD_LETTER", "_jo.durable.system.dead-letter.always-fails"
+        )
     finally:
         await raw.close()
     assert stored.data is not None
@@ -102,7 +104,7 @@ async def test_a_request_never_answered_is_dead_lettered_after_its_last_delivery
     deliveries: list[Message] = []
     letters: list[Message] = []
     worker.subscribe("plugin/mute/request", deliveries.append, queue="mute")  # never responds
-    auditor.subscribe("system/dead-letter", letters.append)
+    auditor.subscribe("system/dead-letter/*", letters.append)
     with pytest.raises(RequestTimeout):
         await caller.request(topic="plugin/mute/request", payload="hello?", timeout=0.3)
     await until(
@@ -269,7 +271,7 @@ async def test_killing_one_of_two_replicas_mid_run_loses_no_request(
         auditor = get_message_bus("auditor", f"{nats_server.url}?ack_wait=1")
         letters: list[Message] = []
         auditor.subscribe(
-            "system/dead-letter",
+            "system/dead-letter/*",
             lambda m: (
                 letters.append(m)
                 if m.payload["message"]["topic"] == f"plugin/{plugin}/request"
@@ -430,7 +432,7 @@ async def test_a_last_delivery_reaching_a_leaving_member_is_dead_lettered_not_dr
             letters.append(message)
             lettered.set()
 
-    auditor.subscribe("system/dead-letter", audit)
+    auditor.subscribe("system/dead-letter/*", audit)
     handled: list[Any] = []
     try:
         subscription = member.subscribe(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
 from pathlib import Path
@@ -30,6 +29,20 @@ from jira_orchestrator.orchestrator import (
     replay_letter,
     replay_message,
 )
+from jira_orchestrator.plugins import parse_manifest
+
+PLUGINS = [
+    parse_manifest(
+        {
+            "name": "sender",
+            "version": "1.0.0",
+            "description": "sends work to worker and asks on svc topics",
+            "routing": {"canRouteTo": ["worker"]},
+            "communication": {"messagebus": {"topics": ["svc/echo", "svc/mute"]}},
+        }
+    )
+]
+"""The plugins whose rights replays are checked against: ``sender`` may call ``worker``."""
 
 
 def letter(reason: str = "handler-error", **message: Any) -> dict[str, Any]:
@@ -285,6 +298,7 @@ async def test_collector_keeps_letters_it_cannot_write_and_retries(
         "malformed": 0,
         "failed_writes": 2,
         "dropped": 0,
+        "spoofed": 0,
         "backlog": 0,
         "backlog_bytes": 0,
     }
@@ -310,10 +324,10 @@ async def test_replay_republishes_with_retry_count_plus_one(store: DeadLetterSto
             retry_count=2, timeout_ms=5000, expires_at="2000-01-01T00:00:00.000Z"
         ),
     )
-    ident, _ = store.add(letter("expired", **original.to_dict()))
+    ident, _ = store.add(letter("expired", **original.to_dict()), sender="sender")
     got: list[Message] = []
     get_message_bus("worker").subscribe("plugin/worker/request", got.append)
-    sent = await replay_letter(store, ident)
+    sent = await replay_letter(store, ident, plugins=PLUGINS)
     await get_message_bus("worker").flush()
     assert got == [sent]
     assert sent.topic == "plugin/worker/request"
@@ -368,23 +382,30 @@ async def test_replay_unknown_id(store: DeadLetterStore) -> None:
         await replay_letter(store, 404)
 
 
-async def test_replay_from_an_unnamed_source_uses_the_orchestrator(store: DeadLetterStore) -> None:
+async def test_a_letter_without_a_proven_sender_is_not_replayed_as_the_orchestrator(
+    store: DeadLetterStore,
+) -> None:
     ident, _ = store.add(letter(source=""))
     got: list[Message] = []
     get_message_bus("worker").subscribe("plugin/worker/request", got.append)
-    await replay_letter(store, ident)
-    await asyncio.sleep(0)
+    with pytest.raises(ReplayError, match="nobody is known to have sent it"):
+        await replay_letter(store, ident)
     await get_message_bus("worker").flush()
-    assert got[0].source == "jira-orchestrator"
+    assert got == []
+    assert store.get(ident).replay_count == 0
+    # on the operator's word, and only then, as the orchestrator
+    await replay_letter(store, ident, as_identity="jira-orchestrator")
+    await get_message_bus("worker").flush()
+    assert [m.source for m in got] == ["jira-orchestrator"]
 
 
 async def test_replay_where_nobody_subscribes_is_not_sent_nor_marked(
     store: DeadLetterStore,
 ) -> None:
-    ident, _ = store.add(letter())
+    ident, _ = store.add(letter(), sender="sender")
     published = get_message_bus("sender").stats()["published"]
     with pytest.raises(ReplayNotDelivered, match="nobody subscribes to 'plugin/worker/request'"):
-        await replay_letter(store, ident)
+        await replay_letter(store, ident, plugins=PLUGINS)
     assert get_message_bus("sender").stats()["published"] == published
     assert store.get(ident).replay_count == 0
     assert [x.id for x in store.list(replayed=False)] == [ident]
@@ -398,10 +419,10 @@ async def test_a_bus_that_cannot_confirm_asks_requests_and_keeps_events(
     request = Message(
         topic="svc/echo", source="sender", message_type=MessageType.REQUEST, correlation_id="c1"
     ).to_dict()
-    (asked,) = (store.add(letter(**request))[0],)
-    event = store.add(letter(topic="svc/echo"))[0]
+    (asked,) = (store.add(letter(**request), sender="sender")[0],)
+    event = store.add(letter(topic="svc/echo"), sender="sender")[0]
     with pytest.raises(ReplayNotDelivered, match="nobody subscribes to 'svc/echo'"):
-        await replay_letter(store, asked)  # the request found no responder
+        await replay_letter(store, asked, plugins=PLUGINS)  # the request found no responder
     echo = get_message_bus("echo")
     seen: list[Message] = []
 
@@ -411,13 +432,13 @@ async def test_a_bus_that_cannot_confirm_asks_requests_and_keeps_events(
         if message.correlation_id is not None:
             await echo.respond(message.correlation_id, "ok")
 
-    sent = await replay_letter(store, asked)
+    sent = await replay_letter(store, asked, plugins=PLUGINS)
     assert [m.message_id for m in seen] == [sent.message_id]
     assert seen[0].headers["replayOf"] == request["messageId"]
     assert seen[0].metadata.retry_count == 1
     assert store.get(asked).replayed_as == sent.message_id
     with pytest.raises(ReplayNotDelivered, match="cannot confirm that anyone receives an event"):
-        await replay_letter(store, event)
+        await replay_letter(store, event, plugins=PLUGINS)
     assert len(seen) == 1  # the event was not sent
     assert store.get(event).replay_count == 0
 
@@ -429,10 +450,10 @@ async def test_a_request_nobody_answers_in_time_is_not_marked(
     request = Message(
         topic="svc/mute", source="sender", message_type=MessageType.REQUEST, correlation_id="c1"
     ).to_dict()
-    ident = store.add(letter(**request))[0]
+    ident = store.add(letter(**request), sender="sender")[0]
     get_message_bus("mute").subscribe("svc/mute", lambda message: None)
     with pytest.raises(ReplayNotDelivered, match=r"no answer on 'svc/mute' within 0.05s"):
-        await replay_letter(store, ident, timeout=0.05)
+        await replay_letter(store, ident, timeout=0.05, plugins=PLUGINS)
     assert store.get(ident).replay_count == 0
 
 

@@ -14,10 +14,25 @@ from jira_orchestrator.messagebus import Message, MessageType, get_message_bus
 from jira_orchestrator.orchestrator import (
     DeadLetterCollector,
     DeadLetterStore,
+    ReplayError,
     ReplayNotDelivered,
     replay_letter,
 )
+from jira_orchestrator.plugins import parse_manifest
 from tests.nats._server import NatsServer
+
+PLUGINS = [
+    parse_manifest({"name": "mute", "version": "1.0.0", "description": "answers nothing"}),
+    parse_manifest(
+        {
+            "name": "caller",
+            "version": "1.0.0",
+            "description": "asks svc",
+            "communication": {"messagebus": {"topics": ["svc/echo", "svc/news"]}},
+        }
+    ),
+]
+"""The plugins whose rights replays are checked against."""
 
 WAIT = 20.0
 
@@ -54,13 +69,18 @@ async def test_max_deliveries_letter_is_stored_and_replayed(
         assert letter.topic == "plugin/mute/request"
         assert letter.subscriber == "mute"
         assert letter.payload["deliveries"] == 2
+        assert letter.sender == "mute"  # proven by its subject, system.dead-letter.mute
 
-        sent = await replay_letter(store, letter.id, url=url)
+        # mute vouches for a request from caller: not replayed as caller on mute's word
+        with pytest.raises(ReplayError, match="sent by 'mute' but carries a message from"):
+            await replay_letter(store, letter.id, url=url, plugins=PLUGINS)
+        # mute may send itself the work again, with its own rights
+        sent = await replay_letter(store, letter.id, url=url, plugins=PLUGINS, as_identity="mute")
         assert letter.message is not None
         assert sent.metadata.retry_count == letter.message["metadata"]["retryCount"] + 1
         await until(lambda: any(m.message_id == sent.message_id for m in deliveries))
         replayed = next(m for m in deliveries if m.message_id == sent.message_id)
-        assert replayed.source == "caller"
+        assert replayed.source == "mute"
         assert replayed.headers["replayOf"] == letter.message_id
         assert store.get(letter.id).replay_count == 1
         collector.stop()
@@ -79,10 +99,11 @@ async def test_replay_on_core_nats_is_marked_only_when_confirmed(
         return {"reason": "handler-error", "subscriber": "svc", "message": message.to_dict()}
 
     with DeadLetterStore(tmp_path / "dlq.db") as store:
-        asked = store.add(original("svc/echo", MessageType.REQUEST))[0]
-        told = store.add(original("svc/news", MessageType.EVENT))[0]
+        asked = store.add(original("svc/echo", MessageType.REQUEST), sender="caller")[0]
+        told = store.add(original("svc/news", MessageType.EVENT), sender="caller")[0]
         with pytest.raises(ReplayNotDelivered, match="nobody subscribes to 'svc/echo'"):
-            await replay_letter(store, asked, url=url)  # NATS answered "no responders"
+            # NATS answered "no responders"
+            await replay_letter(store, asked, url=url, plugins=PLUGINS)
         echo = get_message_bus("svc", url)
 
         @echo.subscribe("svc/echo")
@@ -92,8 +113,8 @@ async def test_replay_on_core_nats_is_marked_only_when_confirmed(
 
         echo.subscribe("svc/news", lambda message: None)
         await echo.transport.flush()
-        sent = await replay_letter(store, asked, url=url)
+        sent = await replay_letter(store, asked, url=url, plugins=PLUGINS)
         assert store.get(asked).replayed_as == sent.message_id
         with pytest.raises(ReplayNotDelivered, match="cannot confirm"):
-            await replay_letter(store, told, url=url)
+            await replay_letter(store, told, url=url, plugins=PLUGINS)
         assert store.get(told).replay_count == 0

@@ -44,12 +44,28 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "dlq.db"
     monkeypatch.delenv("JIRA_ORCHESTRATOR_BUS_URL", raising=False)
     monkeypatch.setenv("JIRA_ORCHESTRATOR_DLQ", str(path))
+    # the plugins whose rights replays are checked against: "sender" may call "worker"
+    manifest = tmp_path / "plugins" / "sender" / ".claude-plugin" / "plugin.json"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text(
+        json.dumps(
+            {
+                "name": "sender",
+                "version": "1.0.0",
+                "description": "sends work to worker",
+                "routing": {"canRouteTo": ["worker"]},
+            }
+        )
+    )
+    monkeypatch.setenv("JIRA_ORCHESTRATOR_PLUGINS", str(tmp_path / "plugins"))
     with DeadLetterStore(path) as store:
-        store.add(letter("handler-error"), received_at=1_000.0)
-        store.add(letter("expired"), received_at=2_000.0)
-        store.add(letter("rejected-source"), received_at=3_000.0)
-        store.add(letter("max-deliveries", topic="plugin//broken"), received_at=4_000.0)
-        store.add("garbage", received_at=5_000.0)
+        store.add(letter("handler-error"), received_at=1_000.0, sender="sender")
+        store.add(letter("expired"), received_at=2_000.0, sender="sender")
+        store.add(letter("rejected-source"), received_at=3_000.0, sender="sender")
+        store.add(
+            letter("max-deliveries", topic="plugin//broken"), received_at=4_000.0, sender="sender"
+        )
+        store.add("garbage", received_at=5_000.0, sender="sender")
     return path
 
 
@@ -218,3 +234,29 @@ def test_default_path_is_where_demo_and_up_write(
         store.add(letter("expired"))
     assert [x["reason"] for x in json.loads(run("list", "--json").stdout)] == ["expired"]
     assert OrchestratorFiles().dead_letters == DEFAULT_DLQ_PATH
+
+
+def test_replay_acts_only_with_the_letters_proven_senders_rights(
+    db: Path, worker: list[Message], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with DeadLetterStore(db) as store:
+        vouched = store.add(letter("handler-error"), sender="worker")[0]  # a message of sender's
+        unproven = store.add(letter("handler-error"))[0]
+    # first, while the worker listens (each run closes the CLI's bus): the operator's word
+    taken = run("replay", str(vouched), "--as", "jira-orchestrator")
+    assert taken.exit_code == 0, taken.output
+    assert f"replayed {vouched} on plugin/worker/request" in taken.stdout
+    assert "from jira-orchestrator" in taken.stdout
+    refused = run("replay", str(vouched))
+    assert refused.exit_code == 1
+    assert "sent by 'worker' but carries a message from 'sender'" in refused.stderr
+    assert "--as worker" in refused.stderr
+    assert "nobody is known to have sent it" in run("replay", str(unproven)).stderr
+    monkeypatch.delenv("JIRA_ORCHESTRATOR_PLUGINS")
+    unchecked = run("replay", "1")  # sender's own message, but its rights are unknown
+    assert unchecked.exit_code == 1
+    assert "cannot check what 'sender' may publish: give the plugins (--plugins DIR)" in (
+        unchecked.stderr
+    )
+    with DeadLetterStore(db) as store:
+        assert [store.get(i).replay_count for i in (1, vouched, unproven)] == [0, 1, 0]

@@ -114,7 +114,7 @@ async def test_accepts_routing_from_refuses_other_sources_without_executing(
 
     await start_plugin(plugin)
     letters: list[Message] = []
-    message_bus("auditor").subscribe("system/dead-letter", letters.append)
+    message_bus("auditor").subscribe("system/dead-letter/*", letters.append)
     refused = await ask(message_bus("intruder"), "worker", "deploy")
     assert refused["status"] == "error"
     assert "'intruder' may not route work to 'worker'" in refused["error"]

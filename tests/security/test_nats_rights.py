@@ -210,17 +210,19 @@ async def test_a_plugin_answers_durable_requests_with_only_its_own_rights(
     async def status(message: Message) -> None:  # a core request: answered once, freely
         await platform.respond(message.correlation_id, {"ok": True})
 
-    platform.subscribe(f"plugin/{target}/rpc", status)
+    # on the caller's own subject, plugin/<target>/rpc/<caller> (docs/protocol.md, "Identity")
+    platform.subscribe(f"plugin/{target}/rpc/*", status)
     await platform.transport.flush()
-    assert await backend.request(topic=f"plugin/{target}/rpc", payload={}, timeout=20) == {
-        "ok": True
-    }
+    asked = f"plugin/{target}/rpc/fastapi-backend"
+    assert await backend.request(topic=asked, payload={}, timeout=20) == {"ok": True}
     given_up = asyncio.ensure_future(ask(backend, "slow"))
     await asyncio.wait_for(started.wait(), 20)
     given_up.cancel()  # a plugin may not delete from the stream: its request stays
     await asyncio.gather(given_up, return_exceptions=True)
     release.set()
-    await platform.publish(topic="system/dead-letter", payload={"reason": "handler-error"})
+    await platform.publish(  # on its own dead-letter subject
+        topic=f"system/dead-letter/{target}", payload={"reason": "handler-error"}
+    )
     jsm = deployment.orchestrator._jsm
     assert jsm is not None
     assert (await jsm.stream_info("JO_DEAD_LETTER")).state.messages == 1

@@ -66,7 +66,7 @@ class Letters:
     def __init__(self, bus: MessageBus) -> None:
         self.received: list[Message] = []
         self.arrived = asyncio.Event()
-        bus.subscribe(DEAD_LETTER_TOPIC, self)
+        bus.subscribe(f"{DEAD_LETTER_TOPIC}/*", self)
 
     def __call__(self, message: Message) -> None:
         self.received.append(message)

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from jira_orchestrator.cli import _app
 from jira_orchestrator.messagebus import close_message_bus, get_message_bus, reset_message_bus
 from jira_orchestrator.orchestrator import DeadLetterStore, SagaStore, TaskStore
+from jira_orchestrator.plugins import parse_manifest
 from jira_orchestrator.routing import Router
 from jira_orchestrator.routing.store import DecisionStore
 from jira_orchestrator.web import HTTPServer
@@ -46,6 +47,19 @@ class Board:
         assert answer.status_code == 200
         token: str = answer.json()["csrf"]
         return token
+
+
+A_PLUGIN = [
+    parse_manifest(
+        {
+            "name": "a",
+            "version": "1.0.0",
+            "description": "calls nobody",
+            "routing": {"canRouteTo": ["nobody"]},
+        }
+    )
+]
+"""The plugin "a", whose rights replays of its letters are checked against."""
 
 
 def letter(reason: str = "handler-error", topic: str = "plugin/a/request", **extra: Any) -> Any:
@@ -352,11 +366,14 @@ async def test_bulk_delete_by_ids_and_by_filter(board: Board) -> None:
 
 
 async def test_replay_marks_a_letter_only_when_delivery_is_confirmed(board: Board) -> None:
-    nobody, _ = board.letters.add(letter(topic="plugin/nobody/request"))
+    # replayed as the letters' sender "a", within the rights of its manifest
+    board.dashboard.manifests = A_PLUGIN
+    nobody, _ = board.letters.add(letter(topic="plugin/nobody/request", source="a"), sender="a")
     received = []
     get_message_bus("a").subscribe("plugin/a/events", received.append)
     ok, _ = board.letters.add(
-        letter(topic="plugin/a/events", source="a", messageType="event", payload={"n": 1})
+        letter(topic="plugin/a/events", source="a", messageType="event", payload={"n": 1}),
+        sender="a",
     )
     csrf = await board.csrf()
     answer = await board.client.post(
@@ -557,12 +574,14 @@ def test_the_dashboard_command_checks_its_stores(tmp_path: Path) -> None:
 
 
 async def test_replaying_all_matching_letters_skips_those_already_replayed(board: Board) -> None:
+    board.dashboard.manifests = A_PLUGIN
     received = []
     get_message_bus("a").subscribe("plugin/a/events", received.append)
     ids = [
         board.letters.add(
             letter(topic="plugin/a/events", source="a", messageType="event", payload={"n": n}),
             letter_id=f"l{n}",
+            sender="a",
         )[0]
         for n in range(2)
     ]

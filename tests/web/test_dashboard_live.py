@@ -100,7 +100,7 @@ async def test_malformed_events_are_counted_and_ignored(bus: MessageBus) -> None
             topic="orchestration/task-complete",
             payload={"taskId": "t", "attempts": [None, {"plugin": 5}, {"plugin": "p"}]},
         )
-        await bus.publish(
+        await get_message_bus("x").publish(  # from x itself: the topic names its sender
             topic="plugin/x/circuit-breaker", payload={"state": "open", "failures": 2}
         )
         await settle(view, bus)

@@ -387,12 +387,18 @@ _PER_PLUGIN = frozenset({"plugin", "state"})
 def topic_family(topic: str) -> str:
     """The label a topic is counted under, with few values whatever the traffic:
     ``plugin/<id>/request`` is ``plugin/*/request``, ``state/<id>/change`` is
-    ``state/*/change``, the reserved ``system``, ``routing`` and ``orchestration`` topics
-    are themselves, and any other topic is its first segment and ``/**``."""
+    ``state/*/change``, ``plugin/<id>/rpc/<caller>`` is ``plugin/*/rpc/*``,
+    ``system/dead-letter/<sender>`` is ``system/dead-letter/*``, the other reserved
+    ``system``, ``routing`` and ``orchestration`` topics are themselves, and any other topic
+    is its first segment and ``/**``."""
     first, _, rest = topic.partition("/")
     if first in _PER_PLUGIN:
         _, _, tail = rest.partition("/")
+        if tail.startswith("rpc/"):  # plugin/<id>/rpc/<caller>: one family for all callers
+            return f"{first}/*/rpc/*"
         return f"{first}/*/{tail}" if tail else f"{first}/*"
+    if topic.startswith("system/dead-letter/"):  # each sender's letters: one family
+        return "system/dead-letter/*"
     if first in ("system", "routing", "orchestration"):
         return topic
     return f"{first}/**"

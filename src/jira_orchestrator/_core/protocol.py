@@ -15,8 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from jira_orchestrator._core.errors import InvalidMessage
+from jira_orchestrator._core.errors import InvalidMessage, InvalidTopic
 from jira_orchestrator._core.message import Message, MessageType
+from jira_orchestrator._core.topics import normalize_topic
 
 __all__ = [
     "ANYONE",
@@ -186,7 +187,14 @@ RESERVED_TOPICS: tuple[ReservedTopic, ...] = (
         "response",
     ),
     ReservedTopic(
-        plugin_rpc("{id}"), "anyone calling plugin `{id}`'s methods", "JSON-RPC 2.0 request"
+        plugin_rpc("{id}") + "/{caller}",
+        "plugin `{caller}` calling plugin `{id}`'s methods (see \"Identity\")",
+        "JSON-RPC 2.0 request",
+    ),
+    ReservedTopic(
+        plugin_rpc("{id}"),
+        "an anonymous caller of plugin `{id}`'s methods",
+        "JSON-RPC 2.0 request",
     ),
     ReservedTopic(plugin_events("{id}"), "plugin `{id}`", "its own events"),
     ReservedTopic(plugin_status("{id}"), "plugin `{id}`", "`StatusEvent`"),
@@ -199,7 +207,18 @@ RESERVED_TOPICS: tuple[ReservedTopic, ...] = (
     ReservedTopic(SYSTEM_BROADCAST, "the orchestrator", "any"),
     ReservedTopic(SYSTEM_HEALTH, "the orchestrator", "any"),
     ReservedTopic(SYSTEM_TELEMETRY, "the orchestrator", "any"),
-    ReservedTopic(DEAD_LETTER_TOPIC, "any bus", "`DeadLetterPayload`", durable=True),
+    ReservedTopic(
+        DEAD_LETTER_TOPIC + "/{sender}",
+        "the bus of `{sender}`",
+        "`DeadLetterPayload`",
+        durable=True,
+    ),
+    ReservedTopic(
+        DEAD_LETTER_TOPIC,
+        "older peers (no proven sender)",
+        "`DeadLetterPayload`",
+        durable=True,
+    ),
     ReservedTopic(ROUTING_QUERY, "the router", "any"),
     ReservedTopic(ROUTING_DECISION, "the router", "a routing decision"),
     ReservedTopic(ROUTING_FALLBACK, "the router", "any"),
@@ -260,6 +279,16 @@ INVALID_LETTER = "invalid-letter"
 _PAYLOAD_OMITTED = "the original payload is too large to carry here"
 
 
+def _letter_topic(sender: str) -> str:
+    """Where ``sender`` publishes its letters: ``system/dead-letter/<sender>`` (see
+    "Identity"), or ``system/dead-letter`` for a sender that is no topic segment."""
+    try:
+        topic = normalize_topic(f"{DEAD_LETTER_TOPIC}/{sender}")
+    except InvalidTopic:
+        return DEAD_LETTER_TOPIC
+    return topic if topic.count("/") == 2 else DEAD_LETTER_TOPIC
+
+
 def dead_letter(
     reason: DeadLetterReason | str,
     *,
@@ -279,7 +308,8 @@ def dead_letter(
     letter, so the trace continues); ``raw`` instead, bytes that are not a message
     (``message`` null, ``raw`` their text, cut to half of ``max_size``). When the letter
     would exceed ``max_size``, the original's payload is replaced by null and
-    ``payloadOmitted`` says why. ``extra`` adds fields (``deliveries``).
+    ``payloadOmitted`` says why. ``extra`` adds fields (``deliveries``). The letter goes
+    on its sender's own topic, ``system/dead-letter/<source>``.
     """
     fields: dict[str, Any] = {
         "reason": str(reason),
@@ -293,8 +323,9 @@ def dead_letter(
         fields["raw"] = raw[:limit].decode("utf-8", errors="replace")
         fields["rawTruncated"] = len(raw) > limit
     fields.update(extra)
+    topic = _letter_topic(source)
     letter = Message(
-        topic=DEAD_LETTER_TOPIC,
+        topic=topic,
         message_type=MessageType.EVENT,
         source=source,
         timestamp=timestamp,
@@ -306,7 +337,7 @@ def dead_letter(
         fields["message"] = {**fields["message"], "payload": None}
         fields["payloadOmitted"] = _PAYLOAD_OMITTED
         letter = Message(
-            topic=DEAD_LETTER_TOPIC,
+            topic=topic,
             message_type=MessageType.EVENT,
             source=source,
             timestamp=timestamp,

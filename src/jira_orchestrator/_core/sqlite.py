@@ -110,6 +110,7 @@ class SQLiteStore:
                 row = db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
                 found = None if row is None else row[0]
             if found == self.FORMAT:
+                self._migrate(db)
                 for statement in self.INDEXES:
                     db.execute(statement)
             db.execute("COMMIT")
@@ -123,6 +124,10 @@ class SQLiteStore:
             raise
         if found != self.FORMAT:
             raise self.CORRUPT(f"{self.path}: unknown {self.KIND} format {found!r}")
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Bring a file of this format written by an older version up to date (in the
+        opening transaction); nothing by default."""
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:

@@ -32,6 +32,7 @@ from jira_orchestrator.orchestrator import (
     SagaStore,
     TaskStore,
 )
+from jira_orchestrator.plugins import PluginManifest, discover_plugins
 from jira_orchestrator.routing import NoPlugins, Router, RoutingError
 from jira_orchestrator.routing.store import DecisionStore
 
@@ -130,15 +131,20 @@ def dashboard(
         ):
             opened.append(_store(kind, given or default, option, required=given is not None))
         router = None
+        manifests = None
         if plugins is not None:
             try:
                 router = Router.from_directory(plugins, store=opened[2])
+                # replays are checked against the rights of the letters' senders
+                manifests = [found.manifest for found in discover_plugins(plugins).plugins]
             except NoPlugins as exc:
                 raise fail(f"--plugins: {exc}", EXIT_USAGE) from None
             except RoutingError as exc:
                 raise fail(str(exc), EXIT_FAILURE) from None
         start_tracing("jira-orchestrator-dashboard")  # when the OTEL_* variables ask for it
-        code = asyncio.run(_serve(url, host, port, token, opened, router, jira_url, heartbeat))
+        code = asyncio.run(
+            _serve(url, host, port, token, opened, router, jira_url, heartbeat, manifests)
+        )
     finally:
         for store in opened:
             if store is not None:
@@ -155,6 +161,7 @@ async def _serve(
     router: Router | None,
     jira_url: str | None,
     heartbeat: float,
+    manifests: list[PluginManifest] | None = None,
 ) -> int:
     from jira_orchestrator.messagebus import close_message_bus, get_message_bus
     from jira_orchestrator.web import HTTPServer, HTTPServerError
@@ -179,6 +186,7 @@ async def _serve(
         token=token,
         jira_url=jira_url,
         heartbeat=heartbeat,
+        manifests=manifests,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

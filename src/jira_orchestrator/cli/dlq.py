@@ -16,7 +16,7 @@ from jira_orchestrator._core.clock import format_timestamp, parse_timestamp
 from jira_orchestrator._core.errors import JiraOrchestratorError
 from jira_orchestrator._core.protocol import BUS_URL_ENV
 from jira_orchestrator.cli._errors import EXIT_FAILURE, EXIT_USAGE, fail
-from jira_orchestrator.cli._text import cell
+from jira_orchestrator.cli._text import cell, escape_control
 from jira_orchestrator.messagebus import close_message_bus
 from jira_orchestrator.orchestrator import (
     DEFAULT_DLQ_PATH,
@@ -28,10 +28,12 @@ from jira_orchestrator.orchestrator import (
     ReplayNotDelivered,
     replay_letter,
 )
+from jira_orchestrator.plugins import PluginCatalog, discover_plugins
 
 __all__ = ["dlq_app"]
 
 BUS_ENV = BUS_URL_ENV
+PLUGINS_ENV = "JIRA_ORCHESTRATOR_PLUGINS"
 _SHORT = 24  # reason and subscriber: names, normally
 _MAX_ID = 2**63 - 1  # SQLite's largest integer: no letter has an id outside 1.._MAX_ID
 
@@ -101,7 +103,8 @@ def list_letters(
         typer.echo("no dead letters" + (f" with reason {reason!r}" if reason else ""))
         return
     table = Table(title=f"{len(letters)} dead letters")
-    for column in ("id", "received", "reason", "topic", "subscriber", "error", "replayed"):
+    columns = ("id", "received", "reason", "topic", "sender", "subscriber", "error", "replayed")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for letter in letters:
         error = (
@@ -116,6 +119,7 @@ def list_letters(
             format_timestamp(letter.received_at),
             cell(letter.reason, _SHORT),
             cell(letter.topic or "?"),
+            cell(letter.sender or "? (unproven)", _SHORT),
             cell(letter.subscriber or "?", _SHORT),
             cell(error),
             str(letter.replay_count) if letter.replay_count else "",
@@ -139,19 +143,31 @@ def show(
 
 
 async def _replay(
-    store: DeadLetterStore, ids: list[int], url: str | None, timeout: float | None
+    store: DeadLetterStore,
+    ids: list[int],
+    url: str | None,
+    timeout: float | None,
+    plugins: PluginCatalog | None = None,
+    as_identity: str | None = None,
 ) -> list[JiraOrchestratorError]:
     problems: list[JiraOrchestratorError] = []
     try:
         for letter_id in ids:
             try:
-                sent = await replay_letter(store, letter_id, url=url, timeout=timeout)
+                sent = await replay_letter(
+                    store,
+                    letter_id,
+                    url=url,
+                    timeout=timeout,
+                    plugins=plugins,
+                    as_identity=as_identity,
+                )
             except JiraOrchestratorError as exc:
                 problems.append(exc)
                 continue
             typer.echo(
-                f"replayed {letter_id} on {sent.topic} as {sent.message_id} "
-                f"(retryCount {sent.metadata.retry_count})"
+                f"replayed {letter_id} on {sent.topic} as {sent.message_id} from "
+                f"{escape_control(sent.source)} (retryCount {sent.metadata.retry_count})"
             )
     finally:
         await close_message_bus()  # the CLI process ends here: deliver and close
@@ -187,12 +203,33 @@ def replay(
             show_default=False,
         ),
     ] = None,
+    plugins: Annotated[
+        Path | None,
+        typer.Option(
+            "--plugins",
+            help=f"Folder of plugins whose rights a replay is checked against (default: "
+            f"${PLUGINS_ENV}).",
+            show_default=False,
+        ),
+    ] = None,
+    as_identity: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            help="Replay as this identity (a plugin, or jira-orchestrator), on your word, "
+            "instead of the letter's proven sender.",
+            show_default=False,
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Publish a letter's original message again, on its topic, with retryCount + 1.
 
-    A letter is marked replayed only once its delivery is confirmed; one that nobody
-    received stays pending and is reported (exit 1).
+    It is sent by the identity that sent the letter (proven by its topic), only when the
+    message is that identity's own and its manifest (--plugins) lets it publish there;
+    never as the orchestrator unless --as says so. A letter is marked replayed only once
+    its delivery is confirmed; one that nobody received stays pending and is reported
+    (exit 1).
     """
     if (letter_id is None) == (not replay_all):
         raise fail("give one letter ID or --all", EXIT_USAGE)
@@ -201,6 +238,12 @@ def replay(
     if letter_id is not None:
         _check_id(letter_id)
     url = bus or os.environ.get(BUS_ENV) or None
+    folder = plugins or (Path(os.environ[PLUGINS_ENV]) if os.environ.get(PLUGINS_ENV) else None)
+    catalog = None
+    if folder is not None:
+        if not folder.is_dir():
+            raise fail(f"--plugins: {folder} is not a folder of plugins", EXIT_USAGE)
+        catalog = discover_plugins(folder)
     with _open(db) as store:
         try:
             if letter_id is None:
@@ -212,7 +255,7 @@ def replay(
         if not ids:
             typer.echo("nothing to replay")
             return
-        problems = asyncio.run(_replay(store, ids, url, timeout))
+        problems = asyncio.run(_replay(store, ids, url, timeout, catalog, as_identity))
     for problem in problems:
         fail(str(problem))
     if any(isinstance(p, ReplayNotDelivered) for p in problems) and (url or "memory://").startswith(

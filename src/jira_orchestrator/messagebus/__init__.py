@@ -23,7 +23,13 @@ from jira_orchestrator.messagebus._subscription import (
     Subscription,
     SubscriptionStats,
 )
-from jira_orchestrator.messagebus.rpc import RPCClient, RPCMethod, RPCServer, parse_endpoint
+from jira_orchestrator.messagebus.rpc import (
+    RPCClient,
+    RPCMethod,
+    RPCServer,
+    current_caller,
+    parse_endpoint,
+)
 
 __all__ = [
     "DEAD_LETTER_TOPIC",
@@ -42,6 +48,7 @@ __all__ = [
     "Subscription",
     "SubscriptionStats",
     "close_message_bus",
+    "current_caller",
     "current_message",
     "get_message_bus",
     "parse_endpoint",

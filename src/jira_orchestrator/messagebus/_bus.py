@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import asdict
 from time import perf_counter
@@ -17,6 +18,7 @@ from jira_orchestrator._core.errors import (
     RequestTimeout,
     TransportClosed,
 )
+from jira_orchestrator._core.identity import identity_of, is_dead_letter_topic, sender_of
 from jira_orchestrator._core.ids import new_id
 from jira_orchestrator._core.message import _NO_METADATA as NO_METADATA
 from jira_orchestrator._core.message import (
@@ -33,6 +35,7 @@ from jira_orchestrator._core.observe import switch as _metrics
 from jira_orchestrator._core.observe import topic_family
 from jira_orchestrator._core.protocol import plugin_request, plugin_response
 from jira_orchestrator._core.redact import redact_url
+from jira_orchestrator._core.text import escape_control
 from jira_orchestrator._core.topics import MAX_TOPIC_LENGTH, normalize_pattern, normalize_topic
 from jira_orchestrator.messagebus._config import (
     ANYONE,
@@ -54,6 +57,8 @@ __all__ = ["MessageBus", "current_message", "remaining_time"]
 
 _EVENT = MessageType.EVENT
 _MAX_ID_LENGTH = 40  # `new_id`: 16 characters of prefix and a hex counter of up to 64 bits
+
+log = logging.getLogger("jira_orchestrator.messagebus")
 
 
 class MessageBus:
@@ -533,6 +538,34 @@ class MessageBus:
             subscription=None if current is None else current.topic,
             error=error,
         )
+
+    async def verified_sender(self, message: Message) -> str | None:
+        """Who sent ``message``, as its topic proves it (docs/protocol.md, "Identity").
+
+        The identity of a sender-stamped topic (``plugin/<id>/status``,
+        ``plugin/<target>/rpc/<caller>``, ``system/dead-letter/<sender>``, ...) when the
+        envelope's ``source`` agrees with it; None for a topic that names nobody. A message
+        whose ``source`` claims someone else is spoofed: counted (``stats()["spoofed"]``),
+        logged in one line and dead-lettered (``spoofed``) by this handle; None too.
+        """
+        sender = sender_of(message.topic, message.source)
+        if sender is not None:
+            return sender
+        identity = identity_of(message.topic)
+        if identity is None:
+            return None
+        core = self._core
+        core.stats.spoofed += 1
+        log.warning(
+            "spoofed message on %s: source %s is not %s (%d so far); dead-lettered",
+            escape_control(message.topic),
+            escape_control(repr(message.source)),
+            escape_control(repr(identity)),
+            core.stats.spoofed,
+        )
+        if not is_dead_letter_topic(message.topic):
+            await self.dead_letter(message, reason="spoofed")
+        return None
 
     def __repr__(self) -> str:
         return f"MessageBus({self.plugin_id!r}, url={redact_url(self._core.url)!r})"

@@ -57,3 +57,5 @@ class BusStats:
     rejected: int = 0
     invalid: int = 0
     publish_timeouts: int = 0
+    spoofed: int = 0
+    """Messages on a sender-stamped topic whose ``source`` was not the topic's identity."""

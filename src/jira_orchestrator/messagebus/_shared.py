@@ -4,9 +4,11 @@ dead letters."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 from msgspec import Raw
@@ -14,9 +16,11 @@ from msgspec import Raw
 from jira_orchestrator._core.clock import WallClock, format_timestamp
 from jira_orchestrator._core.errors import (
     InvalidMessage,
+    InvalidTopic,
     MessageTooLarge,
     TransportClosed,
 )
+from jira_orchestrator._core.identity import is_dead_letter_topic
 from jira_orchestrator._core.ids import new_id
 from jira_orchestrator._core.message import (
     Message,
@@ -37,6 +41,7 @@ from jira_orchestrator._core.protocol import (
 )
 from jira_orchestrator._core.redact import redact_url
 from jira_orchestrator._core.tasks import BackgroundTasks
+from jira_orchestrator._core.text import escape_control
 from jira_orchestrator._core.topics import normalize_topic
 from jira_orchestrator.messagebus._config import (
     BusConfig,
@@ -101,14 +106,14 @@ class _SharedBus:
     def invalid(self, subject: str, data: bytes, error: InvalidMessage) -> None:
         """Bytes that are not a message arrived: count them and dead-letter them as text."""
         self.stats.invalid += 1
-        log.warning("undecodable input on %s: %s", subject, error)
+        log.warning("undecodable input on %s: %s", escape_control(subject), escape_control(error))
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
         letter = dead_letter(
             DeadLetterReason.INVALID_MESSAGE,
-            source=_BUS_SOURCE,
+            source=self.identity,
             timestamp=format_timestamp(self.clock()),
             subscriber=None,
             subscription=subject,
@@ -119,6 +124,19 @@ class _SharedBus:
         self.background.spawn(
             self._send_letter(letter, None, DeadLetterReason.INVALID_MESSAGE), loop=loop
         )
+
+    @property
+    def identity(self) -> str:
+        """Who this bus speaks as when no handle does (a letter about bytes that are not a
+        message): the URL's user (on NATS a user may publish only its own letters), else
+        the first handle's plugin id."""
+        user = urlsplit(self.url.split(",", 1)[0]).username
+        if user:
+            with contextlib.suppress(InvalidTopic):  # a user name that is no plugin id
+                name = unquote(user)
+                if normalize_topic(name) == name and "/" not in name:
+                    return name
+        return next(iter(self.handles), _BUS_SOURCE)
 
     def refuse(self, subject: str, data: bytes, error: InvalidMessage, reply: Reply) -> None:
         """Answer the sender of bytes that are not a message with the error (it waits)."""
@@ -287,7 +305,7 @@ class _SharedBus:
             subscription.pattern,
             message.topic,
             type(error).__name__,
-            error,
+            escape_control(error),
             exc_info=error,
         )
         await self.dead_letter(
@@ -319,7 +337,7 @@ class _SharedBus:
         error: BaseException | None = None,
     ) -> None:
         """Publish a message that could not be handled on ``system/dead-letter``."""
-        if message.topic == DEAD_LETTER_TOPIC or self.closed:
+        if is_dead_letter_topic(message.topic) or self.closed:
             return  # never dead-letter a dead letter: that loop has no end
         letter = dead_letter(
             reason,

@@ -1,11 +1,13 @@
 """RPC between plugins: ``RPCServer("plugin://<id>/rpc")`` and ``RPCClient``.
 
-Calls travel as bus requests on ``plugin/<id>/rpc`` whose payload is a JSON-RPC 2.0
-request object, and come back as a JSON-RPC 2.0 response object, so a plugin in any
-language can serve or call methods (see docs/protocol.md). Parameters are validated from
-the handler's type hints, strictly as JSON (no ``"5"`` for an int); errors carry JSON-RPC
-codes. A call's deadline travels with it: the server cancels a method whose caller stopped
-waiting, and calls a method makes get at most the time its own caller has left.
+Calls travel as bus requests on ``plugin/<id>/rpc/<caller>`` (the caller's own subject, so
+the server knows who calls: `current_caller`; ``plugin/<id>/rpc`` for anonymous callers)
+whose payload is a JSON-RPC 2.0 request object, and come back as a JSON-RPC 2.0 response
+object, so a plugin in any language can serve or call methods (see docs/protocol.md).
+Parameters are validated from the handler's type hints, strictly as JSON (no ``"5"`` for an
+int); errors carry JSON-RPC codes. A call's deadline travels with it: the server cancels a
+method whose caller stopped waiting, and calls a method makes get at most the time its own
+caller has left.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from jira_orchestrator._core.errors import (
     RequestTimeout,
     RPCError,
 )
+from jira_orchestrator._core.identity import identity_of, rpc_call_topic
 from jira_orchestrator._core.message import Message, validate_payload
 from jira_orchestrator._core.protocol import plugin_rpc
+from jira_orchestrator._core.text import escape_control
 from jira_orchestrator.messagebus._bus import MessageBus
 from jira_orchestrator.messagebus._registry import get_message_bus
 from jira_orchestrator.messagebus._subscription import Subscription
@@ -45,6 +49,7 @@ __all__ = [
     "RPCClient",
     "RPCMethod",
     "RPCServer",
+    "current_caller",
     "method_from_function",
     "parse_endpoint",
     "rpc_topic",
@@ -246,9 +251,19 @@ class _Call:
     deadline: float | None
     depth: int
     running: bool = True
+    caller: str | None = None
 
 
 _current_call: ContextVar[_Call | None] = ContextVar("jira_orchestrator_rpc_call", default=None)
+
+
+def current_caller() -> str | None:
+    """Who called the RPC method running in this task, as the call's subject proves it
+    (``plugin/<id>/rpc/<caller>``); None outside a method and for an anonymous call (on
+    ``plugin/<id>/rpc``). Never the envelope's ``source`` alone: a caller writes that itself.
+    """
+    call = _current_call.get()
+    return None if call is None else call.caller
 
 
 def _deadline(message: Message, now: float) -> float | None:
@@ -272,7 +287,10 @@ class RPCServer:
     A method still running when its caller's deadline passes (the request's ``timeout`` or
     ``expiresAt``) is cancelled and its slot freed; nothing is answered, since nobody waits.
     ``calls``, ``errors`` and ``timeouts`` count the calls, the error answers and the
-    methods cancelled so.
+    methods cancelled so; ``spoofed`` the calls refused because their ``source`` was not
+    the caller their subject names. It listens on ``plugin/<id>/rpc/*`` (callers who say
+    who they are, `current_caller`) and on ``plugin/<id>/rpc`` (anonymous callers), each
+    with ``max_concurrency`` slots.
     """
 
     def __init__(
@@ -298,12 +316,16 @@ class RPCServer:
         self.calls = 0
         self.errors = 0
         self.timeouts = 0
-        self._subscription: Subscription | None = self.bus.subscribe(
-            rpc_topic(self.plugin_id),
-            self._handle,
-            max_concurrency=max_concurrency,
-            queue=f"{self.plugin_id}-rpc",
-        )
+        self.spoofed = 0
+        self._subscriptions: list[Subscription] = [
+            self.bus.subscribe(
+                pattern,
+                self._handle,
+                max_concurrency=max_concurrency,
+                queue=f"{self.plugin_id}-rpc",
+            )
+            for pattern in (rpc_call_topic(self.plugin_id, "*"), rpc_topic(self.plugin_id))
+        ]
         self.register("rpc.discover", self._discover)
 
     @property
@@ -347,15 +369,14 @@ class RPCServer:
 
     def close(self) -> None:
         """Stop serving; calls in progress are cancelled (see `drain`)."""
-        if self._subscription is not None:
-            self._subscription.unsubscribe()
-            self._subscription = None
+        subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            subscription.unsubscribe()
 
     async def drain(self) -> None:
         """Stop taking calls and finish those already taken; bound it with a timeout."""
-        if self._subscription is not None:
-            await self._subscription.drain()
-            self._subscription = None
+        subscriptions, self._subscriptions = self._subscriptions, []
+        await asyncio.gather(*(subscription.drain() for subscription in subscriptions))
 
     def _discover(self) -> dict[str, Any]:
         """List the methods of this server with JSON Schemas of their parameters."""
@@ -384,9 +405,24 @@ class RPCServer:
             return
         self.calls += 1
         method = request.get("method") if isinstance(request, dict) else None
+        caller = await self.bus.verified_sender(message)
+        if caller is None and identity_of(message.topic) is not None:
+            self.spoofed += 1  # counted, logged and dead-lettered by verified_sender
+            self.errors += 1
+            await self.bus.respond(
+                message.correlation_id,
+                _error_reply(
+                    call_id,
+                    INVALID_REQUEST,
+                    f"refused: the call's source {escape_control(repr(message.source))} is not "
+                    f"the caller its subject names ({message.topic})",
+                    None,
+                ),
+            )
+            return
         left = _deadline(message, self.bus.config.clock())
         loop = asyncio.get_running_loop()
-        call = _Call(None if left is None else loop.time() + left, _depth(message))
+        call = _Call(None if left is None else loop.time() + left, _depth(message), caller=caller)
         reply: dict[str, Any] | None = None
         if left is None or left > 0:
             token = _current_call.set(call)
@@ -471,7 +507,7 @@ class RPCServer:
                     request.get("method"),
                     self.endpoint,
                     type(error).__name__,
-                    error,
+                    escape_control(error),
                 )
             else:
                 log.exception("RPC method %r of %s failed", request.get("method"), self.endpoint)
@@ -547,7 +583,7 @@ class RPCClient:
     ) -> Any:
         reply = await self.bus.request(
             destination=self.plugin_id,
-            topic=rpc_topic(self.plugin_id),
+            topic=rpc_call_topic(self.plugin_id, self.bus.plugin_id),
             payload=request,
             timeout=seconds,
             headers=headers,

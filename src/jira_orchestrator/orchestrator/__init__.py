@@ -33,6 +33,7 @@ from jira_orchestrator.orchestrator.deadletters import (
     DeadLetterCollector,
     DeadLetterStore,
     parse_letter,
+    replay_identity,
     replay_letter,
     replay_message,
 )
@@ -152,6 +153,7 @@ __all__ = [
     "load_workflow",
     "load_workflows",
     "parse_letter",
+    "replay_identity",
     "replay_letter",
     "replay_message",
 ]

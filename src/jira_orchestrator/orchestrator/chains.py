@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 from jira_orchestrator._core.errors import RequestTimeout
 from jira_orchestrator._core.ids import new_id
 from jira_orchestrator._core.protocol import CommandRequest, plugin_request
+from jira_orchestrator._core.text import escape_control
 from jira_orchestrator.messagebus import MessageBus
 from jira_orchestrator.orchestrator.errors import (
     ParallelStepsFailed,
@@ -38,6 +39,7 @@ from jira_orchestrator.orchestrator.errors import (
     WorkflowError,
     command_result,
 )
+from jira_orchestrator.orchestrator.rights import Plugins, manifests_of, routing_refusal
 from jira_orchestrator.orchestrator.sagastore import SagaRunStatus, SagaStore
 
 __all__ = [
@@ -221,6 +223,12 @@ class PluginStep(Step):
     reply, fails the step with `PluginFailed` (also named `PluginStepError`); ``{status:
     "success", result}`` gives ``result``. Without a ``timeout``, the bus's request
     timeout applies.
+
+    With ``plugins`` (their manifests), a step run on a plugin's bus handle is held to that
+    plugin's rights, as NATS holds it: it fails with `PluginStepError` (counted in
+    ``refused``, one log line) without sending anything when the plugin's ``canRouteTo``
+    does not name the target or the target's ``acceptsRoutingFrom`` does not admit it. A
+    handle that is no plugin's (the orchestrator's, an operator's script) is not held.
     """
 
     kind = "plugin"
@@ -237,6 +245,7 @@ class PluginStep(Step):
         transform: Transform | None = None,
         timeout: float | None = None,
         compensate: Compensation | None = None,
+        plugins: Plugins | None = None,
     ) -> None:
         super().__init__(
             id, condition=condition, transform=transform, timeout=timeout, compensate=compensate
@@ -253,8 +262,17 @@ class PluginStep(Step):
         self.command = command
         self.bus = bus
         self.parameters = dict(parameters or {})
+        self.manifests = None if plugins is None else manifests_of(plugins)
+        self.refused = 0
 
     async def _execute(self, value: Any) -> Any:
+        sender = self.bus.plugin_id
+        if self.manifests is not None and sender in self.manifests:
+            refusal = routing_refusal(self.manifests, sender, self.plugin)
+            if refusal is not None:
+                self.refused += 1
+                log.warning("step %r refused: %s", self.id, escape_control(refusal))
+                raise PluginStepError(self.plugin, self.command, f"refused: {refusal}")
         parameters = dict(self.parameters)
         if value is not None:
             parameters["input"] = value
@@ -553,7 +571,7 @@ class Saga(Step):
             except Exception as exc:
                 log.error(
                     "saga %r run %s: compensation of %r failed: %s: %s",
-                    self.id, run_id, step.id, type(exc).__name__, exc,
+                    self.id, run_id, step.id, type(exc).__name__, escape_control(exc),
                 )  # fmt: skip
                 errors[step.id] = exc
                 if store is not None:

@@ -18,6 +18,7 @@ import builtins
 import json
 import logging
 import os
+import sqlite3
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -31,6 +32,7 @@ from jira_orchestrator._core.errors import (
     NoResponders,
     RequestTimeout,
 )
+from jira_orchestrator._core.identity import DEAD_LETTER_PATTERN
 from jira_orchestrator._core.ids import new_id
 from jira_orchestrator._core.message import Message, MessageMetadata, MessageType
 from jira_orchestrator._core.protocol import (
@@ -41,6 +43,7 @@ from jira_orchestrator._core.protocol import (
     parse_dead_letter,
 )
 from jira_orchestrator._core.sqlite import SQLiteStore
+from jira_orchestrator._core.text import escape_control
 from jira_orchestrator.messagebus import (
     MessageBus,
     Subscription,
@@ -54,6 +57,7 @@ from jira_orchestrator.orchestrator.errors import (
     ReplayNotDelivered,
 )
 from jira_orchestrator.orchestrator.files import OrchestratorFiles
+from jira_orchestrator.orchestrator.rights import Plugins, manifests_of, publish_refusal
 
 __all__ = [
     "DEFAULT_DLQ_PATH",
@@ -67,6 +71,7 @@ __all__ = [
     "DeadLetterCollector",
     "DeadLetterStore",
     "parse_letter",
+    "replay_identity",
     "replay_letter",
     "replay_message",
 ]
@@ -101,7 +106,8 @@ _SCHEMA = (
         payload TEXT NOT NULL,
         replay_count INTEGER NOT NULL DEFAULT 0,
         replayed_at REAL,
-        replayed_as TEXT
+        replayed_as TEXT,
+        sender TEXT
     )""",
     "CREATE INDEX letters_reason ON letters (reason)",
     "CREATE INDEX letters_received ON letters (received_at)",
@@ -112,7 +118,8 @@ _INDEXES = (  # for the dashboard's filters; added to older files when they are 
 )
 _COLUMNS = (
     "id, letter_id, received_at, reason, topic, message_id, subscriber, subscription, "
-    "error_type, error_message, problem, payload, replay_count, replayed_at, replayed_as"
+    "error_type, error_message, problem, payload, replay_count, replayed_at, replayed_as, "
+    "sender"
 )
 
 
@@ -122,7 +129,9 @@ class DeadLetter:
 
     ``payload`` is the letter as received (normally ``{reason, error, subscriber,
     subscription, message}``); ``problem`` says why it does not follow the protocol, or is
-    None. ``replayed_as`` is the message id of the latest replay.
+    None. ``replayed_as`` is the message id of the latest replay. ``sender`` is who sent
+    the letter, as its topic proved it (``system/dead-letter/<sender>``); None for a letter
+    without that proof (on ``system/dead-letter``, or stored by an older version).
     """
 
     id: int
@@ -140,6 +149,7 @@ class DeadLetter:
     replay_count: int = 0
     replayed_at: float | None = None
     replayed_as: str | None = None
+    sender: str | None = None
 
     @property
     def message(self) -> dict[str, Any] | None:
@@ -189,13 +199,24 @@ class DeadLetterStore(SQLiteStore):
         self.clock = clock
         super().__init__(path, timeout=timeout)
 
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(letters)")}
+        if "sender" not in columns:  # a file from before letters had a proven sender
+            db.execute("ALTER TABLE letters ADD COLUMN sender TEXT")
+
     def add(
-        self, payload: Any, *, letter_id: str | None = None, received_at: float | None = None
+        self,
+        payload: Any,
+        *,
+        letter_id: str | None = None,
+        received_at: float | None = None,
+        sender: str | None = None,
     ) -> tuple[int, bool]:
         """Store one letter; ``(id, stored)``, ``stored`` False if ``letter_id`` was already in.
 
-        ``payload`` may be anything: a malformed letter is kept with its ``problem``. On disk
-        when this returns.
+        ``payload`` may be anything: a malformed letter is kept with its ``problem``.
+        ``sender`` is the identity that sent it, as proven by its topic (None: unknown). On
+        disk when this returns.
         """
         if letter_id is not None and not isinstance(letter_id, str):
             raise TypeError(f"letter_id must be a str, got {type(letter_id).__name__}")
@@ -207,7 +228,7 @@ class DeadLetterStore(SQLiteStore):
             cursor = db.execute(
                 "INSERT OR IGNORE INTO letters (letter_id, received_at, reason, topic, "
                 "message_id, subscriber, subscription, error_type, error_message, problem, "
-                "payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "payload, sender) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     when,
@@ -220,6 +241,7 @@ class DeadLetterStore(SQLiteStore):
                     fields.error_message,
                     fields.problem,
                     text,
+                    sender,
                 ),
             )
             if cursor.rowcount == 1 and cursor.lastrowid is not None:
@@ -230,7 +252,7 @@ class DeadLetterStore(SQLiteStore):
     def _letter(self, row: tuple[Any, ...]) -> DeadLetter:
         ident, letter_id, received, reason, topic, message_id = row[:6]
         subscriber, subscription, error_type, error_message, problem, text = row[6:12]
-        replays, replayed_at, replayed_as = row[12:]
+        replays, replayed_at, replayed_as, sender = row[12:]
         try:
             payload = json.loads(text)
         except (TypeError, ValueError):
@@ -252,6 +274,7 @@ class DeadLetterStore(SQLiteStore):
             replay_count=replays,
             replayed_at=replayed_at,
             replayed_as=replayed_as,
+            sender=sender,
         )
 
     def get(self, letter_id: int) -> DeadLetter:
@@ -416,14 +439,73 @@ _REPLAYER = ORCHESTRATOR_ID
 _REPLAY_TIMEOUT = 30.0
 
 
+def replay_identity(
+    letter: DeadLetter,
+    message: Message,
+    *,
+    plugins: Plugins | None = None,
+    as_identity: str | None = None,
+) -> str:
+    """Who replays ``letter`` (whose original is ``message``), or raise `ReplayError`.
+
+    By default the identity that sent the letter (``sender``, proven by its topic), and
+    only when the original message is that identity's own: a letter is never replayed as
+    someone it merely names. ``as_identity`` replays it as someone else, on the operator's
+    word. The identity needs the right to publish the message's topic, as its manifest
+    (among ``plugins``) grants it on NATS (`plugin_permissions`); the orchestrator may
+    publish anything, and an identity without a manifest nothing.
+    """
+    identity = as_identity or letter.sender
+    if identity is None:
+        raise ReplayError(
+            letter.id,
+            "nobody is known to have sent it (it came on system/dead-letter without a "
+            "sender, or was stored before senders were recorded); check it "
+            f"(dlq show {letter.id}) and replay it as someone (--as) on your word",
+        )
+    if as_identity is None and message.source != identity:
+        raise ReplayError(
+            letter.id,
+            f"it was sent by {escape_control(repr(identity))} but carries a message from "
+            f"{escape_control(repr(message.source))}: replaying it would act as the latter "
+            f"on the former's word; check it (dlq show {letter.id}), then replay it with "
+            f"--as {escape_control(identity)} (its own rights) or as another identity on "
+            "your word",
+        )
+    if identity == _REPLAYER:
+        return identity
+    if plugins is None:
+        raise ReplayError(
+            letter.id,
+            f"cannot check what {escape_control(repr(identity))} may publish: give the "
+            "plugins (--plugins DIR)",
+        )
+    manifest = manifests_of(plugins).get(identity)
+    if manifest is None:
+        raise ReplayError(letter.id, f"{escape_control(repr(identity))} is not one of the plugins")
+    refusal = publish_refusal(manifest, message.topic)
+    if refusal is not None:
+        raise ReplayError(letter.id, escape_control(refusal))
+    return identity
+
+
 async def replay_letter(
-    store: DeadLetterStore, letter_id: int, *, url: str | None = None, timeout: float | None = None
+    store: DeadLetterStore,
+    letter_id: int,
+    *,
+    url: str | None = None,
+    timeout: float | None = None,
+    plugins: Plugins | None = None,
+    as_identity: str | None = None,
 ) -> Message:
     """Publish the letter's original message again on its topic and mark it replayed.
 
-    It is published through the bus handle of the original ``source`` on ``url``
-    (``$JIRA_ORCHESTRATOR_BUS_URL`` or ``memory://`` by default), so the receiver sees the
-    same sender. The letter is marked replayed only once the delivery is confirmed:
+    It is published on ``url`` (``$JIRA_ORCHESTRATOR_BUS_URL`` or ``memory://`` by default)
+    through the bus handle of `replay_identity`: the letter's proven sender when the
+    original is its own and its manifest (among ``plugins``) lets it publish there, else
+    ``as_identity`` when given; never the orchestrator unless it sent the letter or
+    ``as_identity`` says so. The letter is marked replayed only once the delivery is
+    confirmed:
 
     - on ``memory://``, a subscriber of this process matches the topic (else nothing is
       published);
@@ -432,15 +514,17 @@ async def replay_letter(
       within ``timeout`` seconds (default: the original's timeout, else 30), is the
       confirmation; an event there cannot be confirmed and is not sent.
 
-    Raises `DeadLetterNotFound`, `ReplayError` (no usable original) or `ReplayNotDelivered`
-    (nobody confirmed it), each leaving the letter as it was.
+    Raises `DeadLetterNotFound`, `ReplayError` (no usable original, or nobody with the
+    right to send it) or `ReplayNotDelivered` (nobody confirmed it), each leaving the
+    letter as it was.
     """
     letter = store.get(letter_id)
     message = replay_message(letter)
+    identity = replay_identity(letter, message, plugins=plugins, as_identity=as_identity)
     try:
-        bus = get_message_bus(message.source or _REPLAYER, url)
-    except InvalidTopic:
-        bus = get_message_bus(_REPLAYER, url)
+        bus = get_message_bus(identity, url)
+    except InvalidTopic as exc:
+        raise ReplayError(letter.id, f"cannot replay as {identity!r}: {exc}") from None
     confirmed = bus.transport.confirms(message.topic)
     nobody = f"nobody subscribes to {message.topic!r} on {bus.url}"
     if confirmed is False:
@@ -496,8 +580,9 @@ async def _ask(bus: MessageBus, message: Message, timeout: float | None) -> Mess
 class CollectorStats:
     """Counters of a `DeadLetterCollector`.
 
-    ``dropped`` counts letters refused while the backlog was full; ``backlog`` and
-    ``backlog_bytes`` are what waits in memory for the store now.
+    ``dropped`` counts letters refused while the backlog was full; ``spoofed`` letters
+    whose ``source`` was not the sender their topic names (stored without a sender);
+    ``backlog`` and ``backlog_bytes`` are what waits in memory for the store now.
     """
 
     received: int = 0
@@ -506,6 +591,7 @@ class CollectorStats:
     malformed: int = 0
     failed_writes: int = 0
     dropped: int = 0
+    spoofed: int = 0
     backlog: int = 0
     backlog_bytes: int = 0
 
@@ -551,11 +637,11 @@ class DeadLetterCollector:
         self.max_backlog = max_backlog
         self.max_backlog_bytes = max_backlog_bytes
         self._stats = CollectorStats()
-        self._backlog: deque[tuple[Any, str, float, int]] = deque()
+        self._backlog: deque[tuple[Any, str, float, int, str | None]] = deque()
         self._backlog_bytes = 0
         self._failing = False  # a write failed and none succeeded since: one log line
         self._dropped_in_burst = 0
-        self._subscription: Subscription | None = None
+        self._subscriptions: list[Subscription] = []
         self._writing = asyncio.Lock()  # one writer drains the backlog, in order
 
     def stats(self) -> dict[str, int]:
@@ -565,17 +651,19 @@ class DeadLetterCollector:
         return asdict(self._stats)
 
     def start(self) -> None:
-        """Subscribe to ``system/dead-letter``; idempotent."""
-        if self._subscription is None:
-            self._subscription = self.bus.subscribe(
-                DEAD_LETTER_TOPIC, self._on_letter, queue=self.queue
-            )
+        """Subscribe to ``system/dead-letter/*`` (each sender's letters) and
+        ``system/dead-letter`` (letters without a sender stamp); idempotent."""
+        if not self._subscriptions:
+            self._subscriptions = [
+                self.bus.subscribe(topic, self._on_letter, queue=self.queue)
+                for topic in (DEAD_LETTER_PATTERN, DEAD_LETTER_TOPIC)
+            ]
 
     def stop(self) -> None:
         """Unsubscribe; letters still in the backlog stay there until `flush`."""
-        if self._subscription is not None:
-            self._subscription.unsubscribe()
-            self._subscription = None
+        subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            subscription.unsubscribe()
 
     async def __aenter__(self) -> DeadLetterCollector:
         self.start()
@@ -592,16 +680,22 @@ class DeadLetterCollector:
 
     async def _on_letter(self, message: Message) -> None:
         self._stats.received += 1
+        # Who sent it, as its topic proves it; a letter that lies about that has no sender.
+        sender = await self.bus.verified_sender(message)
+        if sender is None and message.topic != DEAD_LETTER_TOPIC:
+            self._stats.spoofed += 1
         if not isinstance(message.payload, dict) or parse_letter(message.payload)[1] is not None:
             self._stats.malformed += 1
-            log.warning("malformed dead letter %s stored raw", message.message_id)
+            log.warning("malformed dead letter %s stored raw", escape_control(message.message_id))
         size = len(message.encode())
         if self._full(size):
             await self.flush()  # the store may write again: make room first
         if self._full(size):
             self._drop(message.message_id)
             return
-        self._backlog.append((message.payload, message.message_id, self.store.clock(), size))
+        self._backlog.append(
+            (message.payload, message.message_id, self.store.clock(), size, sender)
+        )
         self._backlog_bytes += size
         await self.flush()
 
@@ -632,16 +726,24 @@ class DeadLetterCollector:
 
     async def _drain(self) -> bool:
         while self._backlog:
-            payload, letter_id, received_at, size = self._backlog[0]
+            payload, letter_id, received_at, size, sender = self._backlog[0]
             try:
                 _, stored = await asyncio.to_thread(
-                    self.store.add, payload, letter_id=letter_id, received_at=received_at
+                    self.store.add,
+                    payload,
+                    letter_id=letter_id,
+                    received_at=received_at,
+                    sender=sender,
                 )
             except DeadLetterError as exc:
                 self._stats.failed_writes += 1
                 if not self._failing:
                     self._failing = True
-                    log.error("could not store dead letter %s (kept in memory): %s", letter_id, exc)
+                    log.error(
+                        "could not store dead letter %s (kept in memory): %s",
+                        escape_control(letter_id),
+                        exc,
+                    )
                 return False
             self._backlog.popleft()
             self._backlog_bytes -= size

@@ -41,17 +41,19 @@ from jira_orchestrator._core.protocol import (
     plugin_request,
     plugin_status,
 )
+from jira_orchestrator._core.text import escape_control
 from jira_orchestrator.messagebus import (
     Message,
     MessageBus,
     RPCClient,
     RPCServer,
     Subscription,
-    current_message,
+    current_caller,
     get_message_bus,
 )
 from jira_orchestrator.orchestrator.deadletters import DeadLetterCollector, DeadLetterStore
 from jira_orchestrator.orchestrator.errors import PluginFailed, command_result
+from jira_orchestrator.orchestrator.rights import routing_refusal
 from jira_orchestrator.orchestrator.tasks import TaskStore
 from jira_orchestrator.plugins import CommandRejected, PluginCatalog, discover_plugins
 from jira_orchestrator.plugins.manifest import PluginManifest
@@ -237,6 +239,9 @@ class Orchestrator:
         self._server: RPCServer | None = None
         self._beat: asyncio.Task[None] | None = None
         self.refused_delegations = 0
+        self.refused_dispatches = 0
+        """``dispatch`` calls refused: an anonymous caller, or a plugin whose ``canRouteTo``
+        allows none of the plugins fit for the request."""
         self.spoofed = 0
         """Status and breaker events whose ``source`` was not the plugin their topic names."""
         self._lost_watch: dict[str, set[asyncio.Future[str]]] = {}
@@ -260,20 +265,12 @@ class Orchestrator:
         """The plugin a status or breaker event speaks for: the one its topic names
         (``plugin/<id>/status``), which on NATS only that plugin's user may publish. An
         envelope whose ``source`` says otherwise is spoofed: counted, logged in one line
-        and dead-lettered (``spoofed``), never believed."""
-        plugin = plugin_named(message.topic)
-        if plugin is not None and message.source == plugin:
-            return plugin
-        self.spoofed += 1
-        log.warning(
-            "spoofed %s: an envelope from %r on %r (%d so far); dead-lettered",
-            message.topic.rsplit("/", 1)[-1],
-            message.source,
-            message.topic,
-            self.spoofed,
-        )
+        and dead-lettered (``spoofed``) by `MessageBus.verified_sender`, never believed."""
         with contextlib.suppress(JiraOrchestratorError):
-            await self.bus.dead_letter(message, reason=DeadLetterReason.SPOOFED)
+            plugin = await self.bus.verified_sender(message)
+            if plugin is not None:
+                return plugin
+        self.spoofed += 1
         return None
 
     def unavailable_reason(self, plugin_id: str) -> str:
@@ -419,6 +416,7 @@ class Orchestrator:
             },
             "tasks": self.tasks.counts(),
             "refusedDelegations": self.refused_delegations,
+            "refusedDispatches": self.refused_dispatches,
             "spoofed": self.spoofed,
             "abstentions": self.abstentions,
         }
@@ -451,16 +449,22 @@ class Orchestrator:
         files: Sequence[str] = (),
         task_id: str | None = None,
         decision: RoutingDecision | None = None,
+        requester: str | None = None,
     ) -> DispatchResult:
         """Route ``request`` (a Jira issue or text) and have a plugin do it.
 
         ``decision``, when the caller has already routed the request (to show the decision
-        before the work starts), is used instead of routing it again. Never raises for a
-        plugin's failure: the result says what happened. Raises `InvalidRequest` for a
-        request the router cannot read.
+        before the work starts), is used instead of routing it again. ``requester``, a
+        plugin of the catalog, dispatches with its own rights: only plugins its
+        ``routing.canRouteTo`` names and whose ``acceptsRoutingFrom`` admits it are tried
+        (the others are skipped, ``refused``). Never raises for a plugin's failure: the
+        result says what happened. Raises `InvalidRequest` for a request the router cannot
+        read.
         """
         with tracing.span("dispatch", attributes={"jo.command": command}, root=True) as span:
-            result = await self._dispatch(request, command, parameters, files, task_id, decision)
+            result = await self._dispatch(
+                request, command, parameters, files, task_id, decision, requester
+            )
             if span is not None:
                 span.set_attribute("jo.task_id", result.task_id)
                 span.set_attribute("jo.outcome", result.outcome)
@@ -476,11 +480,12 @@ class Orchestrator:
         files: Sequence[str],
         task_id: str | None,
         decision: RoutingDecision | None,
+        requester: str | None,
     ) -> DispatchResult:
         routing = (
-            RoutingRequest.from_text(request, files=files)
+            RoutingRequest.from_text(request, files=files, requester=requester)
             if isinstance(request, str)
-            else RoutingRequest.from_jira(request, files=files)
+            else RoutingRequest.from_jira(request, files=files, requester=requester)
         )
         params = dict(parameters) if parameters is not None else issue_parameters(request, files)
         task_id = task_id or new_id()
@@ -512,6 +517,10 @@ class Orchestrator:
         result: Any = None
         errors: list[str] = []
         for plugin in candidates:
+            refusal = None if requester is None else self.routing_refusal(requester, plugin)
+            if refusal is not None:
+                attempts.append(Attempt(plugin, "skipped", f"refused: {refusal}"))
+                continue
             if self.availability(plugin) == 0.0:
                 why = f"unavailable ({self.unavailable_reason(plugin)})"
                 attempts.append(Attempt(plugin, "skipped", why))
@@ -678,41 +687,94 @@ class Orchestrator:
         allowed = manifest.routing.can_route_to
         return target in allowed or "*" in allowed
 
+    def routing_refusal(self, source: str, target: str) -> str | None:
+        """Why plugin ``source`` may not hand work to ``target`` (its ``canRouteTo``, the
+        target's ``acceptsRoutingFrom``, either not being a plugin here), or None."""
+        return routing_refusal(self.manifests, source, target)
+
     async def delegate(
         self, source: str, target: str, command: str, parameters: Mapping[str, Any] | None = None
     ) -> Any:
         """Run ``command`` on ``target`` for ``source``; raise `CommandRejected` when
-        ``routing.canRouteTo`` of ``source`` does not list ``target``."""
-        if not self.can_route(source, target):
-            raise CommandRejected(f"{source!r} may not route work to {target!r} (canRouteTo)")
-        if target not in self.manifests:
-            raise CommandRejected(f"{target!r} is not a plugin of this orchestrator")
+        ``routing.canRouteTo`` of ``source`` does not list ``target`` or the target's
+        ``acceptsRoutingFrom`` does not admit ``source``."""
+        refusal = self.routing_refusal(source, target)
+        if refusal is not None:
+            raise CommandRejected(refusal)
         return await self._send(target, command, parameters or {})
+
+    def _refused(self, what: str, refusal: str) -> RPCError:
+        """The answer to a refused RPC call, after one log line (any plugin can ask as often
+        as it likes: one line each, never a traceback)."""
+        if what == "delegation":
+            self.refused_delegations += 1
+            count = self.refused_delegations
+        else:
+            self.refused_dispatches += 1
+            count = self.refused_dispatches
+        log.warning("%s refused (%d so far): %s", what, count, escape_control(refusal))
+        # the reply every failing method gets, without the server's error log
+        return RPCError(
+            _METHOD_FAILED,
+            f"CommandRejected: {refusal}",
+            {"type": "CommandRejected", "message": refusal},
+        )
+
+    def _caller(self, method: str) -> str:
+        """The verified caller of the running RPC method; raise `CommandRejected` for an
+        anonymous call (on ``plugin/<orchestrator>/rpc``, which any plugin may publish)."""
+        caller = current_caller()
+        if caller is None:
+            raise CommandRejected(
+                f"{method} needs a caller who says who it is: call on "
+                f"plugin/{self.bus.plugin_id}/rpc/<your plugin id>"
+            )
+        return caller
 
     async def _rpc_delegate(
         self, target: str, command: str, parameters: dict[str, Any] | None = None
     ) -> Any:
         """Hand work to another plugin, as allowed by the caller's ``canRouteTo``."""
-        message = current_message()
-        source = "" if message is None else message.source
         try:
-            return await self.delegate(source, target, command, parameters)
+            source = self._caller("delegate")
+            refusal = self.routing_refusal(source, target)
+            if refusal is not None:
+                raise CommandRejected(refusal)
         except CommandRejected as refusal:
-            # Any plugin can ask as often as it likes: one line each, not a traceback.
-            self.refused_delegations += 1
-            log.warning("delegation refused (%d so far): %s", self.refused_delegations, refusal)
-            # the reply every failing method gets, without the server's error log
-            raise RPCError(
-                _METHOD_FAILED,
-                f"CommandRejected: {refusal}",
-                {"type": "CommandRejected", "message": str(refusal)},
-            ) from None
+            raise self._refused("delegation", str(refusal)) from None
+        return await self._send(target, command, parameters or {})
 
     async def _rpc_dispatch(
         self, request: dict[str, Any] | str, command: str = DEFAULT_COMMAND
     ) -> dict[str, Any]:
-        """Route and dispatch a request (a Jira issue or text); return what happened."""
-        return (await self.dispatch(request, command=command)).to_dict()
+        """Route and dispatch a request (a Jira issue or text); return what happened.
+
+        A plugin that calls it dispatches with its own rights (`dispatch`'s ``requester``);
+        any other identity is the operator's (on NATS only the orchestrator's user may call
+        under a name that is not its own plugin's).
+        """
+        try:
+            caller = self._caller("dispatch")
+            if caller in self.manifests and not any(
+                self.routing_refusal(caller, target) is None for target in self.manifests
+            ):
+                raise CommandRejected(
+                    f"{caller!r} may not route work to any plugin (canRouteTo, acceptsRoutingFrom)"
+                )
+        except CommandRejected as refusal:
+            raise self._refused("dispatch", str(refusal)) from None
+        requester = caller if caller in self.manifests else None
+        result = await self.dispatch(request, command=command, requester=requester)
+        refused = [a.plugin for a in result.attempts if (a.error or "").startswith("refused: ")]
+        if result.plugin is None and refused:
+            self.refused_dispatches += 1
+            log.warning(
+                "dispatch refused (%d so far): %r may not route this work to %s",
+                self.refused_dispatches,
+                escape_control(caller),
+                escape_control(", ".join(refused)),
+            )
+        return result.to_dict()
 
     async def _event(self, topic: str, payload: dict[str, Any]) -> None:
         payload = {**payload, "timestamp": format_timestamp(wall())}

@@ -5,9 +5,14 @@ Each plugin may publish and subscribe on its own subjects (``plugin.<id>.>``,
 and subscribe to what it declares in ``subscriptions``; it may call the orchestrator and the
 plugins its ``routing.canRouteTo`` names (and hear their responses published on
 ``plugin.<target>.response``), read the state it imports
-(``stateManagement.sharing.imports``) and send dead letters. Anything else, such as
-publishing on another plugin's subjects, the server refuses. The orchestrator's user may
+(``stateManagement.sharing.imports``) and send its own dead letters. Anything else, such
+as publishing on another plugin's subjects, the server refuses. The orchestrator's user may
 do everything.
+
+Subjects that say who sent a message (docs/protocol.md, "Identity") carry the plugin's own
+id, so a plugin can speak only for itself: it calls RPC methods on
+``plugin.<target>.rpc.<id>`` and sends dead letters on ``system.dead-letter.<id>``; it may
+not publish the anonymous ``plugin.<target>.rpc`` nor ``system.dead-letter``.
 
 JetStream: no plugin user may call JetStream's API beyond its own consumer. The
 orchestrator's user creates the streams and, for each plugin, the durable consumer its
@@ -92,11 +97,13 @@ def plugin_permissions(
     publish = [
         f"plugin.{me}.>",
         f"state.{me}.>",
-        "system.dead-letter",
-        "_jo.durable.system.dead-letter",
+        f"system.dead-letter.{me}",
+        f"_jo.durable.system.dead-letter.{me}",
         # its own consumer, and nothing else of JetStream's API
         f"$JS.API.CONSUMER.INFO.{stream}.{consumer}",
         f"$JS.ACK.{stream}.{consumer}.>",
+        # leaving, a member asks whether another still answers its requests
+        f"_jo.presence.plugin.{me}.request",
     ]
     # answers to durable requests (they come through JetStream, not allow_responses)
     publish += [inbox_of(user) + ".>" for user in dict.fromkeys(requesters)]
@@ -111,13 +118,13 @@ def plugin_permissions(
     ]
     for target in [ORCHESTRATOR, *manifest.routing.can_route_to]:
         if target == "*":
-            publish += ["plugin.*.request", "plugin.*.rpc", "_jo.durable.plugin.*.request"]
+            publish += ["plugin.*.request", f"plugin.*.rpc.{me}", "_jo.durable.plugin.*.request"]
             publish += ["_jo.presence.plugin.*.request"]
             subscribe.append("plugin.*.response")
             continue
         publish += [
             f"plugin.{target}.request",
-            f"plugin.{target}.rpc",
+            f"plugin.{target}.rpc.{me}",
             f"_jo.durable.plugin.{target}.request",
             f"_jo.presence.plugin.{target}.request",
         ]

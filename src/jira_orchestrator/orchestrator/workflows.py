@@ -38,6 +38,7 @@ from jira_orchestrator.orchestrator.chains import (
     Step,
 )
 from jira_orchestrator.orchestrator.errors import WorkflowError
+from jira_orchestrator.orchestrator.rights import Plugins
 from jira_orchestrator.orchestrator.sagastore import SagaStore
 
 __all__ = ["STEP_KINDS", "StepRegistry", "build_workflows", "load_workflow", "load_workflows"]
@@ -82,7 +83,9 @@ class _Builder:
         registry: Mapping[str, Callable[..., Any]],
         bus: MessageBus | None,
         saga_store: SagaStore | None,
+        plugins: Plugins | None = None,
     ) -> None:
+        self.plugins = plugins
         self.source = source
         self.definitions = definitions
         self.registry = registry
@@ -234,7 +237,13 @@ class _Builder:
         if self.problems:
             return None
         return PluginStep(
-            spec["id"], str(plugin), str(command), bus=self.bus, parameters=parameters, **common
+            spec["id"],
+            str(plugin),
+            str(command),
+            bus=self.bus,
+            parameters=parameters,
+            plugins=self.plugins,
+            **common,
         )
 
     def _children(self, spec: dict[str, Any], path: str) -> list[Step] | None:
@@ -317,10 +326,13 @@ def build_workflows(
     registry: Mapping[str, Callable[..., Any]] | None = None,
     bus: MessageBus | None = None,
     saga_store: SagaStore | None = None,
+    plugins: Plugins | None = None,
 ) -> dict[str, Step]:
     """Build the workflows of already-parsed data (see the module docstring).
 
-    Returns steps by workflow name; raises `WorkflowError` listing every problem as
+    ``plugins`` (their manifests) holds plugin steps run on a plugin's bus handle to that
+    plugin's ``canRouteTo`` and the targets' ``acceptsRoutingFrom`` (`PluginStep`). Returns
+    steps by workflow name; raises `WorkflowError` listing every problem as
     ``source: path: reason``.
     """
     registry = {} if registry is None else registry
@@ -338,7 +350,7 @@ def build_workflows(
             problems.append(f"{source}: workflows: must be a non-empty mapping of names to steps")
         if problems:
             raise WorkflowError(problems)
-        builder = _Builder(source, definitions, registry, bus, saga_store)
+        builder = _Builder(source, definitions, registry, bus, saga_store, plugins)
         for name, spec in definitions.items():
             top = {"id": name, **spec} if isinstance(spec, dict) else spec
             builder.check_ids(top, f"workflows.{name}", {})
@@ -347,7 +359,7 @@ def build_workflows(
         name = data.get("id")
         if not isinstance(name, str) or not name:
             raise WorkflowError([f"{source}: $.id: a single-workflow file needs an id"])
-        builder = _Builder(source, {name: data}, registry, bus, saga_store)
+        builder = _Builder(source, {name: data}, registry, bus, saga_store, plugins)
         builder.single = True
         builder.check_ids(data, "$", {})
         built = {name: builder.workflow(name, "$")}
@@ -388,15 +400,22 @@ def load_workflows(
     registry: Mapping[str, Callable[..., Any]] | None = None,
     bus: MessageBus | None = None,
     saga_store: SagaStore | None = None,
+    plugins: Plugins | None = None,
 ) -> dict[str, Step]:
     """Load every workflow of a YAML or JSON file; raises `WorkflowError`.
 
     ``registry`` names the callables the file may use; ``bus`` carries plugin steps;
-    ``saga_store`` persists the progress of the file's sagas.
+    ``saga_store`` persists the progress of the file's sagas; ``plugins`` holds plugin
+    steps to the rights of the bus handle's plugin (`build_workflows`).
     """
     file = Path(path)
     return build_workflows(
-        _parse(file), source=str(file), registry=registry, bus=bus, saga_store=saga_store
+        _parse(file),
+        source=str(file),
+        registry=registry,
+        bus=bus,
+        saga_store=saga_store,
+        plugins=plugins,
     )
 
 
@@ -407,9 +426,12 @@ def load_workflow(
     registry: Mapping[str, Callable[..., Any]] | None = None,
     bus: MessageBus | None = None,
     saga_store: SagaStore | None = None,
+    plugins: Plugins | None = None,
 ) -> Step:
     """One workflow of a file: ``name``, or the only one; raises `WorkflowError`."""
-    workflows = load_workflows(path, registry=registry, bus=bus, saga_store=saga_store)
+    workflows = load_workflows(
+        path, registry=registry, bus=bus, saga_store=saga_store, plugins=plugins
+    )
     if name is None:
         if len(workflows) != 1:
             raise WorkflowError(

@@ -60,7 +60,12 @@ from jira_orchestrator.messagebus import (
     current_message,
     get_message_bus,
 )
-from jira_orchestrator.messagebus.rpc import RPCMethod, method_from_function
+from jira_orchestrator.messagebus.rpc import (
+    RPCMethod,
+    current_caller,
+    method_from_function,
+    rpc_topic,
+)
 from jira_orchestrator.plugins.discovery import PluginInfo, load_plugin
 from jira_orchestrator.plugins.files import confined
 from jira_orchestrator.plugins.manifest import PluginManifest, load_manifest, manifest_path
@@ -289,6 +294,16 @@ class Plugin:
             payload={"eventType": event_type, **payload},
         )
 
+    def _requester(self, message: Message) -> str:
+        """Who asks for the work ``message`` carries: an RPC caller as the call's subject
+        proves it (``""`` for an anonymous call), else the envelope's ``source`` (on NATS
+        only the orchestrator and plugins whose ``canRouteTo`` names this one may publish
+        ``plugin/<id>/request``)."""
+        caller = current_caller()
+        if caller is not None:
+            return caller
+        return "" if message.topic.startswith(rpc_topic(self.id)) else message.source
+
     def accepts(self, source: str) -> bool:
         """Whether ``routing.acceptsRoutingFrom`` lets ``source`` send this plugin work."""
         allowed = self.manifest.routing.accepts_routing_from
@@ -303,9 +318,11 @@ class Plugin:
         while the breaker is open, or the command's own error.
         """
         message = current_message()
-        if message is not None and not self.accepts(message.source):
-            self.metrics.rejected += 1
-            raise CommandRejected(f"{message.source!r} may not route work to {self.id!r}")
+        if message is not None:
+            requester = self._requester(message)
+            if not self.accepts(requester):
+                self.metrics.rejected += 1
+                raise CommandRejected(f"{requester!r} may not route work to {self.id!r}")
         method = self._commands.get(command) if isinstance(command, str) else None
         if method is None:
             known = ", ".join(sorted(self._commands)) or "none"

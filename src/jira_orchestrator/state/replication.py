@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any
 from jira_orchestrator._core import observe
 from jira_orchestrator._core.clock import parse_timestamp
 from jira_orchestrator._core.errors import StateAccessDenied, StateError
+from jira_orchestrator._core.identity import sender_of
+from jira_orchestrator._core.text import escape_control
 from jira_orchestrator._core.protocol import state_change, state_export, state_sync
 from jira_orchestrator._core.tasks import BackgroundTasks
 from jira_orchestrator.messagebus import Message, MessageBus, Subscription
@@ -237,7 +239,8 @@ class StateReplicator:
         self, message: Message, owner: str
     ) -> tuple[str, Mapping[str, Any], list[str]] | None:
         payload = message.payload
-        if message.source != owner:
+        # the owner's topic and the owner's name in the envelope, both (_core.identity)
+        if sender_of(message.topic, message.source) != owner:
             self.stats.rejected += 1
             log.warning(
                 "state of %s: refused a change sent by %r (only %s writes its state)",
@@ -279,7 +282,12 @@ class StateReplicator:
                     self.stats.applied += 1
             except StateError as error:
                 self.stats.failed_keys += 1
-                log.warning("state: key %r from %s not merged: %s", key, message.source, error)
+                log.warning(
+                    "state: key %r from %r not merged: %s",
+                    key,
+                    message.source,
+                    escape_control(error),
+                )
                 await self.bus.dead_letter(message, reason="state-merge-error", error=error)
 
     # -- sharing between plugins ------------------------------------------------------------

@@ -31,11 +31,12 @@ from jira_orchestrator._core.errors import (
 from jira_orchestrator._core.message import Message
 from jira_orchestrator._core.redact import redact_url
 from jira_orchestrator._core.tasks import BackgroundTasks
+from jira_orchestrator._core.text import escape_control
 from jira_orchestrator._core.topics import TopicIndex, normalize_pattern, normalize_topic
 from jira_orchestrator.transports._base import RefusalHook, Reply, Transport
 from jira_orchestrator.transports._nats_errors import map_error
 from jira_orchestrator.transports._nats_jetstream import (
-    DEAD_LETTER_TOPIC,
+    DEAD_LETTER_TOPICS,
     StreamSpec,
     ensure_streams,
     plan_streams,
@@ -79,7 +80,7 @@ class NatsOptions:
     and a password, ``_INBOX`` otherwise.
     """
 
-    durable: tuple[str, ...] = ("plugin/*/request", DEAD_LETTER_TOPIC)
+    durable: tuple[str, ...] = ("plugin/*/request", *DEAD_LETTER_TOPICS)
     ack_wait: float = 30.0
     max_deliver: int = 5
     retry_delay: float = 0.1
@@ -145,6 +146,8 @@ class NatsStats:
     """Subscriptions set up again after JetStream refused for a moment."""
     permission_violations: int = 0
     """Publishes and subscriptions the server refused this user (each logged once)."""
+    mislabelled: int = 0
+    """Messages whose envelope named another topic than their subject (also ``invalid``)."""
 
 
 class _NatsConnection(Transport):
@@ -390,6 +393,7 @@ class _NatsConnection(Transport):
         try:
             message = Message.decode(msg.data)
             if message.topic != subject and message.topic != normalize_topic(subject):
+                self.stats.mislabelled += 1
                 raise InvalidMessage(
                     f"the envelope's topic {message.topic!r} is not the topic of the subject "
                     f"{subject!r} it arrived on"
@@ -400,7 +404,10 @@ class _NatsConnection(Transport):
             hook = self.on_invalid
             if hook is None:
                 log.warning(
-                    "NATS %s: dropped undecodable bytes on %s: %s", self.url, msg.subject, error
+                    "NATS %s: dropped undecodable bytes on %s: %s",
+                    self.url,
+                    escape_control(msg.subject),
+                    escape_control(error),
                 )
             else:
                 refused = self.on_refused
@@ -409,7 +416,7 @@ class _NatsConnection(Transport):
                     if reply_to and refused is not None:
                         refused(subject, bytes(msg.data), error, self._replier(reply_to))
                 except Exception:
-                    log.exception("on_invalid hook failed for %s", msg.subject)
+                    log.exception("on_invalid hook failed for %s", escape_control(msg.subject))
             return None
 
     def _replier(self, subject: str) -> Reply:

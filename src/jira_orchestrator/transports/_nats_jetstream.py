@@ -40,6 +40,7 @@ from jira_orchestrator.transports._nats_subjects import (
 __all__ = [
     "ACK",
     "DEAD_LETTER_TOPIC",
+    "DEAD_LETTER_TOPICS",
     "DELIVER_PREFIX",
     "IN_PROGRESS",
     "TERM",
@@ -52,6 +53,8 @@ __all__ = [
     "plan_streams",
 ]
 
+DEAD_LETTER_TOPICS = (DEAD_LETTER_TOPIC, f"{DEAD_LETTER_TOPIC}/*")
+"""Letters without a sender stamp, and letters on their sender's own topic."""
 ACK = b"+ACK"
 IN_PROGRESS = b"+WPI"
 TERM = b"+TERM"
@@ -93,7 +96,7 @@ def plan_streams(
     patterns: tuple[str, ...], prefix: str, dead_letter_max_age: float
 ) -> list[StreamSpec]:
     """The streams that hold the durable topic ``patterns``."""
-    letters = tuple(p for p in patterns if intersect(p, DEAD_LETTER_TOPIC) == DEAD_LETTER_TOPIC)
+    letters = tuple(p for p in patterns if any(intersect(p, t) == t for t in DEAD_LETTER_TOPICS))
     requests = tuple(p for p in patterns if p not in letters)
     specs: list[StreamSpec] = []
     if requests:

@@ -49,6 +49,7 @@ from jira_orchestrator.orchestrator import (
     TaskStoreError,
     replay_letter,
 )
+from jira_orchestrator.plugins import PluginManifest
 from jira_orchestrator.routing import (
     InvalidRequest,
     Router,
@@ -145,6 +146,7 @@ class Dashboard:
         heartbeat: float | None = None,
         window: float = DEFAULT_WINDOW,
         replay_timeout: float | None = None,
+        manifests: Iterable[PluginManifest] | None = None,
         clock: WallClock = wall,
     ) -> None:
         if jira_url is not None and urlsplit(jira_url).scheme not in ("http", "https"):
@@ -161,6 +163,8 @@ class Dashboard:
         self.jira_url = jira_url
         self.issue_fetcher = issue_fetcher
         self.replay_timeout = replay_timeout
+        self.manifests = None if manifests is None else list(manifests)
+        """The plugins whose rights replays are checked against (`replay_identity`)."""
         self.clock = clock
         names = list(plugins) if plugins is not None else list(router.plugins if router else ())
         self.live = (
@@ -196,6 +200,7 @@ class Dashboard:
         options.setdefault("dead_letters", None if collector is None else collector.store)
         options.setdefault("tasks", orchestrator.tasks)
         options.setdefault("router", orchestrator.router)
+        options.setdefault("manifests", orchestrator.manifests.values())
         return cls(bus, **options)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -759,7 +764,11 @@ class Dashboard:
         for letter_id in ids:
             try:
                 sent = await replay_letter(
-                    store, letter_id, url=self.bus.url, timeout=self.replay_timeout
+                    store,
+                    letter_id,
+                    url=self.bus.url,
+                    timeout=self.replay_timeout,
+                    plugins=self.manifests,
                 )
             except JiraOrchestratorError as exc:
                 failed.append({"id": letter_id, "error": str(exc)})

@@ -122,6 +122,7 @@ def letter_summary(letter: DeadLetter) -> dict[str, Any]:
         "topic": letter.topic,
         "messageId": letter.message_id,
         "subscriber": letter.subscriber,
+        "sender": letter.sender,
         "error": _short(error),
         "problem": _short(letter.problem),
         "replayCount": letter.replay_count,

@@ -31,6 +31,7 @@ from typing import Any
 
 from jira_orchestrator._core.clock import WallClock, format_timestamp, wall
 from jira_orchestrator._core.errors import JiraOrchestratorError, NoResponders
+from jira_orchestrator._core.identity import DEAD_LETTER_PATTERN, sender_of
 from jira_orchestrator._core.protocol import (
     ANYONE,
     ROUTING_DECISION,
@@ -152,6 +153,7 @@ class LiveView:
             TASK_START: self._on_task_start,
             TASK_COMPLETE: self._on_task_complete,
             DEAD_LETTER_TOPIC: self._on_dead_letter,
+            DEAD_LETTER_PATTERN: self._on_dead_letter,
         }
         self._subscriptions = [
             self.bus.subscribe(pattern, handler, queue_size=10_000, overflow="drop_oldest")
@@ -228,8 +230,13 @@ class LiveView:
 
     # -- handlers ---------------------------------------------------------------------------
 
-    def _source(self, message: Message) -> str:
-        return message.topic.split("/")[1]
+    def _source(self, message: Message) -> str | None:
+        """The plugin a status or breaker event speaks for, as its topic proves it; None
+        (and ignored) when its ``source`` claims another (the orchestrator dead-letters it)."""
+        sender = sender_of(message.topic, message.source)
+        if sender is None:
+            self._bad(message, "its source is not the plugin its topic names")
+        return sender
 
     async def _on_status(self, message: Message) -> None:
         payload = message.payload
@@ -237,7 +244,10 @@ class LiveView:
         if not isinstance(status, str) or not status:
             self._bad(message, "no status")
             return
-        view = self.plugin(self._source(message))
+        sender = self._source(message)
+        if sender is None:
+            return
+        view = self.plugin(sender)
         view.status = status[:64]
         view.last_seen = self.clock()
         if status == "stopped":
@@ -250,7 +260,10 @@ class LiveView:
         if not isinstance(state, str) or not state:
             self._bad(message, "no state")
             return
-        view = self.plugin(self._source(message))
+        sender = self._source(message)
+        if sender is None:
+            return
+        view = self.plugin(sender)
         view.breaker = state[:64]
         failures = payload.get("failures") if isinstance(payload, Mapping) else None
         view.breaker_failures = failures if isinstance(failures, int) else None
