@@ -100,7 +100,7 @@ def test_a_letter_built_is_a_letter_parsed() -> None:
         original=original,
         error=RuntimeError("disk full"),
     )
-    assert letter.topic == protocol.DEAD_LETTER_TOPIC
+    assert letter.topic == protocol.DEAD_LETTER_TOPIC + "/w"  # its sender's own topic
     assert letter.headers == original.headers
     fields = parse_dead_letter(letter.payload)
     assert fields.problem is None

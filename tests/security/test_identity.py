@@ -336,7 +336,7 @@ async def test_status_and_breaker_events_cannot_speak_for_another_plugin(
     assert ["permissions violation" in str(e).lower() for e in errors] == [True]
     lines = [r.getMessage() for r in caplog.records]
     assert len([line for line in lines if line.startswith("spoofed message on")]) == 2
-    assert [line for line in lines if "is not the subject it came on" in line]
+    assert [line for line in lines if "is not the topic of the subject" in line]
     await until(lambda: deployment.violations(ATTACKER))
     health = orchestrator.health[K8S]
     assert (health.status, health.breaker) != ("stopped", "open")

@@ -136,9 +136,12 @@ def state_sync(plugin_id: str) -> str:
 
 def plugin_named(topic: str) -> str | None:
     """The plugin id a canonical ``plugin/<id>/<kind>`` or ``state/<id>/<kind>`` topic
-    names, or None for any other topic."""
+    names (the called plugin of ``plugin/<id>/rpc/<caller>``), or None for any other
+    topic."""
     parts = topic.split("/")
-    if len(parts) == 3 and parts[0] in ("plugin", "state") and parts[1] != ANYONE:
+    if parts[0] not in ("plugin", "state") or len(parts) < 3 or parts[1] == ANYONE:
+        return None
+    if len(parts) == 3 or (len(parts) == 4 and parts[0] == "plugin" and parts[2] == "rpc"):
         return parts[1]
     return None
 
@@ -188,7 +191,7 @@ RESERVED_TOPICS: tuple[ReservedTopic, ...] = (
     ),
     ReservedTopic(
         plugin_rpc("{id}") + "/{caller}",
-        "plugin `{caller}` calling plugin `{id}`'s methods (see \"Identity\")",
+        'plugin `{caller}` calling plugin `{id}`\'s methods (see "Identity")',
         "JSON-RPC 2.0 request",
     ),
     ReservedTopic(

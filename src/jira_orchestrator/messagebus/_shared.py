@@ -31,7 +31,6 @@ from jira_orchestrator._core.observe import switch as _metrics
 from jira_orchestrator._core.observe import topic_family
 from jira_orchestrator._core.protocol import (
     ANYONE,
-    DEAD_LETTER_TOPIC,
     ERROR_STATUS,
     DeadLetterReason,
     dead_letter,

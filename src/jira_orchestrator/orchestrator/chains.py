@@ -32,6 +32,7 @@ from jira_orchestrator._core.text import escape_control
 from jira_orchestrator.messagebus import MessageBus
 from jira_orchestrator.orchestrator.errors import (
     ParallelStepsFailed,
+    PluginFailed,
     SagaFailed,
     SagaStoreError,
     StepFailed,
@@ -225,7 +226,7 @@ class PluginStep(Step):
     timeout applies.
 
     With ``plugins`` (their manifests), a step run on a plugin's bus handle is held to that
-    plugin's rights, as NATS holds it: it fails with `PluginStepError` (counted in
+    plugin's rights, as NATS holds it: it fails with `PluginFailed` (counted in
     ``refused``, one log line) without sending anything when the plugin's ``canRouteTo``
     does not name the target or the target's ``acceptsRoutingFrom`` does not admit it. A
     handle that is no plugin's (the orchestrator's, an operator's script) is not held.
@@ -272,7 +273,7 @@ class PluginStep(Step):
             if refusal is not None:
                 self.refused += 1
                 log.warning("step %r refused: %s", self.id, escape_control(refusal))
-                raise PluginStepError(self.plugin, self.command, f"refused: {refusal}")
+                raise PluginFailed(self.plugin, f"refused: {refusal}", command=self.command)
         parameters = dict(self.parameters)
         if value is not None:
             parameters["input"] = value

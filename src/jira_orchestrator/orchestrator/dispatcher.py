@@ -35,9 +35,7 @@ from jira_orchestrator._core.protocol import (
     TASK_COMPLETE,
     TASK_START,
     CommandRequest,
-    DeadLetterReason,
     plugin_circuit_breaker,
-    plugin_named,
     plugin_request,
     plugin_status,
 )

@@ -43,9 +43,9 @@ from jira_orchestrator._core import observe
 from jira_orchestrator._core.clock import parse_timestamp
 from jira_orchestrator._core.errors import StateAccessDenied, StateError
 from jira_orchestrator._core.identity import sender_of
-from jira_orchestrator._core.text import escape_control
 from jira_orchestrator._core.protocol import state_change, state_export, state_sync
 from jira_orchestrator._core.tasks import BackgroundTasks
+from jira_orchestrator._core.text import escape_control
 from jira_orchestrator.messagebus import Message, MessageBus, Subscription
 from jira_orchestrator.state.crdt import JSON
 

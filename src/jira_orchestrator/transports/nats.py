@@ -34,7 +34,6 @@ from jira_orchestrator._core.errors import (
     PublishTimeout,
     RequestTimeout,
 )
-from jira_orchestrator._core.identity import is_dead_letter_topic
 from jira_orchestrator._core.message import Message
 from jira_orchestrator._core.topics import pattern_matches
 from jira_orchestrator.transports._nats_connection import (
