@@ -40,7 +40,9 @@ PLUGINS = [
             "routing": {"canRouteTo": ["worker"]},
             "communication": {"messagebus": {"topics": ["svc/echo", "svc/mute"]}},
         }
-    )
+    ),
+    parse_manifest({"name": "worker", "version": "1.0.0", "description": "does the work"}),
+    parse_manifest({"name": "bystander", "version": "1.0.0", "description": "does other work"}),
 ]
 """The plugins whose rights replays are checked against: ``sender`` may call ``worker``."""
 
@@ -397,6 +399,28 @@ async def test_a_letter_without_a_proven_sender_is_not_replayed_as_the_orchestra
     await replay_letter(store, ident, as_identity="jira-orchestrator")
     await get_message_bus("worker").flush()
     assert [m.source for m in got] == ["jira-orchestrator"]
+
+
+async def test_a_plugins_letter_about_a_request_to_it_goes_back_to_it_alone(
+    store: DeadLetterStore,
+) -> None:
+    """The most common letter: a plugin failed on a request someone sent it. Replayed by
+    default, with the plugin's own rights, to the plugin itself; a letter about a request
+    addressed to another plugin is not replayed on the reporter's word."""
+    got: list[Message] = []
+    get_message_bus("worker").subscribe("plugin/worker/request", got.append)
+    own, _ = store.add(letter(), sender="worker")
+    sent = await replay_letter(store, own, plugins=PLUGINS)
+    await get_message_bus("worker").flush()
+    assert got == [sent]
+    assert sent.source == "worker"  # sent with the reporter's rights, not as 'sender'
+    assert store.get(own).replay_count == 1
+    other, _ = store.add(letter(), sender="bystander")
+    with pytest.raises(ReplayError, match="sent by 'bystander' but carries a message from"):
+        await replay_letter(store, other, plugins=PLUGINS)
+    await get_message_bus("worker").flush()
+    assert got == [sent]
+    assert store.get(other).replay_count == 0
 
 
 async def test_replay_where_nobody_subscribes_is_not_sent_nor_marked(

@@ -240,7 +240,8 @@ def test_replay_acts_only_with_the_letters_proven_senders_rights(
     db: Path, worker: list[Message], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with DeadLetterStore(db) as store:
-        vouched = store.add(letter("handler-error"), sender="worker")[0]  # a message of sender's
+        # a message of sender's to worker, vouched for by a third plugin
+        vouched = store.add(letter("handler-error"), sender="bystander")[0]
         unproven = store.add(letter("handler-error"))[0]
     # first, while the worker listens (each run closes the CLI's bus): the operator's word
     taken = run("replay", str(vouched), "--as", "jira-orchestrator")
@@ -249,8 +250,8 @@ def test_replay_acts_only_with_the_letters_proven_senders_rights(
     assert "from jira-orchestrator" in taken.stdout
     refused = run("replay", str(vouched))
     assert refused.exit_code == 1
-    assert "sent by 'worker' but carries a message from 'sender'" in refused.stderr
-    assert "--as worker" in refused.stderr
+    assert "sent by 'bystander' but carries a message from 'sender'" in refused.stderr
+    assert "--as bystander" in refused.stderr
     assert "nobody is known to have sent it" in run("replay", str(unproven)).stderr
     monkeypatch.delenv("JIRA_ORCHESTRATOR_PLUGINS")
     unchecked = run("replay", "1")  # sender's own message, but its rights are unknown

@@ -439,6 +439,12 @@ _REPLAYER = ORCHESTRATOR_ID
 _REPLAY_TIMEOUT = 30.0
 
 
+def _addressed_to(topic: str, identity: str) -> bool:
+    """Whether ``topic`` is one of ``identity``'s own ``plugin/<id>/...`` topics."""
+    first, _, rest = topic.partition("/")
+    return first == "plugin" and rest.partition("/")[0] == identity
+
+
 def replay_identity(
     letter: DeadLetter,
     message: Message,
@@ -449,9 +455,11 @@ def replay_identity(
     """Who replays ``letter`` (whose original is ``message``), or raise `ReplayError`.
 
     By default the identity that sent the letter (``sender``, proven by its topic), and
-    only when the original message is that identity's own: a letter is never replayed as
-    someone it merely names. ``as_identity`` replays it as someone else, on the operator's
-    word. The identity needs the right to publish the message's topic, as its manifest
+    only when the original message is that identity's own or was addressed to it (a
+    plugin's letter about a request it failed on: replayed, the request goes back to that
+    plugin alone, sent with its own rights): a letter is never replayed as someone it
+    merely names. ``as_identity`` replays it as someone else, on the operator's word.
+    The identity needs the right to publish the message's topic, as its manifest
     (among ``plugins``) grants it on NATS (`plugin_permissions`); the orchestrator may
     publish anything, and an identity without a manifest nothing.
     """
@@ -463,7 +471,11 @@ def replay_identity(
             "sender, or was stored before senders were recorded); check it "
             f"(dlq show {letter.id}) and replay it as someone (--as) on your word",
         )
-    if as_identity is None and message.source != identity:
+    if (
+        as_identity is None
+        and message.source != identity
+        and not _addressed_to(message.topic, identity)
+    ):
         raise ReplayError(
             letter.id,
             f"it was sent by {escape_control(repr(identity))} but carries a message from "
