@@ -221,3 +221,41 @@ def test_a_plugin_routing_to_everyone_is_answered_by_everyone_itself_included() 
         "hub": [f"_INBOX.{ORCHESTRATOR}.>", "_INBOX.hub.>"],  # its other replicas ask it too
         "leaf": [f"_INBOX.{ORCHESTRATOR}.>", "_INBOX.hub.>"],
     }
+
+
+def test_a_plugin_may_not_send_requests_where_the_target_does_not_take_them() -> None:
+    """acceptsRoutingFrom is enforced by the server: a plugin whose canRouteTo names a
+    target that does not admit it gets no right to that target's request subjects, so an
+    envelope claiming another source cannot slip a request past the target's choice."""
+
+    def manifest(name: str, routes: list[str], accepts: list[str]) -> PluginManifest:
+        return parse_manifest(
+            {
+                "name": name,
+                "version": "1.0.0",
+                "description": "routes",
+                "routing": {"canRouteTo": routes, "acceptsRoutingFrom": accepts},
+            },
+            source=f"{name}/plugin.json",
+        )
+
+    _, users = nats_authorization(
+        [
+            manifest("pushy", ["picky", "open"], ["*"]),
+            manifest("hub", ["*"], ["*"]),
+            manifest("picky", [], ["hub"]),
+            manifest("open", [], ["*"]),
+        ]
+    )
+    rights = {user.name: set(user.publish) for user in users[1:]}
+    for subject in ("plugin.picky.request", "_jo.durable.plugin.picky.request"):
+        assert subject not in rights["pushy"]
+        assert subject in rights["hub"]
+    assert "plugin.picky.rpc.pushy" not in rights["pushy"]
+    assert {"plugin.open.request", "_jo.durable.plugin.open.request"} <= rights["pushy"]
+    # '*' is every plugin that takes its work, never a wildcard past a target's choice
+    assert "plugin.*.request" not in rights["hub"]
+    assert {"plugin.open.request", "plugin.pushy.request"} <= rights["hub"]
+    # and picky answers on the inboxes of those who may ask it, not pushy's
+    answers = {s for s in rights["picky"] if s.startswith("_INBOX.")}
+    assert answers == {f"_INBOX.{ORCHESTRATOR}.>", "_INBOX.hub.>"}

@@ -86,11 +86,15 @@ def plugin_permissions(
     *,
     stream_prefix: str = "JO",
     requesters: Iterable[str] = (ORCHESTRATOR,),
+    targets: Iterable[str] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(publish, subscribe) subject lists of one plugin.
 
     ``requesters``: the users that may send it durable requests, whose inboxes it answers
     (`nats_authorization` names the orchestrator and every plugin routing to it).
+    ``targets``: the plugins it may send requests to; by default its ``canRouteTo`` as
+    written (`nats_authorization` keeps only those whose ``acceptsRoutingFrom`` admits it,
+    so the server itself refuses a request its target would not take).
     """
     me = manifest.name
     stream, consumer = _request_consumer(me, stream_prefix)
@@ -116,7 +120,8 @@ def plugin_permissions(
         # the durable consumer its replicas share for plugin/<id>/request (queue <id>)
         DELIVER_PREFIX + consumer,
     ]
-    for target in [ORCHESTRATOR, *manifest.routing.can_route_to]:
+    chosen = manifest.routing.can_route_to if targets is None else list(targets)
+    for target in [ORCHESTRATOR, *chosen]:
         if target == "*":
             publish += ["plugin.*.request", f"plugin.*.rpc.{me}", "_jo.durable.plugin.*.request"]
             publish += ["_jo.presence.plugin.*.request"]
@@ -138,6 +143,16 @@ def plugin_permissions(
         publish.append(f"state.{exporter}.sync")
         subscribe.append(f"state.{exporter}.export")
     return list(dict.fromkeys(publish)), list(dict.fromkeys(subscribe))
+
+
+def _routes(source: PluginManifest, target: PluginManifest) -> bool:
+    """Whether ``source`` may send ``target`` requests: the one names the other in
+    ``canRouteTo`` and the other admits it in ``acceptsRoutingFrom`` (both may say ``*``)."""
+    allowed = source.routing.can_route_to
+    accepted = target.routing.accepts_routing_from
+    return (target.name in allowed or "*" in allowed) and (
+        source.name == target.name or "*" in accepted or source.name in accepted
+    )
 
 
 def nats_authorization(
@@ -163,13 +178,10 @@ def nats_authorization(
     for manifest in sorted(loaded, key=lambda m: m.name):
         if manifest.name == ORCHESTRATOR:
             continue
-        asking = [
-            other.name
-            for other in loaded
-            if manifest.name in other.routing.can_route_to or "*" in other.routing.can_route_to
-        ]
+        asking = [other.name for other in loaded if _routes(other, manifest)]
+        targets = [other.name for other in loaded if _routes(manifest, other)]
         publish, subscribe = plugin_permissions(
-            manifest, requesters=[ORCHESTRATOR, *sorted(asking)]
+            manifest, requesters=[ORCHESTRATOR, *sorted(asking)], targets=sorted(targets)
         )
         users.append(
             NatsUser(manifest.name, password(manifest.name), tuple(publish), tuple(subscribe))
