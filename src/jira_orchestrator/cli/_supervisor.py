@@ -164,8 +164,10 @@ class PluginProcess:
     """One plugin's process, through its restarts."""
 
     name: str
-    entry: Path
+    argv: tuple[str, ...]
+    """Its command line: ``(python, plugin.py)``, or its manifest's runtime."""
     env: dict[str, str]
+    cwd: Path | None = None
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -228,8 +230,8 @@ class Supervisor:
         # From the loop's (main) thread: the parent-death signal follows the thread that
         # started the child.
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(plugin.entry),
+            *plugin.argv,
+            cwd=plugin.cwd,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

@@ -1,7 +1,9 @@
 """``jira-orchestrator demo``: the orchestrator and the example ecosystem, in one process.
 
-It starts every plugin under ``--plugins`` that has a ``plugin.py`` entry point, routes and
-dispatches each issue of ``--issues`` through the orchestrator, and shows who did what.
+It starts every plugin under ``--plugins`` that has a ``plugin.py`` entry point (a plugin
+in another language, with a ``runtime`` in its manifest, is named in one line and left to
+``up``), routes and dispatches each issue of ``--issues`` through the orchestrator, and
+shows who did what.
 ``--fail PLUGIN`` makes a plugin fail (the examples honour ``$DEMO_FAIL``) so that
 breakers and fallbacks show. An issue that cannot be dispatched (no summary, a field of
 the wrong type) is reported with its index and key and skipped; the others still run.
@@ -43,7 +45,7 @@ from jira_orchestrator.orchestrator.dispatcher import (
 )
 from jira_orchestrator.orchestrator.files import DEFAULT_OUTPUT, OrchestratorFiles
 from jira_orchestrator.orchestrator.tasks import TaskStore
-from jira_orchestrator.plugins import Issue, Plugin
+from jira_orchestrator.plugins import Issue, Plugin, discover_plugins
 from jira_orchestrator.routing import InvalidRequest, RoutingRequest
 from jira_orchestrator.routing.store import DecisionStore
 
@@ -368,6 +370,17 @@ def demo(
     logging.basicConfig(level=logging.CRITICAL)
     entries = sorted(plugins.glob("*/plugin.py"))
     console = Console(width=max(Console().width, 132 if jira else 100))  # names on one line
+    for plugin in discover_plugins(plugins).plugins:
+        runtime = plugin.manifest.runtime
+        if runtime is not None:
+            program = runtime.command or runtime.entry
+            console.print(
+                f"{plugin.name} is not started by the demo, which runs Python plugins only"
+                f" ({plugin.name} runs on {program}: `jira-orchestrator up` starts it)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
     # The plugins of this process read where to write and whether to fail from these; they
     # are put back afterwards, so a program calling the command keeps its environment.
     with (

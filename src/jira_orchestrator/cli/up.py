@@ -1,10 +1,10 @@
 """``jira-orchestrator up`` and ``nats-config``: the ecosystem as separate processes on NATS.
 
 ``up`` starts an embedded nats-server (unless ``--bus`` names one) configured with one user
-per plugin, one process per plugin that has a ``plugin.py`` entry point, and the
-orchestrator in this process. Every line a process prints is prefixed with its name.
-Ctrl-C (or ``--exit-after``) stops everything: the orchestrator, then the plugins (SIGTERM,
-they drain), then the server.
+per plugin, one process per plugin that has a ``plugin.py`` entry point or a ``runtime`` in
+its manifest (a plugin in another language), and the orchestrator in this process. Every
+line a process prints is prefixed with its name. Ctrl-C (or ``--exit-after``) stops
+everything: the orchestrator, then the plugins (SIGTERM, they drain), then the server.
 
 It supervises what it started (`jira_orchestrator.cli._supervisor`): a plugin that exits
 during start-up stops ``up`` at once, naming it; one that dies later is reported, its
@@ -21,9 +21,11 @@ import json
 import logging
 import os
 import signal
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import unquote, urlsplit
 
 import typer
 from rich.console import Console
@@ -36,6 +38,7 @@ from jira_orchestrator.cli._errors import EXIT_USAGE, fail
 from jira_orchestrator.cli._files import write_text
 from jira_orchestrator.cli._http import HttpAddress, check_http, orchestrator_http, start_tracing
 from jira_orchestrator.cli._results import ResultLines
+from jira_orchestrator.cli._launch import Launch, NotStartable, plan_launch
 from jira_orchestrator.cli._supervisor import (
     Busy,
     PluginProcess,
@@ -291,7 +294,7 @@ async def _up(
     catalog: Any,
     plugins: Path,
     bus: str | None,
-    runnable: list[tuple[str, Path]],
+    runnable: list[Launch],
     env: dict[str, str],
     issues: list[dict[str, Any]] | None,
     exit_after: bool,
@@ -334,14 +337,15 @@ async def _up(
                 f"[nats-server] embedded on {server.url}, one user per plugin", markup=False
             )
         else:
-            urls = dict.fromkeys([ORCHESTRATOR_ID, *(name for name, _ in runnable)], bus)
+            urls = dict.fromkeys([ORCHESTRATOR_ID, *(launch.name for launch in runnable)], bus)
         children = [
             PluginProcess(
-                name,
-                entry,
-                {**env, BUS_URL_ENV: urls[name], "PYTHONUNBUFFERED": "1"},
+                launch.name,
+                launch.argv,
+                {**env, **bus_environment(urls[launch.name]), "PYTHONUNBUFFERED": "1"},
+                launch.cwd,
             )
-            for name, entry in runnable
+            for launch in runnable
         ]
         try:
             return await _orchestrate(
@@ -365,6 +369,36 @@ async def _up(
         folder.release()
 
 
+BUS_URL_ENV = "JIRA_ORCHESTRATOR_BUS_URL"
+"""A plugin's bus URL, its credentials and options included (what SDK plugins read)."""
+NATS_SERVERS_ENV = "JIRA_ORCHESTRATOR_NATS_SERVERS"
+"""The same servers as ``host:port``, comma-separated, without credentials or options."""
+NATS_USER_ENV = "JIRA_ORCHESTRATOR_NATS_USER"
+NATS_PASSWORD_ENV = "JIRA_ORCHESTRATOR_NATS_PASSWORD"
+"""The plugin's NATS user and password, for clients that take no credentials from a URL."""
+
+
+def bus_environment(url: str) -> dict[str, str]:
+    """What a plugin process learns of its bus: the URL, and the same split into servers,
+    user and password for a NATS client in another language (nats.js ignores credentials
+    written in a URL)."""
+    env = {BUS_URL_ENV: url}
+    parts = [urlsplit(part.strip()) for part in url.split(",") if part.strip()]
+    if not parts or any(part.scheme not in ("nats", "tls") for part in parts):
+        return env  # memory:// or something only the SDK reads
+    servers = []
+    for part in parts:
+        host = part.hostname or "127.0.0.1"
+        servers.append(f"{f'[{host}]' if ':' in host else host}:{part.port or 4222}")
+    env[NATS_SERVERS_ENV] = ",".join(servers)
+    first = parts[0]
+    if first.username:
+        env[NATS_USER_ENV] = unquote(first.username)
+        env[NATS_PASSWORD_ENV] = unquote(first.password or "")
+    return env
+
+
+PASS_ENV = "JIRA_ORCHESTRATOR_PASS_ENV"
 """Names of more variables the plugin processes of ``up`` may see (comma-separated)."""
 
 _PASSED = frozenset(
@@ -395,6 +429,25 @@ def _tracing_setting(name: str) -> bool:
     ``OTEL_SERVICE_NAME`` (each plugin is a service of its own) nor the exporter's headers
     (they may carry the backend's API key: name them in $JIRA_ORCHESTRATOR_PASS_ENV)."""
     return name.startswith("OTEL_") and name != "OTEL_SERVICE_NAME" and not name.endswith("HEADERS")
+
+
+def _launches(catalog: Any, path: str | None, console: Console) -> list[Launch]:
+    """The processes to start; one line for each plugin that cannot start here (``node``
+    missing, its ``node_modules`` not installed), and ``up`` carries on without it."""
+    launches = []
+    for plugin in catalog.plugins:
+        try:
+            launch = plan_launch(plugin, python=sys.executable, path=path)
+        except NotStartable as error:
+            console.print(
+                f"[up] {plugin.name} not started: {error}; carrying on without it",
+                markup=False,
+                soft_wrap=True,
+            )
+            continue
+        if launch is not None:
+            launches.append(launch)
+    return sorted(launches, key=lambda launch: launch.name)
 
 
 def up(
@@ -444,11 +497,6 @@ def up(
     address = check_http(http, default=DEFAULT_HTTP)
     catalog = _plugins_or_exit(plugins)
     loaded = read_issues(issues) if issues is not None else None
-    runnable = sorted(
-        (plugin.name, plugin.root / "plugin.py")
-        for plugin in catalog.plugins
-        if (plugin.root / "plugin.py").is_file()
-    )
     output = output.resolve()
     env = {
         **plugin_environment(os.environ),
@@ -462,6 +510,7 @@ def up(
     console = Console(width=max(Console().width, 100))  # plugin names fit on one line
     logging.basicConfig(level=logging.WARNING, format="[orchestrator] %(levelname)s %(message)s")
     with ResultLines.redirecting() if as_json else contextlib.nullcontext() as lines:
+        runnable = _launches(catalog, env.get("PATH"), console)  # says so on stderr with --json
         code = asyncio.run(
             _up(
                 catalog,

@@ -57,6 +57,7 @@ __all__ = [
     "RetryPolicyConfig",
     "RoutingConfig",
     "RpcConfig",
+    "RuntimeConfig",
     "SharingConfig",
     "StateManagementConfig",
     "load_manifest",
@@ -130,6 +131,26 @@ def _check_plugin_id(value: str) -> str:
     return value
 
 
+_PROGRAM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def _check_inside(value: str) -> str:
+    if value.startswith(("/", "~")) or "\\" in value or re.match(r"^[A-Za-z]:", value):
+        raise ValueError(f"must be a path relative to the plugin folder, not {value!r}")
+    if ".." in value.split("/"):
+        raise ValueError(f"must stay inside the plugin folder ('..' is refused), not {value!r}")
+    return value
+
+
+def _check_program(value: str) -> str:
+    if not _PROGRAM.match(value):
+        raise ValueError(
+            f"must be the name of a program found on PATH (such as 'node'), not {value!r}; "
+            "a program of the plugin's own is its 'entry', without 'command'"
+        )
+    return value
+
+
 def _check_state_ref(value: str) -> str:
     plugin, sep, key = value.partition("/")
     if not sep or not plugin or not key:
@@ -148,6 +169,12 @@ Endpoint = Annotated[
     ),
 ]
 StateRef = Annotated[str, AfterValidator(_check_state_ref)]
+InsidePath = Annotated[str, Field(min_length=1), AfterValidator(_check_inside)]
+ProgramName = Annotated[
+    str,
+    AfterValidator(_check_program),
+    WithJsonSchema({"type": "string", "pattern": _PROGRAM.pattern}),
+]
 PluginId = Annotated[
     str,
     AfterValidator(_check_plugin_id),
@@ -334,6 +361,25 @@ class OrchestrationConfig(_Section):
     drain_timeout: Milliseconds = _duration(10.0, "how long stop() waits for work in flight")
 
 
+class RuntimeConfig(_Section):
+    """How ``jira-orchestrator up`` starts a plugin that is not a Python ``plugin.py``:
+    ``command`` (a program on PATH, such as ``node``) runs ``entry`` (a file of the plugin
+    folder) in the plugin folder; without ``command``, ``entry`` is run itself. Paths are
+    relative to the plugin folder and may not leave it."""
+
+    command: ProgramName | None = Field(
+        default=None, description="a program found on PATH that runs the entry, e.g. node"
+    )
+    entry: InsidePath = Field(description="the file to run, relative to the plugin folder")
+    requires: list[InsidePath] = Field(
+        default_factory=list,
+        description="files or folders that must exist first, e.g. node_modules/nats",
+    )
+    setup: str | None = Field(
+        default=None, description="the command that makes them, shown when one is missing"
+    )
+
+
 class PluginManifest(_Section):
     """A plugin's ``.claude-plugin/plugin.json``. Only ``name`` is required."""
 
@@ -355,6 +401,9 @@ class PluginManifest(_Section):
     error_handling: ErrorHandlingConfig = Field(default_factory=ErrorHandlingConfig)
     state_management: StateManagementConfig = Field(default_factory=StateManagementConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
+    runtime: RuntimeConfig | None = Field(
+        default=None, description="how up starts a plugin that has no plugin.py"
+    )
 
     @property
     def rpc_endpoint(self) -> str:
