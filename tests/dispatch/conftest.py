@@ -34,7 +34,7 @@ class Ecosystem:
         self.orchestrator: Orchestrator | None = None
 
     async def start(self, *names: str, **options: object) -> Orchestrator:
-        for name in names or sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()):
+        for name in names or sorted(p.parent.name for p in EXAMPLES.glob("*/plugin.py")):
             plugin = load_example(name)
             await plugin.start()
             self.plugins[name] = plugin

@@ -175,7 +175,13 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path: Path) -> None:
         finally:
             if process.poll() is None:  # a failure above: its children die with it
                 process.kill()
-    plugins = [p.name for p in (EXAMPLES / "plugins").iterdir() if p.is_dir()]
+    said = "".join(lines)
+    plugins = [  # all of them, but a plugin in another language whose runtime is missing here
+        p.name
+        for p in (EXAMPLES / "plugins").iterdir()
+        if p.is_dir() and f"[up] {p.name} not started" not in said
+    ]
+    assert len(plugins) >= 5
     for plugin in plugins:  # each drained and stopped, after the orchestrator
         assert f"{plugin} stopped" in rest, rest
     assert rest.index("[orchestrator] stopping") < rest.index("stopped")

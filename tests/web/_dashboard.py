@@ -99,7 +99,7 @@ async def ecosystem(
         for name in (
             plugins
             if plugins is not None
-            else sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir())
+            else sorted(p.parent.name for p in EXAMPLES.glob("*/plugin.py"))
         ):
             plugin = load_example(name)
             await plugin.start()

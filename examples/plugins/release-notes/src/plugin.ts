@@ -179,6 +179,7 @@ async function execute(command: string, parameters: unknown): Promise<unknown> {
 // -- figures behind get_status and health_check ----------------------------------------
 
 const metrics = { started: Date.now(), inFlight: 0, processed: 0, failed: 0, rejected: 0, latencies: [] as number[] };
+let idle: (() => void)[] = []; // waiting for inFlight to reach 0
 let state: "starting" | "ready" | "draining" | "stopped" = "starting";
 
 function percentile(share: number): number {
@@ -191,6 +192,35 @@ function errorRate(): number {
   return total === 0 ? 0 : metrics.failed / total;
 }
 
+const isCallerError = (error: Error): boolean => error instanceof CallerError || error instanceof MethodNotFound;
+
+/** Run a command, from a request or from RPC `execute_command`, counted in the figures. */
+async function measured(command: string, parameters: unknown): Promise<unknown> {
+  const begun = performance.now();
+  metrics.inFlight += 1;
+  try {
+    const result = await execute(command, parameters);
+    metrics.processed += 1;
+    return result;
+  } catch (error) {
+    const failure = error as Error;
+    if (!isCallerError(failure)) {
+      metrics.failed += 1;
+      say(`command ${command} failed: ${failure.name}: ${failure.message}`);
+    }
+    throw failure;
+  } finally {
+    metrics.inFlight -= 1;
+    if (metrics.inFlight === 0) {
+      const waking = idle;
+      idle = [];
+      for (const wake of waking) wake();
+    }
+    metrics.latencies.push(performance.now() - begun);
+    if (metrics.latencies.length > 1000) metrics.latencies.shift();
+  }
+}
+
 /** The seed's reply: `{status: "success", result}` or `{status: "error", error, errorType}`,
  * with `callerError: true` when the request itself is at fault. */
 async function serveCommand(payload: unknown): Promise<Record<string, unknown>> {
@@ -198,24 +228,11 @@ async function serveCommand(payload: unknown): Promise<Record<string, unknown>> 
     return { status: "error", error: "a request needs {command: str, parameters: {...}}", errorType: "InvalidParams", callerError: true };
   }
   const { command, parameters } = payload as { command: string; parameters?: unknown };
-  const begun = performance.now();
-  metrics.inFlight += 1;
   try {
-    const result = await execute(command, parameters);
-    metrics.processed += 1;
-    return { status: "success", result };
+    return { status: "success", result: await measured(command, parameters) };
   } catch (error) {
     const failure = error as Error;
-    const callerError = failure instanceof CallerError || failure instanceof MethodNotFound;
-    if (!callerError) {
-      metrics.failed += 1;
-      say(`command ${command} failed: ${failure.name}: ${failure.message}`);
-    }
-    return { status: "error", error: failure.message, errorType: failure.name, ...(callerError ? { callerError: true } : {}) };
-  } finally {
-    metrics.inFlight -= 1;
-    metrics.latencies.push(performance.now() - begun);
-    if (metrics.latencies.length > 1000) metrics.latencies.shift();
+    return { status: "error", error: failure.message, errorType: failure.name, ...(isCallerError(failure) ? { callerError: true } : {}) };
   }
 }
 
@@ -268,7 +285,7 @@ const METHODS: Record<string, Method> = {
       additionalProperties: false,
       properties: { command: { type: "string" }, parameters: { type: "object" } },
     },
-    call: (params) => execute(String(params.command), params.parameters),
+    call: (params) => measured(String(params.command), params.parameters),
   },
   "rpc.discover": {
     description: "List the methods of this server with JSON Schemas of their parameters.",
@@ -546,8 +563,14 @@ async function stop(signal: string): Promise<void> {
   say(`${signal}: draining`);
   announce("draining");
   await Promise.allSettled(subscriptions.map((subscription) => subscription.drain()));
-  const until = Date.now() + DRAIN_MS;
-  while (metrics.inFlight > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
+  if (metrics.inFlight > 0) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => idle.push(resolve)),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, DRAIN_MS))),
+    ]);
+    clearTimeout(timer);
+  }
   if (metrics.inFlight > 0) say(`stopped with ${metrics.inFlight} request(s) still in flight`);
   announce("stopped");
   await nc.drain();
@@ -557,4 +580,9 @@ async function stop(signal: string): Promise<void> {
 
 process.on("SIGTERM", () => void stop("SIGTERM"));
 process.on("SIGINT", () => void stop("SIGINT"));
-await start();
+try {
+  await start();
+} catch (error) {
+  console.error(`error: ${ID} could not start: ${(error as Error).message}`);
+  process.exit(1);
+}

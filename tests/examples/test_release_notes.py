@@ -1,0 +1,332 @@
+"""The TypeScript example plugin (examples/plugins/release-notes), on a real nats-server
+with one user per plugin, as ``up`` runs it: routed work, RPC and health, a durable
+request that survives its process, and a durable queue shared with a Python replica."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import nats
+import pytest
+
+from jira_orchestrator import InvalidParams, MethodNotFound
+from jira_orchestrator.cli._launch import Launch, NotStartable, plan_launch
+from jira_orchestrator.cli.up import bus_environment
+from jira_orchestrator.messagebus import (
+    Message,
+    RPCClient,
+    close_message_bus,
+    get_message_bus,
+    reset_message_bus,
+)
+from jira_orchestrator.orchestrator.dispatcher import Orchestrator
+from jira_orchestrator.orchestrator.natsconfig import nats_authorization
+from jira_orchestrator.plugins import discover_plugins, load_plugin
+from jira_orchestrator.transports._nats_subjects import DELIVER_PREFIX, consumer_name
+from jira_orchestrator.transports.nats_server import NatsServer
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
+ROOT = EXAMPLES / "release-notes"
+ID = "release-notes"
+READY = 40.0  # generous: a bound on a failure, never a wait for time to pass
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("node") is None,
+    reason="node is not installed: the TypeScript example plugin cannot run here "
+    "(CI installs nodejs and npm)",
+)
+
+
+def launch() -> Launch:
+    try:
+        planned = plan_launch(load_plugin(ROOT), python=sys.executable, path=os.environ.get("PATH"))
+    except NotStartable as error:
+        pytest.fail(f"{error} (make test builds it when npm is installed)")
+    assert planned is not None
+    return planned
+
+
+class NodePlugin:
+    """The plugin's node process, its output collected, `ready` set when it says so."""
+
+    def __init__(self, url: str, output: Path) -> None:
+        planned = launch()
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "JIRA_ORCHESTRATOR_OUTPUT": str(output),
+            **bus_environment(url),
+        }
+        self.process = subprocess.Popen(
+            planned.argv,
+            cwd=planned.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self.ready = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+            if f"{ID} ready" in line:
+                self.ready.set()
+
+    @property
+    def said(self) -> str:
+        return "".join(self.lines)
+
+    async def wait_ready(self) -> None:
+        ready = await asyncio.to_thread(self.ready.wait, READY)
+        assert ready, f"the node plugin did not get ready:\n{self.said}"
+
+    def end(self) -> None:
+        """SIGTERM (it drains and says so), SIGKILL if it is still there after 30 s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.process.wait(timeout=30)
+        self.reader.join(timeout=10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[tuple[NatsServer, dict[str, str]]]:
+    """A nats-server with one user per example plugin (their manifests' permissions), and
+    each user's URL."""
+    text, users = nats_authorization(discover_plugins(EXAMPLES))
+    with NatsServer(tmp_path / "nats", extra_config=text) as server:
+        yield server, {user.name: server.url_for(user.name, user.password) for user in users}
+
+
+@contextlib.contextmanager
+def node_plugin(url: str, output: Path) -> Iterator[NodePlugin]:
+    plugin = NodePlugin(url, output)
+    try:
+        yield plugin
+    finally:
+        plugin.end()
+
+
+@pytest.fixture
+async def fresh_buses() -> AsyncIterator[None]:
+    reset_message_bus()
+    try:
+        yield
+    finally:
+        await close_message_bus()
+
+
+ISSUE = {
+    "key": "REL-7",
+    "fields": {
+        "summary": "Users cannot sign in with SSO after the upgrade",
+        "issuetype": {"name": "Bug"},
+        "description": "Add a changelog entry for the login fix.",
+        "labels": ["changelog"],
+    },
+}
+
+
+async def test_the_orchestrator_routes_an_issue_to_the_typescript_plugin_and_gets_its_result(
+    secured: tuple[NatsServer, dict[str, str]], tmp_path: Path, fresh_buses: None
+) -> None:
+    _, urls = secured
+    orchestrator = Orchestrator(
+        EXAMPLES, bus_url=urls["jira-orchestrator"], tasks=tmp_path / "t.db"
+    )
+    try:
+        # As in `up`: the orchestrator connects first (its bus creates the JetStream
+        # streams), then the plugins start, then it checks their health.
+        await orchestrator.bus.transport.flush()
+        with node_plugin(urls[ID], tmp_path / "output") as plugin:
+            await plugin.wait_ready()
+            await orchestrator.start()  # its health check asks the node plugin, over RPC
+            assert orchestrator.health[ID].status == "healthy"
+            assert orchestrator.health["fastapi-backend"].status == "stopped"  # not running
+            result = await orchestrator.dispatch(ISSUE)
+    finally:
+        await orchestrator.stop()
+        orchestrator.close()
+    assert result.outcome == "completed", result.to_dict()
+    assert result.primary == ID
+    assert result.plugin == ID
+    assert result.result["section"] == "Fixed"
+    assert result.result["entry"] == "- Users cannot sign in with SSO after the upgrade (REL-7)"
+    changelog = (tmp_path / "output" / ID / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]\n\n### Fixed\n\n- Users cannot sign in with SSO" in changelog
+    assert f"{ID} stopped" in plugin.said  # SIGKILL is the fixture's last resort only
+
+
+async def test_rpc_health_discovery_commands_and_errors_of_the_typescript_plugin(
+    secured: tuple[NatsServer, dict[str, str]], tmp_path: Path, fresh_buses: None
+) -> None:
+    _, urls = secured
+    bus = get_message_bus("jira-orchestrator", urls["jira-orchestrator"])
+    await bus.transport.flush()  # connected: the JetStream streams exist
+    with node_plugin(urls[ID], tmp_path / "output") as plugin:
+        await plugin.wait_ready()
+        client = RPCClient(f"plugin://{ID}/rpc", bus=bus, timeout=10)
+        health = await client.call("health_check")
+        assert health["status"] == "healthy"
+        methods = {method["name"]: method for method in await client.discover()}
+        assert set(methods) == {"health_check", "get_status", "execute_command", "rpc.discover"}
+        assert methods["execute_command"]["params"]["required"] == ["command"]
+
+        added = await client.call(
+            "execute_command",
+            {"command": "add_entry", "parameters": {"text": "Dark mode", "section": "Added"}},
+        )
+        assert added["entry"] == "- Dark mode"
+        released = await client.call(
+            "execute_command",
+            {"command": "release", "parameters": {"version": "1.4.0", "date": "2026-01-02"}},
+        )
+        assert released["notes"] == "### Added\n\n- Dark mode"
+        written = await asyncio.to_thread(Path(released["filePath"]).read_text)
+        assert "## [1.4.0] - 2026-01-02" in written
+        with pytest.raises(InvalidParams, match="already released"):
+            await client.call(
+                "execute_command", {"command": "release", "parameters": {"version": "1.4.0"}}
+            )
+        with pytest.raises(InvalidParams, match=r"params\.verbose: unexpected"):
+            await client.call("get_status", {"verbose": True})
+        with pytest.raises(MethodNotFound):
+            await client.call("no_such_method")
+        status = await client.call("get_status")
+        assert status["requestsProcessed"] == 2
+        assert status["commands"] == ["add_entry", "handle_issue", "notes", "release"]
+
+        # Commands on plugin/<id>/request answer the seed's {status, result} convention;
+        # a bad request is the caller's error, which the orchestrator neither retries nor
+        # holds against the plugin.
+        reply = await bus.request(
+            topic=f"plugin/{ID}/request",
+            payload={"command": "add_entry", "parameters": {"text": "x", "section": "Misc"}},
+            timeout=10,
+        )
+        assert reply["status"] == "error"
+        assert reply["callerError"] is True
+        assert "parameters.section: one of Added" in reply["error"]
+        unknown = await bus.request(
+            topic=f"plugin/{ID}/request", payload={"command": "nope"}, timeout=10
+        )
+        assert unknown["errorType"] == "MethodNotFound"
+
+
+async def test_a_durable_request_survives_the_death_of_the_node_process_holding_it(
+    secured: tuple[NatsServer, dict[str, str]], tmp_path: Path, fresh_buses: None
+) -> None:
+    _, urls = secured
+    quick = "?ack_wait=2"  # the plugin's consumer hands an unacked request on after 2 s
+    name = consumer_name("JO_REQUESTS", f"plugin/{ID}/request", ID)
+    watcher = await nats.connect(urls["jira-orchestrator"], allow_reconnect=False)
+    try:
+        delivered = asyncio.Event()
+
+        async def seen(msg: nats.aio.msg.Msg) -> None:
+            delivered.set()
+
+        # Every delivery of the shared consumer, seen beside the queue group that takes it.
+        await watcher.subscribe(DELIVER_PREFIX + name, cb=seen)
+        await watcher.flush()
+        caller = get_message_bus("jira-orchestrator", urls["jira-orchestrator"] + quick)
+        await caller.transport.flush()
+        first = NodePlugin(urls[ID] + quick, tmp_path / "output")
+        try:
+            await first.wait_ready()
+            first.process.send_signal(signal.SIGSTOP)  # alive, subscribed, and deaf
+            asking = asyncio.ensure_future(
+                caller.request(
+                    topic=f"plugin/{ID}/request",
+                    payload={
+                        "command": "handle_issue",
+                        "parameters": {"key": "REL-9", "summary": "Remove the legacy export"},
+                    },
+                    timeout=120,
+                )
+            )
+            async with asyncio.timeout(READY):
+                await delivered.wait()  # stored, and handed to the frozen process
+            assert not asking.done()
+            first.process.kill()
+        finally:
+            first.end()
+        with node_plugin(urls[ID] + quick, tmp_path / "output") as second:
+            await second.wait_ready()
+            async with asyncio.timeout(READY):
+                reply = await asking
+    finally:
+        await watcher.close()
+    assert reply["status"] == "success", reply
+    assert reply["result"]["section"] == "Removed"
+    book = json.loads((tmp_path / "output" / ID / "changelog.json").read_text())
+    assert [entry["key"] for entry in book["unreleased"]] == ["REL-9"]
+
+
+async def test_a_python_replica_and_the_node_plugin_share_one_durable_queue(
+    secured: tuple[NatsServer, dict[str, str]], tmp_path: Path, fresh_buses: None
+) -> None:
+    """The node process binds to the consumer every replica shares (same name in both
+    languages), so each request is handled once, by one of them."""
+    _, urls = secured
+    caller = get_message_bus("jira-orchestrator", urls["jira-orchestrator"])
+    await caller.transport.flush()
+    with node_plugin(urls[ID], tmp_path / "output") as plugin:
+        await plugin.wait_ready()  # it created the consumer; the Python replica joins it
+        replica = get_message_bus(ID, urls[ID])
+        handled_here: list[str] = []
+
+        async def python_replica(message: Message) -> None:
+            handled_here.append(message.payload["parameters"]["key"])
+            await replica.respond(message.correlation_id, {"status": "success", "result": "py"})
+
+        replica.subscribe(f"plugin/{ID}/request", python_replica, queue=ID)
+        await replica.transport.flush()
+        keys = [f"REL-{n}" for n in range(40)]
+        replies = await asyncio.gather(
+            *(
+                caller.request(
+                    topic=f"plugin/{ID}/request",
+                    payload={
+                        "command": "handle_issue",
+                        "parameters": {"key": key, "summary": f"Change {key}"},
+                    },
+                    timeout=60,
+                )
+                for key in keys
+            )
+        )
+    by_node = [reply for reply in replies if reply["result"] != "py"]
+    assert len(by_node) + len(handled_here) == len(keys)  # each answered once, by one
+    assert by_node, "the node replica took no request"
+    assert handled_here, "the Python replica took no request"
+    book = json.loads((tmp_path / "output" / ID / "changelog.json").read_text())
+    assert sorted(entry["key"] for entry in book["unreleased"]) == sorted(
+        set(keys) - set(handled_here)
+    )
+    client = await nats.connect(urls["jira-orchestrator"], allow_reconnect=False)
+    try:
+        consumers = [info.name for info in await client.jsm().consumers_info("JO_REQUESTS")]
+    finally:
+        await client.close()
+    assert consumers == [consumer_name("JO_REQUESTS", f"plugin/{ID}/request", ID)]
