@@ -96,10 +96,12 @@ def test_the_bus_url_is_also_given_split_for_clients_that_read_no_credentials_fr
         "JIRA_ORCHESTRATOR_NATS_SERVERS": "127.0.0.1:4333",
         "JIRA_ORCHESTRATOR_NATS_USER": "release-notes",
         "JIRA_ORCHESTRATOR_NATS_PASSWORD": "p@ss/w0rd",
+        "JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX": "_INBOX.release-notes",  # its own inboxes
     }
-    assert bus_environment("nats://a:4222,nats://b") == {
-        "JIRA_ORCHESTRATOR_BUS_URL": "nats://a:4222,nats://b",
+    assert bus_environment("nats://a:4222,nats://b?inbox_prefix=_INBOX.mine") == {
+        "JIRA_ORCHESTRATOR_BUS_URL": "nats://a:4222,nats://b?inbox_prefix=_INBOX.mine",
         "JIRA_ORCHESTRATOR_NATS_SERVERS": "a:4222,b:4222",
+        "JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX": "_INBOX.mine",
     }
     assert bus_environment("memory://") == {"JIRA_ORCHESTRATOR_BUS_URL": "memory://"}
 

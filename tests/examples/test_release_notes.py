@@ -330,3 +330,21 @@ async def test_a_python_replica_and_the_node_plugin_share_one_durable_queue(
     finally:
         await client.close()
     assert consumers == [consumer_name("JO_REQUESTS", f"plugin/{ID}/request", ID)]
+
+
+async def test_told_to_bind_the_node_plugin_never_creates_the_consumer_and_says_so(
+    secured: tuple[NatsServer, dict[str, str]], tmp_path: Path, fresh_buses: None
+) -> None:
+    """With ``?jetstream=bind`` the orchestrator's side owns the consumers; a plugin that
+    finds none stops at once, saying why, instead of serving without its durable queue."""
+    _, urls = secured
+    caller = get_message_bus("jira-orchestrator", urls["jira-orchestrator"])
+    await caller.transport.flush()  # the streams, but no consumer for release-notes
+    with node_plugin(urls[ID] + "?jetstream=bind", tmp_path / "output") as plugin:
+        code = await asyncio.to_thread(plugin.process.wait, READY)
+    assert code == 1, plugin.said
+    name = consumer_name("JO_REQUESTS", f"plugin/{ID}/request", ID)
+    assert (
+        f"error: {ID} could not start: the durable consumer {name} of JO_REQUESTS does not "
+        "exist, and with ?jetstream=bind this plugin may not create it"
+    ) in plugin.said

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import typer
 from rich.console import Console
@@ -376,6 +376,9 @@ NATS_SERVERS_ENV = "JIRA_ORCHESTRATOR_NATS_SERVERS"
 NATS_USER_ENV = "JIRA_ORCHESTRATOR_NATS_USER"
 NATS_PASSWORD_ENV = "JIRA_ORCHESTRATOR_NATS_PASSWORD"
 """The plugin's NATS user and password, for clients that take no credentials from a URL."""
+NATS_INBOX_PREFIX_ENV = "JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX"
+"""Where replies to the plugin's requests arrive: ``_INBOX.<user>`` (``inbox_prefix`` in the
+URL's query overrides), the inboxes a plugin's user may read."""
 
 
 def bus_environment(url: str) -> dict[str, str]:
@@ -383,7 +386,8 @@ def bus_environment(url: str) -> dict[str, str]:
     user and password for a NATS client in another language (nats.js ignores credentials
     written in a URL)."""
     env = {BUS_URL_ENV: url}
-    parts = [urlsplit(part.strip()) for part in url.split(",") if part.strip()]
+    base, _, query = url.partition("?")
+    parts = [urlsplit(part.strip()) for part in base.split(",") if part.strip()]
     if not parts or any(part.scheme not in ("nats", "tls") for part in parts):
         return env  # memory:// or something only the SDK reads
     servers = []
@@ -392,9 +396,15 @@ def bus_environment(url: str) -> dict[str, str]:
         servers.append(f"{f'[{host}]' if ':' in host else host}:{part.port or 4222}")
     env[NATS_SERVERS_ENV] = ",".join(servers)
     first = parts[0]
-    if first.username:
-        env[NATS_USER_ENV] = unquote(first.username)
+    user = unquote(first.username) if first.username else None
+    if user is not None:
+        env[NATS_USER_ENV] = user
         env[NATS_PASSWORD_ENV] = unquote(first.password or "")
+    inbox = parse_qs(query).get("inbox_prefix", [None])[-1] or (
+        f"_INBOX.{user}" if user is not None else None
+    )
+    if inbox is not None:
+        env[NATS_INBOX_PREFIX_ENV] = inbox
     return env
 
 

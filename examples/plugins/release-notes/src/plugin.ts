@@ -480,12 +480,14 @@ function listen(subject: string, queue: string, handler: (msg: Msg) => Promise<v
   );
 }
 
-/** Bind to the durable consumer the plugin's replicas share, creating it the way every
- * replica does when it is not there yet (the same name and configuration in any language). */
+/** Bind to the durable consumer the plugin's replicas share. With `?jetstream=bind` (as
+ * `up` runs plugins) it must exist: the orchestrator's side creates it, and this user may
+ * only look it up and ack. Otherwise a replica that finds none creates it, with the
+ * configuration every replica uses, in any language. */
 async function joinDurableQueue(): Promise<string> {
   const stream = `${config.streamPrefix}_REQUESTS`;
   const name = consumerName(stream, REQUEST_TOPIC, ID);
-  const jsm = await nc.jetstreamManager({ checkAPI: false });
+  const jsm = await nc.jetstreamManager({ checkAPI: false }); // $JS.API.INFO is not ours
   for (let attempt = 1; ; attempt++) {
     try {
       await jsm.consumers.info(stream, name);
@@ -493,11 +495,18 @@ async function joinDurableQueue(): Promise<string> {
     } catch (error) {
       const text = String((error as Error).message);
       if (/consumer not found/i.test(text)) break;
-      if (/permissions violation|authorization/i.test(text)) return name; // created for us
-      if (!/stream not found|no responders|timeout|503/i.test(text) || attempt >= 60) throw error;
-      if (attempt === 1) say(`waiting for the stream ${stream} (the orchestrator creates it): ${text}`);
+      if (!/stream not found/i.test(text) || attempt >= 60) {
+        throw new Error(`cannot look up the durable consumer ${name} of ${stream}: ${text}`);
+      }
+      if (attempt === 1) say(`waiting for the stream ${stream} (an SDK process, the orchestrator, creates it)`);
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
+  }
+  if (config.bind) {
+    throw new Error(
+      `the durable consumer ${name} of ${stream} does not exist, and with ?jetstream=bind this plugin ` +
+        "may not create it: the orchestrator's side creates it (up does before starting the plugins)",
+    );
   }
   await jsm.consumers.add(stream, {
     name,

@@ -217,6 +217,7 @@ export interface Settings {
   user?: string;
   pass?: string;
   inboxPrefix?: string;
+  bind: boolean; // only bind to the durable consumer, never create it
   ackWaitMs: number;
   maxDeliver: number;
   maxAckPending: number;
@@ -225,25 +226,32 @@ export interface Settings {
   outputDir: string;
 }
 
+const hidden = (text: string): string => text.replace(/\/\/[^@/]*@/g, "//***@");
+
 /**
- * Connection settings from the environment: `JIRA_ORCHESTRATOR_NATS_SERVERS`,
- * `JIRA_ORCHESTRATOR_NATS_USER` and `JIRA_ORCHESTRATOR_NATS_PASSWORD` when `up` sets them,
- * else the credentials and servers of `JIRA_ORCHESTRATOR_BUS_URL` itself, whose query
- * also carries the durable consumer's options (`ack_wait`, `max_deliver` ...).
+ * Connection settings from the environment `up` gives a plugin process:
+ * `JIRA_ORCHESTRATOR_NATS_SERVERS`, `JIRA_ORCHESTRATOR_NATS_USER`,
+ * `JIRA_ORCHESTRATOR_NATS_PASSWORD` and `JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX` when set, else
+ * what `JIRA_ORCHESTRATOR_BUS_URL` holds (nats.js reads no credentials from a URL). The
+ * URL's query carries the options every process of the bus shares (docs/nats.md).
  */
 export function settings(env: NodeJS.ProcessEnv, pluginId: string): Settings {
   const url = env.JIRA_ORCHESTRATOR_BUS_URL ?? "nats://127.0.0.1:4222";
-  const [first = "", ...others] = url.split(",");
-  let parsed: URL;
-  try {
-    parsed = new URL(first);
-  } catch {
-    throw new Error(`JIRA_ORCHESTRATOR_BUS_URL: not a URL: ${JSON.stringify(first.replace(/\/\/[^@/]*@/, "//***@"))}`);
+  const [base = "", search = ""] = url.split("?", 2);
+  const parts = base.split(",").map((part) => {
+    try {
+      return new URL(part.trim());
+    } catch {
+      throw new Error(`JIRA_ORCHESTRATOR_BUS_URL: not a URL: ${JSON.stringify(hidden(part))}`);
+    }
+  });
+  for (const part of parts) {
+    if (part.protocol !== "nats:" && part.protocol !== "tls:") {
+      throw new Error(`JIRA_ORCHESTRATOR_BUS_URL: a nats:// URL is needed, not ${part.protocol}//`);
+    }
   }
-  if (parsed.protocol !== "nats:") {
-    throw new Error(`JIRA_ORCHESTRATOR_BUS_URL: a nats:// URL is needed, not ${parsed.protocol}//`);
-  }
-  const query = parsed.searchParams;
+  const first = parts[0] as URL; // split() gives at least one part
+  const query = new URLSearchParams(search);
   const number = (name: string, fallback: number): number => {
     const text = query.get(name);
     if (text === null) return fallback;
@@ -253,10 +261,16 @@ export function settings(env: NodeJS.ProcessEnv, pluginId: string): Settings {
   };
   const servers = env.JIRA_ORCHESTRATOR_NATS_SERVERS
     ? env.JIRA_ORCHESTRATOR_NATS_SERVERS.split(",")
-    : [`${parsed.hostname}:${parsed.port || "4222"}`, ...others.map((other) => other.replace(/^nats:\/\//, "").replace(/^[^@]*@/, "").replace(/[/?].*$/, ""))];
-  const user = env.JIRA_ORCHESTRATOR_NATS_USER ?? (parsed.username ? decodeURIComponent(parsed.username) : undefined);
-  const pass = env.JIRA_ORCHESTRATOR_NATS_PASSWORD ?? (parsed.password ? decodeURIComponent(parsed.password) : undefined);
-  const inboxPrefix = env.JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX || undefined;
+    : parts.map((part) => `${part.hostname}:${part.port || "4222"}`);
+  const user = env.JIRA_ORCHESTRATOR_NATS_USER || (first.username ? decodeURIComponent(first.username) : undefined);
+  const pass = env.JIRA_ORCHESTRATOR_NATS_PASSWORD ?? (first.password ? decodeURIComponent(first.password) : undefined);
+  // Under `up` each user may receive replies on its own inboxes only, `_INBOX.<user>.>`.
+  const inboxPrefix =
+    env.JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX || query.get("inbox_prefix") || (user === undefined ? undefined : `_INBOX.${user}`);
+  const jetstream = query.get("jetstream") ?? "manage";
+  if (jetstream !== "manage" && jetstream !== "bind") {
+    throw new Error(`JIRA_ORCHESTRATOR_BUS_URL: jetstream must be manage or bind, not ${JSON.stringify(jetstream)}`);
+  }
   const durablePatterns = query.get("durable");
   return {
     pluginId,
@@ -264,6 +278,7 @@ export function settings(env: NodeJS.ProcessEnv, pluginId: string): Settings {
     ...(user === undefined ? {} : { user }),
     ...(pass === undefined ? {} : { pass }),
     ...(inboxPrefix === undefined ? {} : { inboxPrefix }),
+    bind: jetstream === "bind",
     ackWaitMs: number("ack_wait", 30) * 1000,
     maxDeliver: number("max_deliver", 5),
     maxAckPending: number("max_ack_pending", 1000),
