@@ -348,3 +348,56 @@ async def test_told_to_bind_the_node_plugin_never_creates_the_consumer_and_says_
         f"error: {ID} could not start: the durable consumer {name} of JO_REQUESTS does not "
         "exist, and with ?jetstream=bind this plugin may not create it"
     ) in plugin.said
+
+
+async def test_a_malformed_request_is_answered_at_once_and_dead_lettered(
+    secured: tuple[NatsServer, dict[str, str]], tmp_path: Path, fresh_buses: None
+) -> None:
+    _, urls = secured
+    watcher = get_message_bus("jira-orchestrator", urls["jira-orchestrator"])
+    letters: list[Message] = []
+    arrived = asyncio.Event()
+
+    async def letter(message: Message) -> None:
+        letters.append(message)
+        if len(letters) == 3:
+            arrived.set()
+
+    watcher.subscribe("system/dead-letter", letter)
+    await watcher.transport.flush()
+    raw = await nats.connect(urls["jira-orchestrator"], allow_reconnect=False)
+    try:
+        with node_plugin(urls[ID], tmp_path / "output") as plugin:
+            await plugin.wait_ready()
+            subject = f"plugin.{ID}.request"
+            sent = [
+                {"topic": f"plugin/{ID}/request", "correlationId": "c-1", "priority": 42},
+                {"topic": "plugin/fastapi-backend/request", "correlationId": "c-2"},
+            ]
+            answers = [
+                json.loads((await raw.request(subject, json.dumps(body).encode(), 10)).data)
+                for body in sent
+            ]
+            answers.append(json.loads((await raw.request(subject, b"\xff{not json", 10)).data))
+            async with asyncio.timeout(READY):
+                await arrived.wait()
+    finally:
+        await raw.close()
+    assert [a["correlationId"] for a in answers] == ["c-1", "c-2", None]
+    for reply in answers:
+        assert reply["messageType"] == "response"
+        assert reply["headers"]["status"] == "error"
+        assert reply["payload"]["error"]["type"] == "InvalidMessage"
+    first = answers[0]["payload"]["error"]["message"]
+    assert "priority: expected an integer 1..10, got 42" in first
+    assert answers[1]["payload"]["error"]["message"] == (
+        f"topic: the envelope says plugin/fastapi-backend/request but it came on {subject}"
+    )
+    assert "not UTF-8 JSON" in answers[2]["payload"]["error"]["message"]
+    for dead in letters:
+        assert dead.source == ID
+        assert dead.payload["reason"] == "invalid-message"
+        assert dead.payload["message"] is None
+        assert dead.payload["subscription"] == subject
+        assert dead.payload["rawTruncated"] is False
+    assert "\ufffd{not json" in {dead.payload["raw"] for dead in letters}  # invalid UTF-8 replaced

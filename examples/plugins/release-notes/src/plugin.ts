@@ -37,6 +37,7 @@ import {
   encode,
   envelope,
   InvalidMessage,
+  MAX_MESSAGE_BYTES,
   PRESENCE_PREFIX,
   PRESENCE_QUEUE,
   REPLY_HEADER,
@@ -351,21 +352,28 @@ function send(subject: string, message: Envelope): void {
   nc.publish(subject, encode(message));
 }
 
-/** A dead letter (docs/protocol.md, "Dead letters"): durable when JetStream is on. */
+/** A dead letter (docs/protocol.md, "Dead letters"): durable when JetStream is on. A
+ * letter about bytes that are not a message has `message: null`, their text as `raw`
+ * (invalid UTF-8 replaced, cut to half the size limit) and `rawTruncated`. */
 async function deadLetter(
   reason: string,
   error: Error | null,
   message: Envelope | null,
+  subscription: string,
   raw?: Uint8Array,
 ): Promise<void> {
   const payload: Record<string, unknown> = {
     reason,
     error: error === null ? null : { type: error.name, message: error.message },
     subscriber: ID,
-    subscription: REQUEST_TOPIC,
+    subscription,
     message,
   };
-  if (raw !== undefined) payload.raw = new TextDecoder().decode(raw.subarray(0, 65_536));
+  if (raw !== undefined) {
+    const text = new TextDecoder().decode(raw);
+    payload.raw = text.slice(0, MAX_MESSAGE_BYTES / 2);
+    payload.rawTruncated = text.length > MAX_MESSAGE_BYTES / 2;
+  }
   const letter = envelope(ID, DEAD_LETTER_TOPIC, "event", payload, message === null ? {} : { cause: message });
   say(`dead letter (${reason}): ${error?.message ?? message?.messageId ?? ""}`);
   try {
@@ -380,41 +388,46 @@ async function deadLetter(
 }
 
 /** Answer a request: to the NATS reply subject of a plain request, to `Jo-Reply-To` of a
- * durable one. A message whose JSON still has a correlation id is answered with an error
- * response, so its sender hears at once what was wrong instead of waiting out its timeout. */
+ * durable one. */
 function answer(replyTo: string | undefined, request: Envelope, payload: unknown, status?: string): void {
-  if (replyTo && request.correlationId) send(replyTo, responseTo(request, ID, payload, status));
+  if (replyTo) send(replyTo, responseTo(request, ID, payload, status));
 }
 
-function answerMalformed(replyTo: string | undefined, data: Uint8Array, error: Error): void {
-  if (!replyTo) return;
-  let correlationId: unknown;
+/**
+ * The request in `msg`, checked: bytes that are not a message, or an envelope naming
+ * another topic than the subject it came on (the subject wins: the server checked the
+ * sender's rights against it), are dead-lettered and answered at once with an error, so
+ * the sender does not wait out its timeout. Null then.
+ */
+async function read(msg: Msg, topic: string, replyTo: string | undefined): Promise<Envelope | null> {
   try {
-    correlationId = (JSON.parse(new TextDecoder().decode(data)) as { correlationId?: unknown }).correlationId;
-  } catch {
-    return;
-  }
-  if (typeof correlationId !== "string") return;
-  const stub = envelope("", REQUEST_TOPIC, "request", null, { correlationId });
-  answer(replyTo, stub, { error: { type: "InvalidMessage", message: error.message } }, "error");
-}
-
-/** One request, from either path: checked, handled, answered. Returns true once settled
- * (answered, rejected or dead-lettered), so a durable copy can be acked. */
-async function handleRequest(msg: Msg, replyTo: string | undefined, retries: number): Promise<void> {
-  let request: Envelope;
-  try {
-    request = decode(msg.data);
+    const request = decode(msg.data);
+    if (request.topic !== topic) {
+      throw new InvalidMessage(`topic: the envelope says ${request.topic} but it came on ${msg.subject}`);
+    }
+    return request;
   } catch (error) {
     const failure = error instanceof InvalidMessage ? error : new InvalidMessage(String(error));
-    answerMalformed(replyTo, msg.data, failure);
-    await deadLetter("invalid-message", failure, null, msg.data);
-    return;
+    let correlationId: string | null = null;
+    try {
+      const document = JSON.parse(new TextDecoder().decode(msg.data)) as { correlationId?: unknown } | null;
+      if (typeof document?.correlationId === "string") correlationId = document.correlationId;
+    } catch {
+      // not even JSON: the answer's correlationId stays null
+    }
+    const stub = envelope("", topic, "request", null, { correlationId });
+    answer(replyTo, stub, { error: { type: failure.name, message: failure.message } }, "error");
+    await deadLetter("invalid-message", failure, null, msg.subject, msg.data);
+    return null;
   }
-  request.metadata.retryCount += retries; // earlier deliveries: the handler may have seen it
+}
+
+/** One request, from either path: checked, handled, answered (or dead-lettered). */
+async function handleRequest(request: Envelope, replyTo: string | undefined): Promise<void> {
   const until = deadline(request);
   if (until !== null && until <= Date.now()) {
-    await deadLetter("expired", new Error(`its sender stopped waiting at ${new Date(until).toISOString()}`), request);
+    const late = new Error(`its sender stopped waiting at ${new Date(until).toISOString()}`);
+    await deadLetter("expired", late, request, REQUEST_TOPIC);
     return;
   }
   if (!ACCEPTS.includes("*") && !ACCEPTS.includes(request.source)) {
@@ -423,18 +436,20 @@ async function handleRequest(msg: Msg, replyTo: string | undefined, retries: num
       name: "CommandRejected",
     });
     answer(replyTo, request, { status: "error", error: error.message, errorType: error.name, callerError: true });
-    await deadLetter("rejected-source", error, request);
+    await deadLetter("rejected-source", error, request, REQUEST_TOPIC);
     return;
   }
   answer(replyTo, request, await slot(() => serveCommand(request.payload)));
 }
 
 async function onCoreRequest(msg: Msg): Promise<void> {
-  await handleRequest(msg, msg.reply, 0);
+  const request = await read(msg, REQUEST_TOPIC, msg.reply);
+  if (request !== null) await handleRequest(request, msg.reply);
 }
 
-/** A durable request from the shared JetStream consumer: acked once answered; while it
- * runs and its caller still waits, JetStream hears every ack_wait / 2 that it is in progress. */
+/** A durable request from the shared JetStream consumer: acked once answered (or
+ * dead-lettered); while it runs and its caller still waits, JetStream hears every
+ * ack_wait / 2 that it is in progress, so it is not handed to another replica meanwhile. */
 async function onDurableRequest(msg: Msg): Promise<void> {
   const ack = msg.reply;
   if (!ack) return;
@@ -442,9 +457,19 @@ async function onDurableRequest(msg: Msg): Promise<void> {
     nc.publish(ack, "-NAK"); // leaving: another replica takes it
     return;
   }
-  const keepAlive = setInterval(() => nc.publish(ack, "+WPI"), Math.max(config.ackWaitMs / 2, 100));
+  const replyTo = msg.headers?.get(REPLY_HEADER) || undefined;
+  const request = await read(msg, REQUEST_TOPIC, replyTo);
+  if (request === null) {
+    nc.publish(ack, "+ACK"); // redelivering bad bytes cannot help
+    return;
+  }
+  request.metadata.retryCount += deliveries(ack) - 1; // the handler may have seen it before
+  const until = deadline(request) ?? Number.POSITIVE_INFINITY;
+  const keepAlive = setInterval(() => {
+    if (Date.now() < until) nc.publish(ack, "+WPI");
+  }, Math.max(config.ackWaitMs / 2, 100));
   try {
-    await handleRequest(msg, msg.headers?.get(REPLY_HEADER) || undefined, deliveries(ack) - 1);
+    await handleRequest(request, replyTo);
     nc.publish(ack, "+ACK");
   } catch (error) {
     say(`request failed: ${(error as Error).message}; redelivering`);
@@ -456,13 +481,8 @@ async function onDurableRequest(msg: Msg): Promise<void> {
 
 async function onRpc(msg: Msg): Promise<void> {
   if (!msg.reply) return;
-  let request: Envelope;
-  try {
-    request = decode(msg.data);
-  } catch (error) {
-    answerMalformed(msg.reply, msg.data, error as Error);
-    return;
-  }
+  const request = await read(msg, `plugin/${ID}/rpc`, msg.reply);
+  if (request === null) return;
   const until = deadline(request);
   if (until !== null && until <= Date.now()) return; // nobody waits any more
   answer(msg.reply, request, await serveRpc(request.payload));
