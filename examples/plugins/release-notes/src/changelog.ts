@@ -45,7 +45,12 @@ const SEMVER = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
 
 function words(text: string): Set<string> {
-  return new Set(text.toLowerCase().split(/[^a-z0-9]+/).filter(Boolean));
+  return new Set(
+    text
+      .toLowerCase()
+      .split(/[^a-z0-9]+/)
+      .filter(Boolean),
+  );
 }
 
 /** The section an issue belongs under, from its type, labels and wording. */
@@ -56,8 +61,15 @@ export function sectionOf(issue: Pick<Issue, "summary" | "description" | "issueT
   if (any("security", "cve", "vulnerability", "xss", "csrf", "injection")) return "Security";
   if (any("deprecate", "deprecated", "deprecation")) return "Deprecated";
   if (any("remove", "removed", "drop", "delete")) return "Removed";
-  if (type === "bug" || any("fix", "fixes", "fixed", "bug", "crash", "broken", "regression", "cannot", "error")) return "Fixed";
-  if (["story", "new feature", "feature", "epic"].includes(type) || any("add", "new", "introduce", "support", "create")) {
+  if (
+    type === "bug" ||
+    any("fix", "fixes", "fixed", "bug", "crash", "broken", "regression", "cannot", "error")
+  )
+    return "Fixed";
+  if (
+    ["story", "new feature", "feature", "epic"].includes(type) ||
+    any("add", "new", "introduce", "support", "create")
+  ) {
     return "Added";
   }
   return "Changed";
@@ -145,7 +157,9 @@ export class Changelog {
    * request delivered twice (delivery is at least once) leaves one entry. */
   add(entry: Entry): Promise<{ entry: string; section: Section; replaced: boolean }> {
     if (!SECTIONS.includes(entry.section)) {
-      throw new CallerError(`section must be one of ${SECTIONS.join(", ")}, not ${JSON.stringify(entry.section)}`);
+      throw new CallerError(
+        `section must be one of ${SECTIONS.join(", ")}, not ${JSON.stringify(entry.section)}`,
+      );
     }
     const text = entry.text.trim().replace(/\s+/g, " ").replace(/\.$/, "");
     if (!text) throw new CallerError("an entry needs some text");
@@ -159,10 +173,15 @@ export class Changelog {
   }
 
   /** Cut `version`: the Unreleased entries become its notes, dated `date` (today, UTC). */
-  release(version: string, date?: string): Promise<{ version: string; date: string; entries: number; notes: string }> {
-    if (!SEMVER.test(version)) throw new CallerError(`version must be semantic (1.4.0), not ${JSON.stringify(version)}`);
+  release(
+    version: string,
+    date?: string,
+  ): Promise<{ version: string; date: string; entries: number; notes: string }> {
+    if (!SEMVER.test(version))
+      throw new CallerError(`version must be semantic (1.4.0), not ${JSON.stringify(version)}`);
     const day = date ?? new Date().toISOString().slice(0, 10);
-    if (!DATE.test(day) || Number.isNaN(Date.parse(day))) throw new CallerError(`date must be YYYY-MM-DD, not ${JSON.stringify(day)}`);
+    if (!DATE.test(day) || Number.isNaN(Date.parse(day)))
+      throw new CallerError(`date must be YYYY-MM-DD, not ${JSON.stringify(day)}`);
     return this.change((book) => {
       if (book.releases.some((release) => release.version === version)) {
         throw new CallerError(`version ${version} is already released`);
@@ -171,7 +190,12 @@ export class Changelog {
       const release: Release = { version, date: day, entries: book.unreleased };
       book.releases.unshift(release);
       book.unreleased = [];
-      return { version, date: day, entries: release.entries.length, notes: renderEntries(release.entries).join("\n").trim() };
+      return {
+        version,
+        date: day,
+        entries: release.entries.length,
+        notes: renderEntries(release.entries).join("\n").trim(),
+      };
     });
   }
 
@@ -180,8 +204,14 @@ export class Changelog {
     await this.queue;
     const book = await this.load();
     const entries =
-      version === undefined ? book.unreleased : book.releases.find((release) => release.version === version)?.entries;
+      version === undefined
+        ? book.unreleased
+        : book.releases.find((release) => release.version === version)?.entries;
     if (entries === undefined) throw new CallerError(`no release ${JSON.stringify(version)}`);
-    return { version: version ?? "Unreleased", notes: renderEntries(entries).join("\n").trim(), entries: entries.length };
+    return {
+      version: version ?? "Unreleased",
+      notes: renderEntries(entries).join("\n").trim(),
+      entries: entries.length,
+    };
   }
 }

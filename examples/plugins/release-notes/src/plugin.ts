@@ -143,7 +143,10 @@ const COMMANDS: Record<string, Command> = {
     async run(parameters) {
       failOnDemand();
       const date = typeof parameters.date === "string" ? parameters.date : undefined;
-      return { filePath: changelog.markdownPath, ...(await changelog.release(String(parameters.version), date)) };
+      return {
+        filePath: changelog.markdownPath,
+        ...(await changelog.release(String(parameters.version), date)),
+      };
     },
   },
   notes: {
@@ -169,7 +172,9 @@ class MethodNotFound extends Error {
 async function execute(command: string, parameters: unknown): Promise<unknown> {
   const found = Object.hasOwn(COMMANDS, command) ? COMMANDS[command] : undefined;
   if (found === undefined) {
-    throw new MethodNotFound(`unknown command ${JSON.stringify(command)}; known: ${Object.keys(COMMANDS).join(", ")}`);
+    throw new MethodNotFound(
+      `unknown command ${JSON.stringify(command)}; known: ${Object.keys(COMMANDS).join(", ")}`,
+    );
   }
   const given = parameters ?? {};
   const wrong = problems(found.params, given, "parameters");
@@ -179,13 +184,22 @@ async function execute(command: string, parameters: unknown): Promise<unknown> {
 
 // -- figures behind get_status and health_check ----------------------------------------
 
-const metrics = { started: Date.now(), inFlight: 0, processed: 0, failed: 0, rejected: 0, latencies: [] as number[] };
+const metrics = {
+  started: Date.now(),
+  inFlight: 0,
+  processed: 0,
+  failed: 0,
+  rejected: 0,
+  latencies: [] as number[],
+};
 let idle: (() => void)[] = []; // waiting for inFlight to reach 0
 let state: "starting" | "ready" | "draining" | "stopped" = "starting";
 
 function percentile(share: number): number {
   const sorted = [...metrics.latencies].sort((a, b) => a - b);
-  return sorted.length === 0 ? 0 : (sorted[Math.min(sorted.length - 1, Math.floor(share * sorted.length))] ?? 0);
+  return sorted.length === 0
+    ? 0
+    : (sorted[Math.min(sorted.length - 1, Math.floor(share * sorted.length))] ?? 0);
 }
 
 function errorRate(): number {
@@ -193,7 +207,8 @@ function errorRate(): number {
   return total === 0 ? 0 : metrics.failed / total;
 }
 
-const isCallerError = (error: Error): boolean => error instanceof CallerError || error instanceof MethodNotFound;
+const isCallerError = (error: Error): boolean =>
+  error instanceof CallerError || error instanceof MethodNotFound;
 
 /** Run a command, from a request or from RPC `execute_command`, counted in the figures. */
 async function measured(command: string, parameters: unknown): Promise<unknown> {
@@ -225,15 +240,29 @@ async function measured(command: string, parameters: unknown): Promise<unknown> 
 /** The seed's reply: `{status: "success", result}` or `{status: "error", error, errorType}`,
  * with `callerError: true` when the request itself is at fault. */
 async function serveCommand(payload: unknown): Promise<Record<string, unknown>> {
-  if (typeof payload !== "object" || payload === null || typeof (payload as { command?: unknown }).command !== "string") {
-    return { status: "error", error: "a request needs {command: str, parameters: {...}}", errorType: "InvalidParams", callerError: true };
+  if (
+    typeof payload !== "object" ||
+    payload === null ||
+    typeof (payload as { command?: unknown }).command !== "string"
+  ) {
+    return {
+      status: "error",
+      error: "a request needs {command: str, parameters: {...}}",
+      errorType: "InvalidParams",
+      callerError: true,
+    };
   }
   const { command, parameters } = payload as { command: string; parameters?: unknown };
   try {
     return { status: "success", result: await measured(command, parameters) };
   } catch (error) {
     const failure = error as Error;
-    return { status: "error", error: failure.message, errorType: failure.name, ...(isCallerError(failure) ? { callerError: true } : {}) };
+    return {
+      status: "error",
+      error: failure.message,
+      errorType: failure.name,
+      ...(isCallerError(failure) ? { callerError: true } : {}),
+    };
   }
 }
 
@@ -315,7 +344,8 @@ async function serveRpc(request: unknown): Promise<Record<string, unknown>> {
     return rpcError(id, -32600, "invalid JSON-RPC 2.0 request: needs jsonrpc '2.0' and a string method");
   }
   const method = Object.hasOwn(METHODS, call.method) ? METHODS[call.method] : undefined;
-  if (method === undefined) return rpcError(id, -32601, `method ${JSON.stringify(call.method)} not found on plugin://${ID}/rpc`);
+  if (method === undefined)
+    return rpcError(id, -32601, `method ${JSON.stringify(call.method)} not found on plugin://${ID}/rpc`);
   const params = call.params ?? {};
   const wrong = problems(method.params, params);
   if (wrong.length > 0) return rpcError(id, -32602, `invalid params for ${call.method}: ${wrong.join("; ")}`);
@@ -325,7 +355,10 @@ async function serveRpc(request: unknown): Promise<Record<string, unknown>> {
     const failure = error as Error;
     if (failure instanceof MethodNotFound) return rpcError(id, -32601, failure.message);
     if (failure instanceof CallerError) return rpcError(id, -32602, failure.message);
-    return rpcError(id, -32603, `${failure.name}: ${failure.message}`, { type: failure.name, message: failure.message });
+    return rpcError(id, -32603, `${failure.name}: ${failure.message}`, {
+      type: failure.name,
+      message: failure.message,
+    });
   }
 }
 
@@ -374,11 +407,19 @@ async function deadLetter(
     payload.raw = text.slice(0, MAX_MESSAGE_BYTES / 2);
     payload.rawTruncated = text.length > MAX_MESSAGE_BYTES / 2;
   }
-  const letter = envelope(ID, DEAD_LETTER_TOPIC, "event", payload, message === null ? {} : { cause: message });
+  const letter = envelope(
+    ID,
+    DEAD_LETTER_TOPIC,
+    "event",
+    payload,
+    message === null ? {} : { cause: message },
+  );
   say(`dead letter (${reason}): ${error?.message ?? message?.messageId ?? ""}`);
   try {
     if (js !== undefined) {
-      await js.publish(DURABLE_PREFIX + subjectOf(DEAD_LETTER_TOPIC), encode(letter), { msgID: letter.messageId });
+      await js.publish(DURABLE_PREFIX + subjectOf(DEAD_LETTER_TOPIC), encode(letter), {
+        msgID: letter.messageId,
+      });
     } else {
       send(subjectOf(DEAD_LETTER_TOPIC), letter);
     }
@@ -432,10 +473,18 @@ async function handleRequest(request: Envelope, replyTo: string | undefined): Pr
   }
   if (!ACCEPTS.includes("*") && !ACCEPTS.includes(request.source)) {
     metrics.rejected += 1;
-    const error = Object.assign(new Error(`${JSON.stringify(request.source)} may not route work to ${JSON.stringify(ID)}`), {
-      name: "CommandRejected",
+    const error = Object.assign(
+      new Error(`${JSON.stringify(request.source)} may not route work to ${JSON.stringify(ID)}`),
+      {
+        name: "CommandRejected",
+      },
+    );
+    answer(replyTo, request, {
+      status: "error",
+      error: error.message,
+      errorType: error.name,
+      callerError: true,
     });
-    answer(replyTo, request, { status: "error", error: error.message, errorType: error.name, callerError: true });
     await deadLetter("rejected-source", error, request, REQUEST_TOPIC);
     return;
   }
@@ -465,9 +514,12 @@ async function onDurableRequest(msg: Msg): Promise<void> {
   }
   request.metadata.retryCount += deliveries(ack) - 1; // the handler may have seen it before
   const until = deadline(request) ?? Number.POSITIVE_INFINITY;
-  const keepAlive = setInterval(() => {
-    if (Date.now() < until) nc.publish(ack, "+WPI");
-  }, Math.max(config.ackWaitMs / 2, 100));
+  const keepAlive = setInterval(
+    () => {
+      if (Date.now() < until) nc.publish(ack, "+WPI");
+    },
+    Math.max(config.ackWaitMs / 2, 100),
+  );
   try {
     await handleRequest(request, replyTo);
     nc.publish(ack, "+ACK");
@@ -494,7 +546,8 @@ function listen(subject: string, queue: string, handler: (msg: Msg) => Promise<v
       queue,
       callback: (error, msg) => {
         if (error) say(`subscription ${subject}: ${error.message}`);
-        else handler(msg).catch((failure: Error) => say(`on ${subject}: ${failure.stack ?? failure.message}`));
+        else
+          handler(msg).catch((failure: Error) => say(`on ${subject}: ${failure.stack ?? failure.message}`));
       },
     }),
   );
@@ -518,7 +571,8 @@ async function joinDurableQueue(): Promise<string> {
       if (!/stream not found/i.test(text) || attempt >= 60) {
         throw new Error(`cannot look up the durable consumer ${name} of ${stream}: ${text}`);
       }
-      if (attempt === 1) say(`waiting for the stream ${stream} (an SDK process, the orchestrator, creates it)`);
+      if (attempt === 1)
+        say(`waiting for the stream ${stream} (an SDK process, the orchestrator, creates it)`);
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
   }
@@ -546,7 +600,10 @@ async function joinDurableQueue(): Promise<string> {
 
 function announce(status: "ready" | "draining" | "stopped"): void {
   state = status;
-  send(subjectOf(`plugin/${ID}/status`), envelope(ID, `plugin/${ID}/status`, "event", { status, timestamp: new Date().toISOString() }));
+  send(
+    subjectOf(`plugin/${ID}/status`),
+    envelope(ID, `plugin/${ID}/status`, "event", { status, timestamp: new Date().toISOString() }),
+  );
 }
 
 async function start(): Promise<void> {
@@ -562,7 +619,9 @@ async function start(): Promise<void> {
       timeout: 5000,
     });
   } catch (error) {
-    console.error(`error: cannot connect to NATS at ${config.servers.join(",")}: ${(error as Error).message}`);
+    console.error(
+      `error: cannot connect to NATS at ${config.servers.join(",")}: ${(error as Error).message}`,
+    );
     process.exit(1);
   }
   void (async () => {
@@ -584,7 +643,9 @@ async function start(): Promise<void> {
   }
   await nc.flush(); // every subscription is live on the server before we say ready
   announce("ready");
-  say(`${ID} ready (node ${process.versions.node}, nats.js, ${config.durable ? "durable requests" : "core requests only"})`);
+  say(
+    `${ID} ready (node ${process.versions.node}, nats.js, ${config.durable ? "durable requests" : "core requests only"})`,
+  );
 }
 
 async function stop(signal: string): Promise<void> {

@@ -54,7 +54,9 @@ export function canonicalTopic(topic: string): string {
   const segments = topic.split(/[./]/);
   for (const segment of segments) {
     if (!SEGMENT.test(segment)) {
-      throw new InvalidMessage(`topic: malformed segment ${JSON.stringify(segment)} in ${JSON.stringify(topic)}`);
+      throw new InvalidMessage(
+        `topic: malformed segment ${JSON.stringify(segment)} in ${JSON.stringify(topic)}`,
+      );
     }
   }
   return segments.join("/");
@@ -89,7 +91,8 @@ function field<T>(
 ): T {
   const value = document[name];
   if (value === undefined) return fallback;
-  if (!check(value)) throw new InvalidMessage(`${name}: expected ${expected}, got ${JSON.stringify(value)?.slice(0, 60)}`);
+  if (!check(value))
+    throw new InvalidMessage(`${name}: expected ${expected}, got ${JSON.stringify(value)?.slice(0, 60)}`);
   return value as T;
 }
 
@@ -114,18 +117,54 @@ export function decode(bytes: Uint8Array): Envelope {
     if (typeof value !== "string") throw new InvalidMessage(`headers.${key}: expected a string`);
   }
   const meta = field<Record<string, unknown>>(document, "metadata", {}, isObject, "an object");
-  const retryCount = field<number>(meta, "retryCount", 0, (v) => Number.isInteger(v) && (v as number) >= 0, "an integer >= 0");
-  const timeout = field<number | null>(meta, "timeout", null, (v) => v === null || (Number.isInteger(v) && (v as number) >= 0), "integer milliseconds or null");
-  const expiresAt = field<string | null>(meta, "expiresAt", null, (v) => v === null || (typeof v === "string" && !Number.isNaN(Date.parse(v))), "an ISO 8601 string or null");
+  const retryCount = field<number>(
+    meta,
+    "retryCount",
+    0,
+    (v) => Number.isInteger(v) && (v as number) >= 0,
+    "an integer >= 0",
+  );
+  const timeout = field<number | null>(
+    meta,
+    "timeout",
+    null,
+    (v) => v === null || (Number.isInteger(v) && (v as number) >= 0),
+    "integer milliseconds or null",
+  );
+  const expiresAt = field<string | null>(
+    meta,
+    "expiresAt",
+    null,
+    (v) => v === null || (typeof v === "string" && !Number.isNaN(Date.parse(v))),
+    "an ISO 8601 string or null",
+  );
   return {
     messageId: field(document, "messageId", newId(), isString, "a string"),
     correlationId: field(document, "correlationId", null, isStringOrNull, "a string or null"),
-    timestamp: field(document, "timestamp", now(), (v) => typeof v === "string" && !Number.isNaN(Date.parse(v)), "an ISO 8601 string"),
+    timestamp: field(
+      document,
+      "timestamp",
+      now(),
+      (v) => typeof v === "string" && !Number.isNaN(Date.parse(v)),
+      "an ISO 8601 string",
+    ),
     source: field(document, "source", "", isString, "a string"),
     destination: field(document, "destination", "*", isString, "a string"),
     topic: canonicalTopic(document.topic),
-    messageType: field(document, "messageType", "event" as MessageType, (v) => TYPES.includes(v as MessageType), TYPES.join(", ")),
-    priority: field(document, "priority", 5, (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 10, "an integer 1..10"),
+    messageType: field(
+      document,
+      "messageType",
+      "event" as MessageType,
+      (v) => TYPES.includes(v as MessageType),
+      TYPES.join(", "),
+    ),
+    priority: field(
+      document,
+      "priority",
+      5,
+      (v) => Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 10,
+      "an integer 1..10",
+    ),
     headers: headers as Record<string, string>,
     payload: document.payload ?? null,
     metadata: { retryCount, timeout, expiresAt },
@@ -256,20 +295,27 @@ export function settings(env: NodeJS.ProcessEnv, pluginId: string): Settings {
     const text = query.get(name);
     if (text === null) return fallback;
     const value = Number(text);
-    if (!Number.isFinite(value) || value <= 0) throw new Error(`JIRA_ORCHESTRATOR_BUS_URL: ${name}=${text} is not a positive number`);
+    if (!Number.isFinite(value) || value <= 0)
+      throw new Error(`JIRA_ORCHESTRATOR_BUS_URL: ${name}=${text} is not a positive number`);
     return value;
   };
   const servers = env.JIRA_ORCHESTRATOR_NATS_SERVERS
     ? env.JIRA_ORCHESTRATOR_NATS_SERVERS.split(",")
     : parts.map((part) => `${part.hostname}:${part.port || "4222"}`);
-  const user = env.JIRA_ORCHESTRATOR_NATS_USER || (first.username ? decodeURIComponent(first.username) : undefined);
-  const pass = env.JIRA_ORCHESTRATOR_NATS_PASSWORD ?? (first.password ? decodeURIComponent(first.password) : undefined);
+  const user =
+    env.JIRA_ORCHESTRATOR_NATS_USER || (first.username ? decodeURIComponent(first.username) : undefined);
+  const pass =
+    env.JIRA_ORCHESTRATOR_NATS_PASSWORD ?? (first.password ? decodeURIComponent(first.password) : undefined);
   // Under `up` each user may receive replies on its own inboxes only, `_INBOX.<user>.>`.
   const inboxPrefix =
-    env.JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX || query.get("inbox_prefix") || (user === undefined ? undefined : `_INBOX.${user}`);
+    env.JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX ||
+    query.get("inbox_prefix") ||
+    (user === undefined ? undefined : `_INBOX.${user}`);
   const jetstream = query.get("jetstream") ?? "manage";
   if (jetstream !== "manage" && jetstream !== "bind") {
-    throw new Error(`JIRA_ORCHESTRATOR_BUS_URL: jetstream must be manage or bind, not ${JSON.stringify(jetstream)}`);
+    throw new Error(
+      `JIRA_ORCHESTRATOR_BUS_URL: jetstream must be manage or bind, not ${JSON.stringify(jetstream)}`,
+    );
   }
   const durablePatterns = query.get("durable");
   return {
@@ -286,7 +332,9 @@ export function settings(env: NodeJS.ProcessEnv, pluginId: string): Settings {
     // `?durable=` lists the durable topic patterns (empty: none); the default has requests.
     durable:
       durablePatterns === null ||
-      durablePatterns.split(",").some((p) => p.trim() !== "" && matches(p.trim(), `plugin/${pluginId}/request`)),
+      durablePatterns
+        .split(",")
+        .some((p) => p.trim() !== "" && matches(p.trim(), `plugin/${pluginId}/request`)),
     outputDir: env.JIRA_ORCHESTRATOR_OUTPUT ?? "output",
   };
 }
