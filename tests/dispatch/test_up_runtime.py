@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from jira_orchestrator.cli import app
 from jira_orchestrator.cli._launch import NotStartable, plan_launch
 from jira_orchestrator.cli.up import bus_environment
 from jira_orchestrator.plugins import load_plugin
@@ -166,3 +168,17 @@ def test_up_runs_the_node_plugin_gives_it_work_and_restarts_it_when_it_dies(
     up.process.send_signal(signal.SIGINT)
     assert up.finish() == 0, up.output
     assert "] release-notes stopped" in up.output  # drained on SIGTERM
+
+
+def test_the_demo_names_the_plugin_it_does_not_start_and_runs_the_others(tmp_path: Path) -> None:
+    """The demo runs Python plugins in its own process: the node example is named in one
+    line, with or without node on the machine, and every example issue is still done."""
+    result = CliRunner().invoke(app, ["demo", "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (
+        "release-notes is not started by the demo, which runs Python plugins only "
+        "(release-notes runs on node: `jira-orchestrator up` starts it)"
+    )
+    assert "12/12 issues completed, 0 by a fallback plugin" in result.output
+    assert "release-notes" not in "\n".join(lines[1:])  # it takes none of the examples
