@@ -1,6 +1,6 @@
 // release-notes: a jira-orchestrator plugin in TypeScript, on nats.js, without any SDK.
 //
-// What a plugin must do to be routed work (docs/protocol.md, "A minimal plugin"):
+// What a plugin must do to be routed work (docs/protocol.md, "Writing a plugin in TypeScript"):
 //  - serve `plugin/<id>/request`: plain NATS requests, and the durable ones JetStream keeps,
 //    read through the one durable consumer every replica of the plugin shares;
 //  - answer the presence probes of durable requests;
@@ -16,7 +16,6 @@ import {
   AckPolicy,
   connect,
   DeliverPolicy,
-  headers as natsHeaders,
   nanos,
   ReplayPolicy,
   type JetStreamClient,
