@@ -1,6 +1,8 @@
 """The TypeScript example plugin (examples/plugins/release-notes), on a real nats-server
-with one user per plugin, as ``up`` runs it: routed work, RPC and health, a durable
-request that survives its process, and a durable queue shared with a Python replica."""
+with one user per plugin, as ``up`` runs it (the orchestrator's side creates the streams and
+the plugin's durable consumer, the plugin binds to it): routed work, RPC and health, a
+durable request that survives its process, malformed requests; and, on an open server, a
+durable queue it creates and shares with a Python replica."""
 
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from jira_orchestrator import InvalidParams, MethodNotFound
 from jira_orchestrator.cli._launch import Launch, NotStartable, plan_launch
@@ -118,6 +122,36 @@ def secured(tmp_path: Path) -> Iterator[tuple[NatsServer, dict[str, str]]]:
         yield server, {user.name: server.url_for(user.name, user.password) for user in users}
 
 
+def bound(url: str, **options: str) -> str:
+    """A plugin's URL as ``up`` gives it: it binds to the consumer made for it."""
+    return url + "?" + "&".join(f"{k}={v}" for k, v in {"jetstream": "bind", **options}.items())
+
+
+async def orchestrator_side(bus: Any, url: str, *, ack_wait: float = 30.0) -> None:
+    """What the orchestrator's side does before any plugin starts: connect (its transport
+    creates the streams) and create the durable consumer of release-notes, with the
+    configuration docs/protocol.md gives for it (a plugin's user may not create it)."""
+    await bus.transport.flush()
+    name = consumer_name("JO_REQUESTS", f"plugin/{ID}/request", ID)
+    config = ConsumerConfig(
+        name=name,
+        durable_name=name,
+        deliver_subject=DELIVER_PREFIX + name,
+        deliver_group=ID,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=ack_wait,
+        max_deliver=5,
+        max_ack_pending=1000,
+        filter_subject=f"_jo.durable.plugin.{ID}.request",
+    )
+    client = await nats.connect(url, allow_reconnect=False)
+    try:
+        await client.jsm().add_consumer("JO_REQUESTS", config)
+    finally:
+        await client.close()
+
+
 @contextlib.contextmanager
 def node_plugin(url: str, output: Path) -> Iterator[NodePlugin]:
     plugin = NodePlugin(url, output)
@@ -157,8 +191,8 @@ async def test_the_orchestrator_routes_an_issue_to_the_typescript_plugin_and_get
     try:
         # As in `up`: the orchestrator connects first (its bus creates the JetStream
         # streams), then the plugins start, then it checks their health.
-        await orchestrator.bus.transport.flush()
-        with node_plugin(urls[ID], tmp_path / "output") as plugin:
+        await orchestrator_side(orchestrator.bus, urls["jira-orchestrator"])
+        with node_plugin(bound(urls[ID]), tmp_path / "output") as plugin:
             await plugin.wait_ready()
             await orchestrator.start()  # its health check asks the node plugin, over RPC
             assert orchestrator.health[ID].status == "healthy"
@@ -182,8 +216,8 @@ async def test_rpc_health_discovery_commands_and_errors_of_the_typescript_plugin
 ) -> None:
     _, urls = secured
     bus = get_message_bus("jira-orchestrator", urls["jira-orchestrator"])
-    await bus.transport.flush()  # connected: the JetStream streams exist
-    with node_plugin(urls[ID], tmp_path / "output") as plugin:
+    await orchestrator_side(bus, urls["jira-orchestrator"])
+    with node_plugin(bound(urls[ID]), tmp_path / "output") as plugin:
         await plugin.wait_ready()
         client = RPCClient(f"plugin://{ID}/rpc", bus=bus, timeout=10)
         health = await client.call("health_check")
@@ -237,7 +271,6 @@ async def test_a_durable_request_survives_the_death_of_the_node_process_holding_
     secured: tuple[NatsServer, dict[str, str]], tmp_path: Path, fresh_buses: None
 ) -> None:
     _, urls = secured
-    quick = "?ack_wait=2"  # the plugin's consumer hands an unacked request on after 2 s
     name = consumer_name("JO_REQUESTS", f"plugin/{ID}/request", ID)
     watcher = await nats.connect(urls["jira-orchestrator"], allow_reconnect=False)
     try:
@@ -249,9 +282,10 @@ async def test_a_durable_request_survives_the_death_of_the_node_process_holding_
         # Every delivery of the shared consumer, seen beside the queue group that takes it.
         await watcher.subscribe(DELIVER_PREFIX + name, cb=seen)
         await watcher.flush()
-        caller = get_message_bus("jira-orchestrator", urls["jira-orchestrator"] + quick)
-        await caller.transport.flush()
-        first = NodePlugin(urls[ID] + quick, tmp_path / "output")
+        caller = get_message_bus("jira-orchestrator", urls["jira-orchestrator"])
+        # the shared consumer hands an unacknowledged request on after 2 s
+        await orchestrator_side(caller, urls["jira-orchestrator"], ack_wait=2)
+        first = NodePlugin(bound(urls[ID], ack_wait="2"), tmp_path / "output")
         try:
             await first.wait_ready()
             first.process.send_signal(signal.SIGSTOP)  # alive, subscribed, and deaf
@@ -271,7 +305,7 @@ async def test_a_durable_request_survives_the_death_of_the_node_process_holding_
             first.process.kill()
         finally:
             first.end()
-        with node_plugin(urls[ID] + quick, tmp_path / "output") as second:
+        with node_plugin(bound(urls[ID], ack_wait="2"), tmp_path / "output") as second:
             await second.wait_ready()
             async with asyncio.timeout(READY):
                 reply = await asking
@@ -284,16 +318,21 @@ async def test_a_durable_request_survives_the_death_of_the_node_process_holding_
 
 
 async def test_a_python_replica_and_the_node_plugin_share_one_durable_queue(
-    secured: tuple[NatsServer, dict[str, str]], tmp_path: Path, fresh_buses: None
+    tmp_path: Path, fresh_buses: None
 ) -> None:
-    """The node process binds to the consumer every replica shares (same name in both
-    languages), so each request is handled once, by one of them."""
-    _, urls = secured
-    caller = get_message_bus("jira-orchestrator", urls["jira-orchestrator"])
-    await caller.transport.flush()
-    with node_plugin(urls[ID], tmp_path / "output") as plugin:
+    """On a server of one's own where anybody may create consumers, the node process
+    creates the consumer every replica shares (same name and configuration in both
+    languages) and a Python replica joins it: each request is handled once, by one."""
+    with NatsServer(tmp_path / "nats") as server:
+        await shared_queue(server.url, tmp_path)
+
+
+async def shared_queue(url: str, tmp_path: Path) -> None:
+    caller = get_message_bus("jira-orchestrator", url)
+    await caller.transport.flush()  # the streams, no consumer yet
+    with node_plugin(url, tmp_path / "output") as plugin:
         await plugin.wait_ready()  # it created the consumer; the Python replica joins it
-        replica = get_message_bus(ID, urls[ID])
+        replica = get_message_bus(ID, url)
         handled_here: list[str] = []
 
         async def python_replica(message: Message) -> None:
@@ -324,7 +363,7 @@ async def test_a_python_replica_and_the_node_plugin_share_one_durable_queue(
     assert sorted(entry["key"] for entry in book["unreleased"]) == sorted(
         set(keys) - set(handled_here)
     )
-    client = await nats.connect(urls["jira-orchestrator"], allow_reconnect=False)
+    client = await nats.connect(url, allow_reconnect=False)
     try:
         consumers = [info.name for info in await client.jsm().consumers_info("JO_REQUESTS")]
     finally:
@@ -341,7 +380,7 @@ async def test_told_to_bind_the_node_plugin_never_creates_the_consumer_and_says_
     _, urls = secured
     caller = get_message_bus("jira-orchestrator", urls["jira-orchestrator"])
     await caller.transport.flush()  # the streams, but no consumer for release-notes
-    with node_plugin(urls[ID] + "?jetstream=bind", tmp_path / "output") as plugin:
+    with node_plugin(bound(urls[ID]), tmp_path / "output") as plugin:
         code = await asyncio.to_thread(plugin.process.wait, READY)
     assert code == 1, plugin.said
     name = consumer_name("JO_REQUESTS", f"plugin/{ID}/request", ID)
@@ -365,10 +404,10 @@ async def test_a_malformed_request_is_answered_at_once_and_dead_lettered(
             arrived.set()
 
     watcher.subscribe("system/dead-letter", letter)
-    await watcher.transport.flush()
+    await orchestrator_side(watcher, urls["jira-orchestrator"])
     raw = await nats.connect(urls["jira-orchestrator"], allow_reconnect=False)
     try:
-        with node_plugin(urls[ID], tmp_path / "output") as plugin:
+        with node_plugin(bound(urls[ID]), tmp_path / "output") as plugin:
             await plugin.wait_ready()
             subject = f"plugin.{ID}.request"
             sent = [
