@@ -47,7 +47,7 @@ def test_a_python_plugin_runs_its_plugin_py_and_a_plugin_of_agents_runs_nothing(
 ) -> None:
     python = plan(plugin(tmp_path / "py", None, {"plugin.py": ""}))
     assert python.argv == ("/usr/bin/python3", str((tmp_path / "py" / "plugin.py").resolve()))
-    assert python.cwd == (tmp_path / "py").resolve()
+    assert python.cwd is None  # where up runs, as it always has
     assert plan(plugin(tmp_path / "agents-only", None)) is None
 
 

@@ -29,7 +29,8 @@ class Launch:
 
     name: str
     argv: tuple[str, ...]
-    cwd: Path
+    cwd: Path | None
+    """The plugin folder for a runtime; None for a ``plugin.py``, which runs where ``up`` does."""
     runtime: str
     """``python``, or the manifest's runtime program (``node``), or ``executable``."""
 
@@ -44,7 +45,7 @@ def plan_launch(plugin: PluginInfo, *, python: str, path: str | None) -> Launch 
         entry = root / "plugin.py"
         if not entry.is_file():
             return None
-        return Launch(plugin.name, (python, str(entry)), root, "python")
+        return Launch(plugin.name, (python, str(entry)), None, "python")
     entry = (root / runtime.entry).resolve()
     if not entry.is_relative_to(root):
         raise NotStartable(f"runtime.entry {runtime.entry!r} resolves outside its folder ({entry})")
