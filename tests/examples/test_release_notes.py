@@ -23,7 +23,8 @@ import nats
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from jira_orchestrator import InvalidParams, MethodNotFound
+from jira_orchestrator import InvalidParams, InvalidTopic, MethodNotFound
+from jira_orchestrator._core.topics import normalize_pattern, normalize_topic, pattern_matches
 from jira_orchestrator.cli._launch import Launch, NotStartable, plan_launch
 from jira_orchestrator.cli.up import bus_environment
 from jira_orchestrator.messagebus import (
@@ -441,3 +442,65 @@ async def test_a_malformed_request_is_answered_at_once_and_dead_lettered(
         assert dead.payload["subscription"] == subject
         assert dead.payload["rawTruncated"] is False
     assert "\ufffd{not json" in {dead.payload["raw"] for dead in letters}  # invalid UTF-8 replaced
+
+
+TOPICS = ["plugin/x/request", "plugin.x.request", "a//b", "a b", "", "x" * 513, "a/*", "é", "a:b@c"]
+PATTERNS = [
+    ("plugin/*/request", "plugin/x/request"),
+    ("plugin/**", "plugin"),
+    ("plugin/**", "plugin/a/b"),
+    ("**", "a"),
+    ("a/*", "a/b/c"),
+    ("plugin.x.request", "plugin/x/request"),
+    ("plugin/*", "state/x"),
+]
+QUEUES = [
+    ("JO_REQUESTS", "plugin/release-notes/request", "release-notes"),
+    ("JO_REQUESTS", "plugin/a.b/request", "a.b:c d"),
+    ("X_REQUESTS", "plugin/*/request", "q" * 60),
+]
+
+
+def test_the_typescript_protocol_module_agrees_with_the_sdk() -> None:
+    """Consumer names (one queue across languages), topic syntax and pattern matching, and
+    the defaults of a minimal envelope: the TypeScript module and the SDK agree."""
+    script = (
+        f"import * as p from {json.dumps((ROOT / 'dist' / 'protocol.js').as_uri())};"
+        "const [topics, patterns, queues] = JSON.parse(process.argv[1]);"
+        "const topic = (t) => { try { return p.canonicalTopic(t); } catch { return null; } };"
+        "console.log(JSON.stringify({"
+        " topics: topics.map(topic),"
+        " matches: patterns.map(([pattern, t]) => p.matches(pattern, t)),"
+        " names: queues.map(([s, pattern, q]) => p.consumerName(s, pattern, q)),"
+        ' decoded: p.decode(new TextEncoder().encode(\'{"topic": "plugin.x.request"}\')),'
+        "}));"
+    )
+    launch()  # built, or a clear failure
+    node = shutil.which("node")
+    assert node is not None
+    run = subprocess.run(
+        [node, "--input-type=module", "-e", script, json.dumps([TOPICS, PATTERNS, QUEUES])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    found = json.loads(run.stdout)
+
+    def canonical(topic: str) -> str | None:
+        try:
+            return normalize_topic(topic)
+        except InvalidTopic:
+            return None
+
+    assert found["topics"] == [canonical(topic) for topic in TOPICS]
+    assert found["matches"] == [
+        pattern_matches(normalize_pattern(p), normalize_topic(t)) for p, t in PATTERNS
+    ]
+    assert found["names"] == [consumer_name(*queue) for queue in QUEUES]
+    decoded, expected = found["decoded"], Message.decode(b'{"topic": "plugin.x.request"}')
+    assert decoded["topic"] == expected.topic == "plugin/x/request"
+    for field in ("correlationId", "source", "destination", "messageType", "priority", "headers"):
+        assert decoded[field] == expected.to_dict()[field], field
+    assert decoded["payload"] is expected.payload is None
+    assert decoded["metadata"] == expected.to_dict()["metadata"]
