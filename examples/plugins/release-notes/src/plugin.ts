@@ -402,9 +402,9 @@ async function deadLetter(
     message,
   };
   if (raw !== undefined) {
-    const text = new TextDecoder().decode(raw);
-    payload.raw = text.slice(0, MAX_MESSAGE_BYTES / 2);
-    payload.rawTruncated = text.length > MAX_MESSAGE_BYTES / 2;
+    const limit = MAX_MESSAGE_BYTES / 2;
+    payload.raw = new TextDecoder().decode(raw.subarray(0, limit));
+    payload.rawTruncated = raw.length > limit;
   }
   const letter = envelope(
     ID,
