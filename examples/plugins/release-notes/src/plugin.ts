@@ -649,6 +649,10 @@ async function start(): Promise<void> {
 
 async function stop(signal: string): Promise<void> {
   if (state === "draining" || state === "stopped") return;
+  if (state === "starting") {
+    say(`${signal} while starting: stopped`); // nothing taken yet, nothing to hand back
+    process.exit(0);
+  }
   say(`${signal}: draining`);
   announce("draining");
   await Promise.allSettled(subscriptions.map((subscription) => subscription.drain()));
@@ -662,7 +666,11 @@ async function stop(signal: string): Promise<void> {
   }
   if (metrics.inFlight > 0) say(`stopped with ${metrics.inFlight} request(s) still in flight`);
   announce("stopped");
-  await nc.drain();
+  try {
+    await nc.drain(); // what is still buffered reaches the server, then the connection closes
+  } catch (error) {
+    say(`closing the connection: ${(error as Error).message}`);
+  }
   say(`${ID} stopped`);
   process.exit(0);
 }
