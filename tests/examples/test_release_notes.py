@@ -504,3 +504,18 @@ def test_the_typescript_protocol_module_agrees_with_the_sdk() -> None:
         assert decoded[field] == expected.to_dict()[field], field
     assert decoded["payload"] is expected.payload is None
     assert decoded["metadata"] == expected.to_dict()["metadata"]
+
+
+def test_the_plugin_s_own_unit_tests_pass() -> None:
+    """Its changelog logic, tested in TypeScript with node's test runner (`npm test`)."""
+    built = launch().cwd
+    assert built is not None
+    node = shutil.which("node")
+    assert node is not None
+    tests = sorted(str(path) for path in (built / "dist").glob("*.test.js"))
+    assert tests, "no compiled test file in dist/"
+    run = subprocess.run(
+        [node, "--test", *tests], cwd=built, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert "# fail 0" in run.stdout

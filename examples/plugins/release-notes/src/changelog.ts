@@ -155,7 +155,7 @@ export class Changelog {
 
   /** Add an entry under Unreleased. An issue already there is replaced, not repeated: a
    * request delivered twice (delivery is at least once) leaves one entry. */
-  add(entry: Entry): Promise<{ entry: string; section: Section; replaced: boolean }> {
+  async add(entry: Entry): Promise<{ entry: string; section: Section; replaced: boolean }> {
     if (!SECTIONS.includes(entry.section)) {
       throw new CallerError(
         `section must be one of ${SECTIONS.join(", ")}, not ${JSON.stringify(entry.section)}`,
@@ -173,7 +173,7 @@ export class Changelog {
   }
 
   /** Cut `version`: the Unreleased entries become its notes, dated `date` (today, UTC). */
-  release(
+  async release(
     version: string,
     date?: string,
   ): Promise<{ version: string; date: string; entries: number; notes: string }> {
