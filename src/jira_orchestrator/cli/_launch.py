@@ -14,12 +14,13 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from jira_orchestrator._core.errors import JiraOrchestratorError
 from jira_orchestrator.plugins import PluginInfo
 
 __all__ = ["Launch", "NotStartable", "plan_launch"]
 
 
-class NotStartable(Exception):
+class NotStartable(JiraOrchestratorError):
     """A plugin whose process cannot be started here; the message says why and what to do."""
 
 
