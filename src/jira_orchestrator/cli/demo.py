@@ -372,9 +372,9 @@ def demo(
     console = Console(width=max(Console().width, 132 if jira else 100))  # names on one line
     for plugin in discover_plugins(plugins).plugins:
         runtime = plugin.manifest.runtime
-        if runtime is not None:
+        if runtime is not None:  # a note, on standard error: standard output is the results
             program = runtime.command or runtime.entry
-            console.print(
+            Console(stderr=True).print(
                 f"{plugin.name} is not started by the demo, which runs Python plugins only"
                 f" ({plugin.name} runs on {program}: `jira-orchestrator up` starts it)",
                 markup=False,
