@@ -105,6 +105,13 @@ def test_the_bus_url_is_also_given_split_for_clients_that_read_no_credentials_fr
         "JIRA_ORCHESTRATOR_NATS_SERVERS": "a:4222,b:4222",
         "JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX": "_INBOX.mine",
     }
+    # a token is a credential, never part of a subject
+    assert bus_environment("nats://s3cr3t@h:4222") == {
+        "JIRA_ORCHESTRATOR_BUS_URL": "nats://s3cr3t@h:4222",
+        "JIRA_ORCHESTRATOR_NATS_SERVERS": "h:4222",
+        "JIRA_ORCHESTRATOR_NATS_TOKEN": "s3cr3t",
+        "JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX": "_INBOX",
+    }
     assert bus_environment("memory://") == {"JIRA_ORCHESTRATOR_BUS_URL": "memory://"}
 
 

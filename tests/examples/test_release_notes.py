@@ -18,6 +18,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import nats
 import pytest
@@ -519,3 +520,47 @@ def test_the_plugin_s_own_unit_tests_pass() -> None:
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert "# fail 0" in run.stdout
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "nats://release-notes:p%40ss%3Aw0rd@127.0.0.1:4333?jetstream=bind&ack_wait=5",
+        "nats://s3cr3t@h:4222",
+        "nats://a:4222,nats://b?inbox_prefix=_INBOX.mine&max_deliver=3&durable=",
+    ],
+)
+def test_the_node_plugin_connects_as_the_environment_up_gives_it_says(url: str) -> None:
+    """From the split variables `up` sets, or from the URL alone: the same servers,
+    credentials, inbox prefix (the SDK's rule) and options."""
+    script = (
+        f"import {{ settings }} from {json.dumps((ROOT / 'dist' / 'protocol.js').as_uri())};"
+        "const env = JSON.parse(process.argv[1]);"
+        "console.log(JSON.stringify([settings(env, 'release-notes'),"
+        " settings({JIRA_ORCHESTRATOR_BUS_URL: env.JIRA_ORCHESTRATOR_BUS_URL}, 'release-notes')]));"
+    )
+    launch()
+    node = shutil.which("node")
+    assert node is not None
+    env = bus_environment(url)
+    run = subprocess.run(
+        [node, "--input-type=module", "-e", script, json.dumps(env)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    split, whole = json.loads(run.stdout)
+    for found in (split, whole):
+        found.setdefault("inboxPrefix", "_INBOX")  # nats.js's own default
+    assert split == whole
+    assert split["servers"] == env["JIRA_ORCHESTRATOR_NATS_SERVERS"].split(",")
+    assert split.get("user") == env.get("JIRA_ORCHESTRATOR_NATS_USER")
+    assert split.get("pass") == env.get("JIRA_ORCHESTRATOR_NATS_PASSWORD")
+    assert split.get("token") == env.get("JIRA_ORCHESTRATOR_NATS_TOKEN")
+    assert split["inboxPrefix"] == env["JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX"]
+    options = parse_qs(urlsplit(url).query)
+    assert split["bind"] == (options.get("jetstream") == ["bind"])
+    assert split["ackWaitMs"] == float(options.get("ack_wait", ["30"])[0]) * 1000
+    assert split["maxDeliver"] == int(options.get("max_deliver", ["5"])[0])
+    assert split["durable"] is ("durable" not in options and "durable=" not in url)

@@ -55,6 +55,7 @@ from jira_orchestrator.orchestrator.natsconfig import (
     provision_consumers,
 )
 from jira_orchestrator.plugins import discover_plugins
+from jira_orchestrator.transports._nats_connection import inbox_prefix_for
 
 if TYPE_CHECKING:
     from jira_orchestrator.transports.nats_server import NatsServer
@@ -376,35 +377,37 @@ NATS_SERVERS_ENV = "JIRA_ORCHESTRATOR_NATS_SERVERS"
 NATS_USER_ENV = "JIRA_ORCHESTRATOR_NATS_USER"
 NATS_PASSWORD_ENV = "JIRA_ORCHESTRATOR_NATS_PASSWORD"
 """The plugin's NATS user and password, for clients that take no credentials from a URL."""
+NATS_TOKEN_ENV = "JIRA_ORCHESTRATOR_NATS_TOKEN"
+"""The token of a URL that carries one (``nats://<token>@host``) instead of a user."""
 NATS_INBOX_PREFIX_ENV = "JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX"
-"""Where replies to the plugin's requests arrive: ``_INBOX.<user>`` (``inbox_prefix`` in the
-URL's query overrides), the inboxes a plugin's user may read."""
+"""Where replies to the plugin's requests arrive, as the SDK's transport chooses it:
+``_INBOX.<user>`` (the inboxes a plugin's user may read under ``up``), ``_INBOX`` without a
+user (a token never travels in subjects), or the URL's ``inbox_prefix``."""
 
 
 def bus_environment(url: str) -> dict[str, str]:
     """What a plugin process learns of its bus: the URL, and the same split into servers,
-    user and password for a NATS client in another language (nats.js ignores credentials
-    written in a URL)."""
+    credentials and inbox prefix for a NATS client in another language (nats.js ignores
+    credentials written in a URL)."""
     env = {BUS_URL_ENV: url}
     base, _, query = url.partition("?")
-    parts = [urlsplit(part.strip()) for part in base.split(",") if part.strip()]
+    servers = [part.strip() for part in base.split(",") if part.strip()]
+    parts = [urlsplit(server) for server in servers]
     if not parts or any(part.scheme not in ("nats", "tls") for part in parts):
         return env  # memory:// or something only the SDK reads
-    servers = []
+    hosts = []
     for part in parts:
         host = part.hostname or "127.0.0.1"
-        servers.append(f"{f'[{host}]' if ':' in host else host}:{part.port or 4222}")
-    env[NATS_SERVERS_ENV] = ",".join(servers)
+        hosts.append(f"{f'[{host}]' if ':' in host else host}:{part.port or 4222}")
+    env[NATS_SERVERS_ENV] = ",".join(hosts)
     first = parts[0]
-    user = unquote(first.username) if first.username else None
-    if user is not None:
-        env[NATS_USER_ENV] = user
-        env[NATS_PASSWORD_ENV] = unquote(first.password or "")
-    inbox = parse_qs(query).get("inbox_prefix", [None])[-1] or (
-        f"_INBOX.{user}" if user is not None else None
-    )
-    if inbox is not None:
-        env[NATS_INBOX_PREFIX_ENV] = inbox
+    if first.username and first.password is not None:
+        env[NATS_USER_ENV] = unquote(first.username)
+        env[NATS_PASSWORD_ENV] = unquote(first.password)
+    elif first.username:
+        env[NATS_TOKEN_ENV] = unquote(first.username)
+    chosen = parse_qs(query).get("inbox_prefix", [""])[-1]
+    env[NATS_INBOX_PREFIX_ENV] = chosen or inbox_prefix_for(servers)
     return env
 
 

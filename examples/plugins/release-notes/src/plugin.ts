@@ -611,6 +611,7 @@ async function start(): Promise<void> {
       servers: config.servers,
       ...(config.user === undefined ? {} : { user: config.user }),
       ...(config.pass === undefined ? {} : { pass: config.pass }),
+      ...(config.token === undefined ? {} : { token: config.token }),
       ...(config.inboxPrefix === undefined ? {} : { inboxPrefix: config.inboxPrefix }),
       name: ID,
       maxReconnectAttempts: -1,

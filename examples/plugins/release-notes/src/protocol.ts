@@ -255,6 +255,7 @@ export interface Settings {
   servers: string[];
   user?: string;
   pass?: string;
+  token?: string;
   inboxPrefix?: string;
   bind: boolean; // only bind to the durable consumer, never create it
   ackWaitMs: number;
@@ -269,8 +270,9 @@ const hidden = (text: string): string => text.replace(/\/\/[^@/]*@/g, "//***@");
 
 /**
  * Connection settings from the environment `up` gives a plugin process:
- * `JIRA_ORCHESTRATOR_NATS_SERVERS`, `JIRA_ORCHESTRATOR_NATS_USER`,
- * `JIRA_ORCHESTRATOR_NATS_PASSWORD` and `JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX` when set, else
+ * `JIRA_ORCHESTRATOR_NATS_SERVERS` with `JIRA_ORCHESTRATOR_NATS_USER` and
+ * `JIRA_ORCHESTRATOR_NATS_PASSWORD` (or `JIRA_ORCHESTRATOR_NATS_TOKEN`) and
+ * `JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX` when set, else
  * what `JIRA_ORCHESTRATOR_BUS_URL` holds (nats.js reads no credentials from a URL). The
  * URL's query carries the options every process of the bus shares (docs/nats.md).
  */
@@ -289,7 +291,6 @@ export function settings(env: NodeJS.ProcessEnv, pluginId: string): Settings {
       throw new Error(`JIRA_ORCHESTRATOR_BUS_URL: a nats:// URL is needed, not ${part.protocol}//`);
     }
   }
-  const first = parts[0] as URL; // split() gives at least one part
   const query = new URLSearchParams(search);
   const number = (name: string, fallback: number): number => {
     const text = query.get(name);
@@ -302,15 +303,23 @@ export function settings(env: NodeJS.ProcessEnv, pluginId: string): Settings {
   const servers = env.JIRA_ORCHESTRATOR_NATS_SERVERS
     ? env.JIRA_ORCHESTRATOR_NATS_SERVERS.split(",")
     : parts.map((part) => `${part.hostname}:${part.port || "4222"}`);
-  const user =
-    env.JIRA_ORCHESTRATOR_NATS_USER || (first.username ? decodeURIComponent(first.username) : undefined);
-  const pass =
-    env.JIRA_ORCHESTRATOR_NATS_PASSWORD ?? (first.password ? decodeURIComponent(first.password) : undefined);
-  // Under `up` each user may receive replies on its own inboxes only, `_INBOX.<user>.>`.
+  // `user:password@` is a user, a lone `token@` a token (WHATWG URLs cannot tell them apart).
+  const userinfo = /^[a-z]+:\/\/([^@/]*)@/i.exec(base.split(",")[0]?.trim() ?? "")?.[1];
+  const colon = userinfo?.indexOf(":") ?? -1;
+  const name =
+    userinfo === undefined ? undefined : decodeURIComponent(userinfo.slice(0, colon < 0 ? undefined : colon));
+  const secret =
+    userinfo === undefined || colon < 0 ? undefined : decodeURIComponent(userinfo.slice(colon + 1));
+  const split = env.JIRA_ORCHESTRATOR_NATS_SERVERS !== undefined;
+  const user = split ? env.JIRA_ORCHESTRATOR_NATS_USER : secret === undefined ? undefined : name;
+  const pass = split ? env.JIRA_ORCHESTRATOR_NATS_PASSWORD : secret;
+  const token = split ? env.JIRA_ORCHESTRATOR_NATS_TOKEN : secret === undefined ? name : undefined;
+  // As the SDK's transport: replies under `_INBOX.<user>` (under `up`, the only inboxes a
+  // plugin's user may read), plain `_INBOX` without a user (a token never goes in subjects).
   const inboxPrefix =
     env.JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX ||
     query.get("inbox_prefix") ||
-    (user === undefined ? undefined : `_INBOX.${user}`);
+    (user && pass !== undefined && /^[^.*>\s]+$/.test(user) ? `_INBOX.${user}` : undefined);
   const jetstream = query.get("jetstream") ?? "manage";
   if (jetstream !== "manage" && jetstream !== "bind") {
     throw new Error(
@@ -323,6 +332,7 @@ export function settings(env: NodeJS.ProcessEnv, pluginId: string): Settings {
     servers,
     ...(user === undefined ? {} : { user }),
     ...(pass === undefined ? {} : { pass }),
+    ...(token === undefined ? {} : { token }),
     ...(inboxPrefix === undefined ? {} : { inboxPrefix }),
     bind: jetstream === "bind",
     ackWaitMs: number("ack_wait", 30) * 1000,
