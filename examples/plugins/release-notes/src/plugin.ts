@@ -560,26 +560,28 @@ async function joinDurableQueue(): Promise<string> {
   const stream = `${config.streamPrefix}_REQUESTS`;
   const name = consumerName(stream, REQUEST_TOPIC, ID);
   const jsm = await nc.jetstreamManager({ checkAPI: false }); // $JS.API.INFO is not ours
+  // The stream, and with `bind` the consumer, may be a moment behind: an SDK process (the
+  // orchestrator) creates them. Asked every 0.5 s, for 30 s (the stream) or 5 s (the consumer).
   for (let attempt = 1; ; attempt++) {
     try {
       await jsm.consumers.info(stream, name);
       return name;
     } catch (error) {
       const text = String((error as Error).message);
-      if (/consumer not found/i.test(text)) break;
-      if (!/stream not found/i.test(text) || attempt >= 60) {
+      const noConsumer = /consumer not found/i.test(text);
+      if (noConsumer && !config.bind) break;
+      if (noConsumer && attempt >= 10) {
+        throw new Error(
+          `the durable consumer ${name} of ${stream} does not exist, and with ?jetstream=bind this ` +
+            "plugin may not create it: the orchestrator's side creates it (up does before starting the plugins)",
+        );
+      }
+      if (!noConsumer && (!/stream not found/i.test(text) || attempt >= 60)) {
         throw new Error(`cannot look up the durable consumer ${name} of ${stream}: ${text}`);
       }
-      if (attempt === 1)
-        say(`waiting for the stream ${stream} (an SDK process, the orchestrator, creates it)`);
+      if (attempt === 1) say(`waiting for ${noConsumer ? `the consumer ${name}` : `the stream ${stream}`}`);
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
-  }
-  if (config.bind) {
-    throw new Error(
-      `the durable consumer ${name} of ${stream} does not exist, and with ?jetstream=bind this plugin ` +
-        "may not create it: the orchestrator's side creates it (up does before starting the plugins)",
-    );
   }
   await jsm.consumers.add(stream, {
     name,
