@@ -378,7 +378,7 @@ async def test_told_to_bind_the_node_plugin_never_creates_the_consumer_and_says_
     secured: tuple[NatsServer, dict[str, str]], tmp_path: Path, fresh_buses: None
 ) -> None:
     """With ``?jetstream=bind`` the orchestrator's side owns the consumers; a plugin that
-    finds none stops at once, saying why, instead of serving without its durable queue."""
+    finds none (for 5 s) stops, saying why, instead of serving without its durable queue."""
     _, urls = secured
     caller = get_message_bus("jira-orchestrator", urls["jira-orchestrator"])
     await caller.transport.flush()  # the streams, but no consumer for release-notes
