@@ -55,7 +55,6 @@ from jira_orchestrator.orchestrator.natsconfig import (
     provision_consumers,
 )
 from jira_orchestrator.plugins import discover_plugins
-from jira_orchestrator.transports._nats_connection import inbox_prefix_for
 
 if TYPE_CHECKING:
     from jira_orchestrator.transports.nats_server import NatsServer
@@ -406,6 +405,8 @@ def bus_environment(url: str) -> dict[str, str]:
         env[NATS_PASSWORD_ENV] = unquote(first.password)
     elif first.username:
         env[NATS_TOKEN_ENV] = unquote(first.username)
+    from jira_orchestrator.transports._nats_connection import inbox_prefix_for  # nats extra
+
     chosen = parse_qs(query).get("inbox_prefix", [""])[-1]
     env[NATS_INBOX_PREFIX_ENV] = chosen or inbox_prefix_for(servers)
     return env
