@@ -417,7 +417,9 @@ async def test_a_plugin_without_rpc_that_serves_its_requests_is_dispatched_to(
         await raw.respond(message.correlation_id or "", {"status": "success", "result": command})
 
     raw.subscribe("plugin/k8s-helm-deployer/request", serve, queue="k8s-helm-deployer")
-    names = sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir() and p.name != raw.plugin_id)
+    names = sorted(  # the Python examples (plugin.py), the Helm one left to the raw plugin
+        p.parent.name for p in EXAMPLES.glob("*/plugin.py") if p.parent.name != raw.plugin_id
+    )
     orchestrator = await ecosystem.start(*names)
     assert orchestrator.availability("k8s-helm-deployer") == 1.0
     result = await orchestrator.dispatch(issue("OPS-401"))
@@ -429,8 +431,8 @@ async def test_a_plugin_without_rpc_that_serves_its_requests_is_dispatched_to(
 
 
 async def test_a_plugin_nobody_serves_is_excluded_for_that_reason(ecosystem: Ecosystem) -> None:
-    names = sorted(
-        p.name for p in EXAMPLES.iterdir() if p.is_dir() and p.name != "k8s-helm-deployer"
+    names = sorted(  # the Python examples (plugin.py) but the Helm one
+        p.parent.name for p in EXAMPLES.glob("*/plugin.py") if p.parent.name != "k8s-helm-deployer"
     )
     orchestrator = await ecosystem.start(*names)
     result = await orchestrator.dispatch(issue("OPS-401"))

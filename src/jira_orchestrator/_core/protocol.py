@@ -27,6 +27,11 @@ __all__ = [
     "ENVIRONMENT",
     "ERROR_STATUS",
     "INVALID_LETTER",
+    "NATS_INBOX_PREFIX_ENV",
+    "NATS_PASSWORD_ENV",
+    "NATS_SERVERS_ENV",
+    "NATS_TOKEN_ENV",
+    "NATS_USER_ENV",
     "ORCHESTRATOR_ID",
     "OUTPUT_ENV",
     "PASS_ENV",
@@ -244,6 +249,11 @@ BUS_URL_ENV = "JIRA_ORCHESTRATOR_BUS_URL"
 OUTPUT_ENV = "JIRA_ORCHESTRATOR_OUTPUT"
 STATE_DIR_ENV = "JIRA_ORCHESTRATOR_STATE_DIR"
 PASS_ENV = "JIRA_ORCHESTRATOR_PASS_ENV"
+NATS_SERVERS_ENV = "JIRA_ORCHESTRATOR_NATS_SERVERS"
+NATS_USER_ENV = "JIRA_ORCHESTRATOR_NATS_USER"
+NATS_PASSWORD_ENV = "JIRA_ORCHESTRATOR_NATS_PASSWORD"
+NATS_TOKEN_ENV = "JIRA_ORCHESTRATOR_NATS_TOKEN"
+NATS_INBOX_PREFIX_ENV = "JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX"
 
 ENVIRONMENT: dict[str, str] = {
     BUS_URL_ENV: "the bus URL; under `up`, `nats://<id>:<password>@host:port?jetstream=bind`: "
@@ -253,6 +263,14 @@ ENVIRONMENT: dict[str, str] = {
     STATE_DIR_ENV: "the folder of the plugins' state databases (`<id>.db`)",
     PASS_ENV: "names of further variables of the operator's environment `up` passes "
     "to plugin processes (comma separated)",
+    NATS_SERVERS_ENV: "the servers of that URL, `host:port`, comma separated, without "
+    "credentials or query: for NATS clients that take no credentials from a URL (nats.js)",
+    NATS_USER_ENV: "the user of that URL",
+    NATS_PASSWORD_ENV: "its password",
+    NATS_TOKEN_ENV: "the token of a URL that carries one (`nats://<token>@host`) instead of a user",
+    NATS_INBOX_PREFIX_ENV: "the inbox prefix the SDK's transport uses for that URL: "
+    "`_INBOX.<user>` (the only inboxes the plugin's user may read), `_INBOX` without a user, "
+    "or the URL's `inbox_prefix`",
 }
 """The environment variables of a plugin process, as docs/protocol.md lists them."""
 

@@ -32,7 +32,17 @@ from rich.console import Console
 
 from jira_orchestrator._core.errors import TransportError
 from jira_orchestrator._core.observe import METRICS_ENV
-from jira_orchestrator._core.protocol import BUS_URL_ENV, OUTPUT_ENV, PASS_ENV, STATE_DIR_ENV
+from jira_orchestrator._core.protocol import (
+    BUS_URL_ENV,
+    NATS_INBOX_PREFIX_ENV,
+    NATS_PASSWORD_ENV,
+    NATS_SERVERS_ENV,
+    NATS_TOKEN_ENV,
+    NATS_USER_ENV,
+    OUTPUT_ENV,
+    PASS_ENV,
+    STATE_DIR_ENV,
+)
 from jira_orchestrator.cli import _errors
 from jira_orchestrator.cli._errors import EXIT_USAGE, fail
 from jira_orchestrator.cli._files import write_text
@@ -369,21 +379,6 @@ async def _up(
         folder.release()
 
 
-BUS_URL_ENV = "JIRA_ORCHESTRATOR_BUS_URL"
-"""A plugin's bus URL, its credentials and options included (what SDK plugins read)."""
-NATS_SERVERS_ENV = "JIRA_ORCHESTRATOR_NATS_SERVERS"
-"""The same servers as ``host:port``, comma-separated, without credentials or options."""
-NATS_USER_ENV = "JIRA_ORCHESTRATOR_NATS_USER"
-NATS_PASSWORD_ENV = "JIRA_ORCHESTRATOR_NATS_PASSWORD"
-"""The plugin's NATS user and password, for clients that take no credentials from a URL."""
-NATS_TOKEN_ENV = "JIRA_ORCHESTRATOR_NATS_TOKEN"
-"""The token of a URL that carries one (``nats://<token>@host``) instead of a user."""
-NATS_INBOX_PREFIX_ENV = "JIRA_ORCHESTRATOR_NATS_INBOX_PREFIX"
-"""Where replies to the plugin's requests arrive, as the SDK's transport chooses it:
-``_INBOX.<user>`` (the inboxes a plugin's user may read under ``up``), ``_INBOX`` without a
-user (a token never travels in subjects), or the URL's ``inbox_prefix``."""
-
-
 def bus_environment(url: str) -> dict[str, str]:
     """What a plugin process learns of its bus: the URL, and the same split into servers,
     credentials and inbox prefix for a NATS client in another language (nats.js ignores
@@ -411,9 +406,6 @@ def bus_environment(url: str) -> dict[str, str]:
     env[NATS_INBOX_PREFIX_ENV] = chosen or inbox_prefix_for(servers)
     return env
 
-
-PASS_ENV = "JIRA_ORCHESTRATOR_PASS_ENV"
-"""Names of more variables the plugin processes of ``up`` may see (comma-separated)."""
 
 _PASSED = frozenset(
     {
