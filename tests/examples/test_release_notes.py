@@ -405,7 +405,7 @@ async def test_a_malformed_request_is_answered_at_once_and_dead_lettered(
         if len(letters) == 3:
             arrived.set()
 
-    watcher.subscribe("system/dead-letter", letter)
+    watcher.subscribe(f"system/dead-letter/{ID}", letter)  # the sender is in the topic
     await orchestrator_side(watcher, urls["jira-orchestrator"])
     raw = await nats.connect(urls["jira-orchestrator"], allow_reconnect=False)
     try:

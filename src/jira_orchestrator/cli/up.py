@@ -47,8 +47,8 @@ from jira_orchestrator.cli import _errors
 from jira_orchestrator.cli._errors import EXIT_USAGE, fail
 from jira_orchestrator.cli._files import write_text
 from jira_orchestrator.cli._http import HttpAddress, check_http, orchestrator_http, start_tracing
-from jira_orchestrator.cli._results import ResultLines
 from jira_orchestrator.cli._launch import Launch, NotStartable, plan_launch
+from jira_orchestrator.cli._results import ResultLines
 from jira_orchestrator.cli._supervisor import (
     Busy,
     PluginProcess,

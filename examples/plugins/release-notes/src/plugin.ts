@@ -59,6 +59,8 @@ const ACCEPTS = manifest.routing?.acceptsRoutingFrom ?? ["*"];
 const MAX_CONCURRENT = manifest.orchestration?.maxConcurrentTasks ?? 10;
 const DRAIN_MS = manifest.orchestration?.drainTimeout ?? 10_000;
 const REQUEST_TOPIC = `plugin/${ID}/request`;
+// A plugin's own dead letters travel on system/dead-letter/<id>: the subject says who sent them.
+const LETTER_TOPIC = `${DEAD_LETTER_TOPIC}/${ID}`;
 const config = settings(process.env, ID);
 const changelog = new Changelog(join(config.outputDir, ID));
 
@@ -406,21 +408,15 @@ async function deadLetter(
     payload.raw = new TextDecoder().decode(raw.subarray(0, limit));
     payload.rawTruncated = raw.length > limit;
   }
-  const letter = envelope(
-    ID,
-    DEAD_LETTER_TOPIC,
-    "event",
-    payload,
-    message === null ? {} : { cause: message },
-  );
+  const letter = envelope(ID, LETTER_TOPIC, "event", payload, message === null ? {} : { cause: message });
   say(`dead letter (${reason}): ${error?.message ?? message?.messageId ?? ""}`);
   try {
     if (js !== undefined) {
-      await js.publish(DURABLE_PREFIX + subjectOf(DEAD_LETTER_TOPIC), encode(letter), {
+      await js.publish(DURABLE_PREFIX + subjectOf(LETTER_TOPIC), encode(letter), {
         msgID: letter.messageId,
       });
     } else {
-      send(subjectOf(DEAD_LETTER_TOPIC), letter);
+      send(subjectOf(LETTER_TOPIC), letter);
     }
   } catch (failure) {
     say(`could not publish a dead letter: ${(failure as Error).message}`);
@@ -532,7 +528,8 @@ async function onDurableRequest(msg: Msg): Promise<void> {
 
 async function onRpc(msg: Msg): Promise<void> {
   if (!msg.reply) return;
-  const request = await read(msg, `plugin/${ID}/rpc`, msg.reply);
+  // plugin.<id>.rpc.<caller>: the subject names the caller (the server checked it)
+  const request = await read(msg, msg.subject.split(".").join("/"), msg.reply);
   if (request === null) return;
   const until = deadline(request);
   if (until !== null && until <= Date.now()) return; // nobody waits any more
@@ -635,6 +632,7 @@ async function start(): Promise<void> {
   })();
   listen(subjectOf(REQUEST_TOPIC), ID, onCoreRequest);
   listen(subjectOf(`plugin/${ID}/rpc`), `${ID}-rpc`, onRpc);
+  listen(subjectOf(`plugin/${ID}/rpc/*`), `${ID}-rpc`, onRpc);
   if (config.durable) {
     js = nc.jetstream();
     const name = await joinDurableQueue();
