@@ -92,7 +92,8 @@ def write_cluster_config(
     )
     typer.echo(
         "clients: " + cluster_url(nodes, query=f"replicas={replicas}") + " (rotate the list "
-        "so that each process starts on another node; add user:password@ per plugin)",
+        "so that each process starts on another node; add each one's user:password@, and "
+        "&jetstream=bind for a plugin)",
         err=True,
     )
     if size % 2 == 0:
