@@ -3,7 +3,8 @@
 What runs (all on 127.0.0.1, in a scratch folder):
 
 - a 3-node NATS cluster (`NatsCluster`), streams replicated 3-wise, each node watched and
-  restarted by ``up``'s server watcher;
+  restarted by ``up``'s server watcher, with one user per process and the permissions
+  ``up`` gives it (plugins bind to the consumers the orchestrator's user provisions);
 - three plugins (``chaos-alpha``, ``-beta``, ``-gamma``, each the fallback of the next), one
   process each, and two orchestrator replicas serving the intake
   (`jira_orchestrator.orchestrator.replicas`), all under ``up``'s `Supervisor` (restarted
@@ -44,6 +45,10 @@ from jira_orchestrator.cli._supervisor import PluginProcess, RestartPolicy, RunF
 from jira_orchestrator.cli.up import _watch_server, plugin_environment
 from jira_orchestrator.messagebus import Message, RPCClient, close_message_bus, get_message_bus
 from jira_orchestrator.orchestrator import replicas
+from jira_orchestrator.orchestrator.dispatcher import ORCHESTRATOR_ID
+from jira_orchestrator.orchestrator.natsconfig import nats_authorization, provision_consumers
+from jira_orchestrator.plugins import discover_plugins
+from jira_orchestrator.transports.nats import NatsTransport
 from jira_orchestrator.transports.nats_cluster import NatsCluster
 from jira_orchestrator.transports.nats_cluster import _wait_for_leader as wait_for_leader
 
@@ -276,8 +281,17 @@ async def run_chaos(
     create_ledger(ledger)
     folder = RunFolder(workdir / "out")
     folder.acquire()
-    cluster = NatsCluster(workdir / "cluster", size=3).start()
+    # one user per plugin with the permissions of its manifest, as up configures them
+    catalog = discover_plugins(plugins_dir)
+    authorization, users = nats_authorization(catalog)
+    passwords = {user.name: user.password for user in users}
+    cluster = NatsCluster(workdir / "cluster", size=3, extra_config=authorization).start()
     options = f"&ack_wait={ack_wait:g}&connect_timeout=30&reconnect_wait=0.2"
+
+    def url(user: str, first: int) -> str:
+        bind = "" if user == ORCHESTRATOR_ID else "&jetstream=bind"
+        return cluster.url_for(user, passwords[user], first=first) + options + bind
+
     base_env = {
         **plugin_environment(os.environ),
         "CHAOS_LEDGER": str(ledger),
@@ -289,7 +303,7 @@ async def run_chaos(
         PluginProcess(
             name,
             plugins_dir / name / "plugin.py",
-            {**base_env, "JIRA_ORCHESTRATOR_BUS_URL": cluster.url_for(first=i) + options},
+            {**base_env, "JIRA_ORCHESTRATOR_BUS_URL": url(name, i)},
         )
         for i, name in enumerate(PLUGINS)
     ]
@@ -300,7 +314,7 @@ async def run_chaos(
             Path(replicas.__file__),
             {
                 **base_env,
-                "JIRA_ORCHESTRATOR_BUS_URL": cluster.url_for(first=i + 1) + options,
+                "JIRA_ORCHESTRATOR_BUS_URL": url(ORCHESTRATOR_ID, i + 1),
                 "JIRA_ORCHESTRATOR_PLUGINS": str(plugins_dir),
                 "JIRA_ORCHESTRATOR_TASKS": str(workdir / f"{name}-tasks.db"),
             },
@@ -314,7 +328,8 @@ async def run_chaos(
         loop.create_task(_watch_server(node, supervisor, folder, say, f"nats-{i + 1}"))
         for i, node in enumerate(cluster.nodes)
     ]
-    driver = get_message_bus("chaos-driver", cluster.url_for(first=2) + options)
+    # the driver submits issues as the orchestrator's user would (a webhook receiver)
+    driver = get_message_bus("chaos-driver", url(ORCHESTRATOR_ID, 2))
     letters: dict[str, list[str]] = {}
 
     def on_letter(message: Message) -> None:
@@ -329,6 +344,8 @@ async def run_chaos(
     planned: list[Fault] = []
     try:
         async with asyncio.timeout(deadline):
+            assert isinstance(driver.transport, NatsTransport)
+            await provision_consumers(driver.transport, catalog)  # before the plugins bind
             supervisor.running()  # a child that dies from now on is restarted
             await supervisor.start()
             driver.subscribe("system/dead-letter", on_letter, queue="chaos-audit")
