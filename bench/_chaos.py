@@ -348,7 +348,8 @@ async def run_chaos(
             await provision_consumers(driver.transport, catalog)  # before the plugins bind
             supervisor.running()  # a child that dies from now on is restarted
             await supervisor.start()
-            driver.subscribe("system/dead-letter", on_letter, queue="chaos-audit")
+            for letters_topic in ("system/dead-letter", "system/dead-letter/*"):  # stamped too
+                driver.subscribe(letters_topic, on_letter, queue="chaos-audit")
             await driver.transport.flush()
             for name in PLUGINS:
                 await _healthy(driver, name)

@@ -99,6 +99,7 @@ async def test_an_issue_no_plugin_can_do_is_dead_lettered_with_its_reason(
     letters: list[Message] = []
     auditor = get_message_bus("auditor")
     auditor.subscribe("system/dead-letter", letters.append)
+    auditor.subscribe("system/dead-letter/*", letters.append)  # sender-stamped letters
     result = await submit(get_message_bus("jira"), issue("UI-303"), task_id="UI-303", timeout=10)
     assert result["outcome"] == "failed"
     await auditor.flush()
@@ -117,6 +118,7 @@ async def test_a_request_that_is_not_an_issue_is_refused_and_dead_lettered(
     letters: list[Message] = []
     auditor = get_message_bus("auditor")
     auditor.subscribe("system/dead-letter", letters.append)
+    auditor.subscribe("system/dead-letter/*", letters.append)  # sender-stamped letters
     reply = await get_message_bus("jira").request(
         topic=INTAKE_TOPIC, payload={"command": "dispatch", "parameters": {"issue": 7}}, timeout=10
     )
@@ -163,6 +165,7 @@ async def test_absent_plugins_are_waited_for_a_bounded_time_then_dead_lettered(
     letters: list[Message] = []
     auditor = get_message_bus("auditor")
     auditor.subscribe("system/dead-letter", letters.append)
+    auditor.subscribe("system/dead-letter/*", letters.append)  # sender-stamped letters
     result = await submit(get_message_bus("jira"), issue("UI-303"), task_id="UI-303", timeout=10)
     assert result["outcome"] == "failed"
     assert pauses == [0.5, 1.0, 2.0, 4.0, 4.0]  # 11.5 s >= 10 s
