@@ -71,6 +71,12 @@ CASES: list[tuple[list[str], int]] = [
     (["asyncapi", "--plugins", "BADPLUGINS"], 2),
     (["asyncapi", "--format", "xml"], 2),
     (["asyncapi", "--output", "FOLDER"], 2),
+    (["nats-config", PLUGINS, "--cluster", "0", "--output", "FOLDER"], 2),
+    (["nats-config", PLUGINS, "--cluster", "abc", "--output", "FOLDER"], 2),
+    (["nats-config", PLUGINS, "--cluster", "3"], 2),  # one file per node: needs --output
+    (["nats-config", PLUGINS, "--cluster", "3", "--hosts", "a,b", "--output", "FOLDER"], 2),
+    (["up", "--cluster", "2"], 2),  # even: no majority left when a node is lost
+    (["up", "--cluster", "abc"], 2),
 ]
 
 

@@ -289,6 +289,7 @@ class DeadLetterReason(enum.StrEnum):
     REJECTED_SOURCE = "rejected-source"
     QUEUE_FULL = "queue-full"
     SPOOFED = "spoofed"
+    DISPATCH_FAILED = "dispatch-failed"
 
 
 RETRYABLE_REASONS = frozenset({DeadLetterReason.HANDLER_ERROR, DeadLetterReason.FILTER_ERROR})

@@ -11,6 +11,10 @@ during start-up stops ``up`` at once, naming it; one that dies later is reported
 requests in flight go to fallbacks, and it is restarted with backoff (``--restarts`` in a
 row, then ``up`` gives up on it); a dead nats-server is restarted on its port. No child
 outlives ``up``, and an ``up`` on the output folder of a killed one ends what it left.
+
+``--cluster N`` runs N embedded nodes instead of one server (`jira_orchestrator.cli._cluster`),
+each watched like the single one, each process starting on another node. The orchestrator
+also serves the intake that orchestrator replicas share (`jira_orchestrator.orchestrator.replicas`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,12 @@ from jira_orchestrator._core.protocol import (
     STATE_DIR_ENV,
 )
 from jira_orchestrator.cli import _errors
+from jira_orchestrator.cli._cluster import (
+    check_local_size,
+    spread_urls,
+    start_local_cluster,
+    write_cluster_config,
+)
 from jira_orchestrator.cli._errors import EXIT_USAGE, fail
 from jira_orchestrator.cli._files import write_text
 from jira_orchestrator.cli._http import HttpAddress, check_http, orchestrator_http, start_tracing
@@ -64,6 +74,7 @@ from jira_orchestrator.orchestrator.natsconfig import (
     nats_authorization,
     provision_consumers,
 )
+from jira_orchestrator.orchestrator.replicas import Intake
 from jira_orchestrator.plugins import discover_plugins
 
 if TYPE_CHECKING:
@@ -99,11 +110,26 @@ def nats_config(
         Path | None,
         typer.Option(help="also write each user's password here, as JSON (keep it private)"),
     ] = None,
+    cluster: Annotated[
+        int | None,
+        typer.Option(
+            help="write the configuration of a cluster of this many nodes into the --output "
+            "folder (one file per node, one of users)"
+        ),
+    ] = None,
+    hosts: Annotated[
+        str | None,
+        typer.Option(help="the nodes' host names, comma-separated (default nats-1..nats-N)"),
+    ] = None,
 ) -> None:
     """Write a nats-server authorization block: one user per plugin, permissions from its
-    manifest."""
+    manifest (or, with --cluster, the configuration of every node of a cluster)."""
+    if cluster is not None and cluster < 1:
+        raise fail(f"--cluster {cluster}: a cluster has at least 1 node", EXIT_USAGE)
     text, users = nats_authorization(_plugins_or_exit(plugins))
-    if output is None:
+    if cluster is not None:
+        write_cluster_config(cluster, output, hosts, text, len(users))
+    elif output is None:
         typer.echo(text, nl=False)
     else:
         write_text(output, text, private=True)
@@ -152,7 +178,7 @@ async def _serve(
         return None
     supervisor.running()
     console.print(
-        f"[orchestrator] {len(expected)} plugin(s) ready on {url.split('@')[-1]}", markup=False
+        f"[orchestrator] {len(expected)} plugin(s) ready on {_address(url)}", markup=False
     )
     code = 0
     resumed = await orchestrator.resume()
@@ -164,6 +190,12 @@ async def _serve(
     return code
 
 
+def _address(url: str) -> str:
+    """The servers of a bus URL, without credentials or options."""
+    servers = url.partition("?")[0].split(",")
+    return ",".join(server.rpartition("@")[2] for server in servers)
+
+
 async def _orchestrate(
     plugins: Path,
     url: str,
@@ -172,7 +204,7 @@ async def _orchestrate(
     exit_after: bool,
     folder: RunFolder,
     policy: RestartPolicy,
-    server: NatsServer | None,
+    servers: dict[str, NatsServer],
     console: Console,
     http: HttpAddress | None = None,
     lines: ResultLines | None = None,
@@ -206,17 +238,18 @@ async def _orchestrate(
         orchestrator.plugin_lost(name, f"its process {how}")
 
     supervisor = Supervisor(folder, runnable, say=say, policy=policy, on_exit=lost)
+    intake = Intake(orchestrator)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    watching: asyncio.Task[None] | None = None
+    watching: list[asyncio.Task[None]] = []
     code = 0
     serving_http = contextlib.AsyncExitStack()
     try:
         await supervisor.start()
-        if server is not None:
-            watching = loop.create_task(_watch_server(server, supervisor, folder, say))
+        for name, server in servers.items():
+            watching.append(loop.create_task(_watch_server(server, supervisor, folder, say, name)))
         await orchestrator.start()
         if http is not None:  # the dashboard and /metrics while up runs
             try:
@@ -224,6 +257,7 @@ async def _orchestrate(
             except OSError as error:  # HTTPServerError: the port is taken, say
                 say(f"[orchestrator] error: {error} (choose another --http, or --http off)")
                 return 1
+        intake.start()  # issues from other programs (and other orchestrator replicas')
         expected = [p.name for p in runnable]
         serving = loop.create_task(
             _serve(orchestrator, supervisor, url, expected, issues, console, lines)
@@ -253,19 +287,25 @@ async def _orchestrate(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        intake.stop()
         await serving_http.aclose()
         await orchestrator.stop()
         orchestrator.close()
         await supervisor.stop()
-        if watching is not None:
-            watching.cancel()
+        for watcher in watching:
+            watcher.cancel()
     return code
 
 
 async def _watch_server(
-    server: NatsServer, supervisor: Supervisor, folder: RunFolder, say: Callable[[str], None]
+    server: NatsServer,
+    supervisor: Supervisor,
+    folder: RunFolder,
+    say: Callable[[str], None],
+    name: str = "nats-server",
 ) -> None:
-    """Restart the embedded server when it dies (same port, same store), a few times."""
+    """Restart the embedded server (or one node of the embedded cluster) when it dies
+    (same ports, same store), a few times."""
     restarts = 0
     while server.process is not None:
         code = await asyncio.to_thread(server.process.wait)
@@ -273,21 +313,21 @@ async def _watch_server(
             return
         how = describe_exit(code)
         if restarts >= SERVER_RESTARTS:
-            supervisor.fail(f"nats-server {how} again after {restarts} restart(s)")
+            supervisor.fail(f"{name} {how} again after {restarts} restart(s)")
             return
         restarts += 1
         say(
-            f"[nats-server] {how}; restarting it on {server.url} "
+            f"[{name}] {how}; restarting it on {server.url} "
             f"(restart {restarts} of {SERVER_RESTARTS}); log: {server.log}"
         )
         try:
             server.restart()  # from the loop's thread, so it still dies with us
         except RuntimeError as error:
-            supervisor.fail(f"nats-server {how} and could not be restarted: {error}")
+            supervisor.fail(f"{name} {how} and could not be restarted: {error}")
             return
         assert server.process is not None
-        folder.record("nats-server", server.process.pid)
-        say(f"[nats-server] running again on {server.url}; the plugins reconnect")
+        folder.record(name, server.process.pid)
+        say(f"[{name}] running again on {server.url}; the plugins reconnect")
 
 
 def bus_urls(server: NatsServer, users: list[NatsUser]) -> dict[str, str]:
@@ -313,6 +353,7 @@ async def _up(
     console: Console,
     http: HttpAddress | None = None,
     lines: ResultLines | None = None,
+    cluster: int | None = None,
 ) -> int:
     from jira_orchestrator.transports.nats_server import NatsServer
 
@@ -331,8 +372,38 @@ async def _up(
                 markup=False,
                 soft_wrap=True,
             )
-        server = None
-        if bus is None:
+        servers: dict[str, NatsServer] = {}
+
+        def stop_servers() -> None:
+            return None
+
+        if bus is None and cluster is not None:
+            folder.nats.mkdir(mode=0o700)  # its configuration holds every user's password
+            text, users = nats_authorization(catalog)
+            try:
+                # from the loop's thread, so the nodes die with us (parent-death signal)
+                nodes = start_local_cluster(folder.nats, cluster, text)
+            except RuntimeError as error:
+                console.print(f"[nats-server] error: {error}", markup=False)
+                return 1
+            stop_servers = nodes.stop
+            servers = {f"nats-{i + 1}": node for i, node in enumerate(nodes.nodes)}
+            spread = spread_urls(
+                nodes, users, [launch.name for launch in runnable] + [ORCHESTRATOR_ID]
+            )
+            # as on one server: a plugin binds to the consumer the orchestrator made for it
+            urls = {
+                name: url if name == ORCHESTRATOR_ID else f"{url}&jetstream=bind"
+                for name, url in spread.items()
+            }
+            console.print(
+                f"[nats-server] embedded cluster of {cluster} nodes on "
+                f"{', '.join(node.url for node in nodes.nodes)}, streams replicated "
+                f"{nodes.replicas}-wise, one user per plugin",
+                markup=False,
+                soft_wrap=True,
+            )
+        elif bus is None:
             folder.nats.mkdir(mode=0o700)  # its configuration holds every user's password
             text, users = nats_authorization(catalog)
             try:
@@ -340,14 +411,17 @@ async def _up(
             except RuntimeError as error:
                 console.print(f"[nats-server] error: {error}", markup=False)
                 return 1
-            assert server.process is not None
-            folder.record("nats-server", server.process.pid)
+            servers = {"nats-server": server}
+            stop_servers = server.stop
             urls = bus_urls(server, users)
             console.print(
                 f"[nats-server] embedded on {server.url}, one user per plugin", markup=False
             )
         else:
             urls = dict.fromkeys([ORCHESTRATOR_ID, *(launch.name for launch in runnable)], bus)
+        for name, server in servers.items():
+            assert server.process is not None
+            folder.record(name, server.process.pid)
         children = [
             PluginProcess(
                 launch.name,
@@ -366,14 +440,14 @@ async def _up(
                 exit_after,
                 folder,
                 policy,
-                server,
+                servers,
                 console,
                 http,
                 lines,
             )
         finally:
-            if server is not None:
-                server.stop()
+            if servers:
+                stop_servers()
                 folder.clear_server()
     finally:
         folder.release()
@@ -496,10 +570,19 @@ def up(
             " outcome, fallback, ms, ...) on standard output, everything else on standard error",
         ),
     ] = False,
+    cluster: Annotated[
+        int | None,
+        typer.Option(
+            help="run an embedded NATS cluster of this many nodes (3, 5 or 7) and spread "
+            "the processes over them"
+        ),
+    ] = None,
 ) -> None:
     """Start the orchestrator and one process per plugin on NATS, until Ctrl-C."""
     if as_json and issues is None:
         raise _errors.fail("--json prints the results of --issues: give --issues FILE")
+    if cluster is not None:
+        check_local_size(cluster, bus)
     address = check_http(http, default=DEFAULT_HTTP)
     catalog = _plugins_or_exit(plugins)
     loaded = read_issues(issues) if issues is not None else None
@@ -531,6 +614,7 @@ def up(
                 console,
                 address,
                 lines,
+                cluster,
             )
         )
     raise typer.Exit(code)

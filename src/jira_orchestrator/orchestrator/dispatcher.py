@@ -66,6 +66,7 @@ from jira_orchestrator.routing import (
 
 __all__ = [
     "ORCHESTRATOR_ID",
+    "TASK_HEADER",
     "Attempt",
     "DispatchResult",
     "Orchestrator",
@@ -77,6 +78,9 @@ __all__ = [
 log = logging.getLogger("jira_orchestrator.orchestrator")
 
 DEFAULT_COMMAND = "handle_issue"
+TASK_HEADER = "taskId"
+"""Header of a request the orchestrator sends a plugin: the task's id, the same each time
+that task is sent (a retry, a fallback, another replica), to key side effects by."""
 _METHOD_FAILED = -32603  # JSON-RPC "internal error", what RPCServer answers a failing method
 
 
@@ -526,7 +530,7 @@ class Orchestrator:
             self.tasks.running(task_id, plugin, [a.to_dict() for a in attempts])
             begun = self.clock()
             try:
-                result = await self._send(plugin, command, params)
+                result = await self._send(plugin, command, params, task_id=task_id)
             except CircuitOpenError:
                 attempts.append(Attempt(plugin, "skipped", "circuit open", self.clock() - begun))
                 continue
@@ -600,7 +604,14 @@ class Orchestrator:
         await self._event(TASK_COMPLETE, completion)
         return dispatched
 
-    async def _send(self, plugin: str, command: str, parameters: Mapping[str, Any]) -> Any:
+    async def _send(
+        self,
+        plugin: str,
+        command: str,
+        parameters: Mapping[str, Any],
+        *,
+        task_id: str | None = None,
+    ) -> Any:
         """One command to one plugin under its policy; raise unless it succeeded."""
         manifest = self.manifests[plugin]
         policy = self.policies[plugin]
@@ -612,6 +623,7 @@ class Orchestrator:
                 destination=plugin,
                 payload=CommandRequest(command=command, parameters=dict(parameters)).model_dump(),
                 timeout=timeout,
+                headers=None if task_id is None else {TASK_HEADER: task_id},
             )
             return command_result(plugin, reply)
 

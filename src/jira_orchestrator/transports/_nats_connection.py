@@ -95,6 +95,7 @@ class NatsOptions:
     name: str = "jira-orchestrator"
     jetstream: str = "manage"
     inbox_prefix: str = ""
+    replicas: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "durable", tuple(normalize_pattern(p) for p in self.durable))
@@ -106,6 +107,8 @@ class NatsOptions:
             )
         if self.max_deliver < 1:
             raise ValueError(f"max_deliver must be at least 1, not {self.max_deliver}")
+        if not 1 <= self.replicas <= 5:
+            raise ValueError(f"replicas must be 1 to 5, not {self.replicas}")
         if self.storage not in ("file", "memory"):
             raise ValueError(f"storage must be 'file' or 'memory', not {self.storage!r}")
         for name in ("ack_wait", "publish_ack_timeout", "connect_timeout", "reconnect_wait"):
@@ -244,6 +247,8 @@ class _NatsConnection(Transport):
             await asyncio.wait_for(
                 nc.connect(
                     servers=self._servers,
+                    # in the order given: a client of a cluster starts on its own node
+                    dont_randomize=True,
                     name=options.name,
                     error_cb=error_cb,
                     disconnected_cb=disconnected_cb,
@@ -272,10 +277,14 @@ class _NatsConnection(Transport):
                     await self._guarded(
                         "$JS.API.STREAM.",
                         ensure_streams(
-                            self._jsm,
+                            # short answers: a request sent before a cluster has its
+                            # JetStream leader goes unanswered, and is retried
+                            nc.jsm(timeout=min(2.0, options.connect_timeout)),
                             self._streams,
                             memory=options.storage == "memory",
                             url=self.url,
+                            replicas=options.replicas,
+                            within=options.connect_timeout,
                         ),
                         "create the JetStream streams",
                     )

@@ -14,8 +14,11 @@ members (deliver group), with explicit acks, ``ack_wait`` and ``max_deliver``.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 
+import nats.errors
 import nats.js.errors
 from nats.js.api import (
     AckPolicy,
@@ -52,6 +55,8 @@ __all__ = [
     "num_delivered",
     "plan_streams",
 ]
+
+log = logging.getLogger("jira_orchestrator.transports.nats")
 
 DEAD_LETTER_TOPICS = (DEAD_LETTER_TOPIC, f"{DEAD_LETTER_TOPIC}/*")
 """Letters without a sender stamp, and letters on their sender's own topic."""
@@ -106,10 +111,30 @@ def plan_streams(
     return specs
 
 
+# What JetStream answers while a cluster forms (no meta leader yet, too few peers up for
+# the replicas, a leader being elected): worth another try until the deadline.
+_FORMING_CODES = frozenset({10005, 10008, 10023, 10074})
+_FIRST_DELAY = 0.05
+_MAX_DELAY = 1.0
+
+
 async def ensure_streams(
-    manager: JetStreamManager, specs: list[StreamSpec], *, memory: bool, url: str
+    manager: JetStreamManager,
+    specs: list[StreamSpec],
+    *,
+    memory: bool,
+    url: str,
+    replicas: int = 1,
+    within: float = 5.0,
 ) -> None:
-    """Create the streams, or bring an existing one's subjects and limits up to date."""
+    """Create the streams (``replicas`` copies each on a cluster), or bring an existing
+    one's subjects, limits and replicas up to date.
+
+    A cluster that has just started has no JetStream leader for a moment, or fewer nodes
+    up than ``replicas``: that is retried with backoff for ``within`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
     for spec in specs:
         config = StreamConfig(
             name=spec.name,
@@ -118,22 +143,53 @@ async def ensure_streams(
             storage=StorageType.MEMORY if memory else StorageType.FILE,
             max_age=spec.max_age or None,
             duplicate_window=120.0,
+            num_replicas=replicas,
         )
-        try:
+        delay = _FIRST_DELAY
+        while True:
             try:
-                await manager.add_stream(config)
-            except nats.js.errors.BadRequestError:
-                # exists with another configuration (an older subject list, other limits)
-                await manager.update_stream(config)
-        except (nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError):
-            raise TransportError(
-                f"{url}: JetStream is not enabled on this server; start nats-server with -js, "
-                "or add ?durable= to the bus URL to run without durable topics"
-            ) from None
-        except nats.js.errors.APIError as error:
-            raise TransportError(
-                f"{url}: cannot set up JetStream stream {spec.name}: {error.description}"
-            ) from None
+                await _ensure_stream(manager, config)
+                break
+            except (
+                nats.errors.NoRespondersError,
+                nats.errors.TimeoutError,
+                nats.js.errors.ServiceUnavailableError,
+            ):
+                if loop.time() + delay < deadline:
+                    log.warning("%s: JetStream not ready for %s; retrying", url, spec.name)
+                    await asyncio.sleep(delay)  # backoff: another server's election
+                    delay = min(delay * 2, _MAX_DELAY)
+                    continue
+                raise TransportError(
+                    f"{url}: JetStream is not enabled on this server (or its cluster has "
+                    f"no leader after {within:g}s); start nats-server with -js, or add "
+                    "?durable= to the bus URL to run without durable topics"
+                ) from None
+            except nats.js.errors.APIError as error:
+                if error.err_code in _FORMING_CODES and loop.time() + delay < deadline:
+                    log.warning(
+                        "%s: JetStream cannot place %s yet (%s); retrying",
+                        url,
+                        spec.name,
+                        error.description,
+                    )
+                    await asyncio.sleep(delay)  # backoff: nodes still joining the cluster
+                    delay = min(delay * 2, _MAX_DELAY)
+                    continue
+                raise TransportError(
+                    f"{url}: cannot set up JetStream stream {spec.name} "
+                    f"(replicas={replicas}): {error.description}"
+                ) from None
+
+
+async def _ensure_stream(manager: JetStreamManager, config: StreamConfig) -> None:
+    try:
+        await manager.add_stream(config)
+    except nats.js.errors.BadRequestError as error:
+        if error.err_code in _FORMING_CODES:
+            raise
+        # exists with another configuration (an older subject list, other limits)
+        await manager.update_stream(config)
 
 
 def consumer_config(
