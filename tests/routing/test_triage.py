@@ -84,8 +84,10 @@ def test_a_plugin_often_wrong_is_left_to_a_person_sooner(ecosystem: Path) -> Non
     sure = Router.from_directory(ecosystem, calibrator=trusted, min_confidence=0.6)
     unsure = Router.from_directory(ecosystem, calibrator=doubted, min_confidence=0.6)
     routed, left = sure.route(request), unsure.route(request)
-    assert routed.primary_plugin == "doc-scribe" and routed.confidence >= 0.6
-    assert left.triaged and left.confidence < 0.6
+    assert routed.primary_plugin == "doc-scribe"
+    assert routed.confidence >= 0.6
+    assert left.triaged
+    assert left.confidence < 0.6
     assert left.candidates[0].plugin == "doc-scribe"
 
 
