@@ -107,6 +107,16 @@ def test_the_track_record_lowers_the_confidence_of_a_plugin_often_wrong() -> Non
         fit_with_record([])
 
 
+def test_a_calibrator_claims_no_more_certainty_than_its_samples_allow() -> None:
+    # Fitted on 98 decisions: nothing is surer than 99 in 100 (the rule of succession).
+    calibrator = Calibrator((10.0, 0.0), 0.0, requests=98)
+    assert calibrator.probability((5.0, 0.0)) == pytest.approx(0.99)
+    assert calibrator.probability((-5.0, 0.0)) == pytest.approx(0.01)
+    assert 0.01 < calibrator.probability((0.1, 0.0)) < 0.99
+    shipped = load_calibrator("words")
+    assert shipped.probability((1.0, 1.0), "jira-orchestrator") <= 1 - 1 / (shipped.requests + 2)
+
+
 def test_a_calibrator_with_a_record_round_trips_and_refuses_a_bad_one() -> None:
     calibrator = Calibrator(
         (1.0, 2.0), -1.0, record={"a": 0.25, "b": 0.75}, record_default=0.5, record_weight=1.5
@@ -213,7 +223,7 @@ def test_the_track_record_keeps_more_right_decisions_at_85_percent_coverage(
     routed_with_plugin: Routed,
 ) -> None:
     # Each unseen set scored by a calibrator fitted on the other sets only. Measured: top-1
-    # 94.0% of the 85% most confident (91.3% on the margin alone), ECE 0.035.
+    # 93.0% of the 85% most confident (91.3% on the margin alone), ECE 0.028.
     probabilities: list[float] = []
     outcomes: list[bool] = []
     for held in UNSEEN:
@@ -224,7 +234,7 @@ def test_the_track_record_keeps_more_right_decisions_at_85_percent_coverage(
         outcomes += [right for *_, right in routed_with_plugin[held]]
     assert expected_calibration_error(probabilities, outcomes) <= 0.05
     (kept,) = risk_coverage(probabilities, outcomes, (0.85,))
-    assert kept.accuracy >= 0.93
+    assert kept.accuracy >= 0.92
 
 
 def test_the_shipped_calibrator_is_fitted_on_the_current_scoring(

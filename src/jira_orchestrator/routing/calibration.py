@@ -10,10 +10,12 @@ decision, all independent of the score scale of an ecosystem:
   it declares), else 0;
 - and, when the calibrator carries one, the winner's *track record*: how often the router
   was right on the labelled requests it sent to that plugin (smoothed toward the rate over
-  all plugins, weighed in log-odds). Some plugins win on words they share with the kind of
-  work other plugins do (a business-domain plugin named by a request about a workflow, a
-  report or a migration in that business); their wins are the ones to doubt. A plugin the
-  record does not know (another ecosystem, a new plugin) counts at the overall rate.
+  all plugins), its log-odds times the margin: the record says how far to trust a lead,
+  and a near tie stays a near tie whoever is ahead. Some plugins win on words they share
+  with the kind of work other plugins do (a business-domain plugin named by a request
+  about a workflow, a report or a migration in that business); their leads are the ones
+  to doubt. A plugin the record does not know (another ecosystem, a new plugin) counts at
+  the overall rate.
 
 The coefficients are fitted on labelled requests routed over the corpus and ship as data
 (``calibration.json`` beside this module), one calibrator for words alone and one for
@@ -84,8 +86,8 @@ def _logit(p: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Calibrator:
-    """Platt scaling over `FEATURES` and the winner's track record:
-    ``P(right) = sigmoid(intercept + sum(w_i x_i) + record_weight * logit(record[winner]))``.
+    """Platt scaling over `FEATURES` and the winner's track record: ``P(right) =
+    sigmoid(intercept + sum(w_i x_i) + record_weight * margin * logit(record[winner]))``.
     """
 
     coefficients: tuple[float, ...]
@@ -98,7 +100,7 @@ class Calibrator:
     record_default: float = 0.5
     """The record of a plugin not in `record` (the overall rate when fitted)."""
     record_weight: float = 0.0
-    """The weight of the record's log-odds (0: no record)."""
+    """The weight of the record's log-odds times the margin (0: no record)."""
 
     def __post_init__(self) -> None:
         if len(self.coefficients) != len(FEATURES):
@@ -113,7 +115,12 @@ class Calibrator:
         z = self.intercept + sum(w * x for w, x in zip(self.coefficients, values, strict=True))
         if self.record_weight:
             share = self.record_default if plugin is None else self.record_of(plugin)
-            z += self.record_weight * _logit(share)
+            z += self.record_weight * values[0] * _logit(share)
+        if self.requests:
+            # Fitted on n decisions, it cannot tell a probability closer to 0 or 1 than
+            # the rule of succession's 1 / (n + 2).
+            edge = 1 / (self.requests + 2)
+            return min(1 - edge, max(edge, _sigmoid(z)))
         return _sigmoid(z)
 
     def record_of(self, plugin: str) -> float:
@@ -222,7 +229,8 @@ def fit_with_record(
 
     Each plugin's record is the share of its wins that were right, with ``smoothing``
     pseudo-wins at the overall rate (a plugin that won twice is not judged on two);
-    the record's log-odds is a third column of the same logistic regression as `fit`.
+    the record's log-odds times the margin is a third column of the same logistic
+    regression as `fit`.
     Raises ValueError as `fit` does.
     """
     if smoothing < 0:
@@ -240,7 +248,10 @@ def fit_with_record(
         plugin: (right + smoothing * rate) / (won + smoothing)
         for plugin, (won, right) in wins.items()
     }
-    rows = [(*map(float, values), _logit(record[plugin]), 1.0) for plugin, values, _ in samples]
+    rows = [
+        (*map(float, values), float(values[0]) * _logit(record[plugin]), 1.0)
+        for plugin, values, _ in samples
+    ]
     outcomes = [1.0 if right else 0.0 for *_, right in samples]
     weights = _logistic(rows, outcomes, l2)
     return Calibrator(
