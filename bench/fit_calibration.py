@@ -29,7 +29,7 @@ from jira_orchestrator.routing.calibration import (
     Calibrator,
     expected_calibration_error,
     features,
-    fit,
+    fit_with_record,
     reliability,
     risk_coverage,
 )
@@ -63,6 +63,8 @@ class Sample:
     style: str
     features: tuple[float, ...]
     right: bool
+    plugin: str = ""
+    """The primary plugin (the one whose track record the calibrator weighs)."""
 
 
 def route_sets(router: Router) -> list[Sample]:
@@ -78,6 +80,7 @@ def route_sets(router: Router) -> list[Sample]:
                     example.style,
                     features(decision.scores),
                     decision.scores[:1] != () and decision.scores[0].plugin == example.expected,
+                    decision.scores[0].plugin if decision.scores else "",
                 )
             )
     return samples
@@ -86,8 +89,8 @@ def route_sets(router: Router) -> list[Sample]:
 def fit_all(samples: Sequence[Sample], kind: str) -> Calibrator:
     """The calibrator fitted on every sample."""
     sets = ", ".join(dict.fromkeys(s.set for s in samples))
-    return fit(
-        [(s.features, s.right) for s in samples],
+    return fit_with_record(
+        [(s.plugin, s.features, s.right) for s in samples],
         fitted_on=f"{kind}: {len(samples)} requests of the corpus sets ({sets})",
     )
 
@@ -96,9 +99,13 @@ def cross_check(samples: Sequence[Sample]) -> dict[str, list[tuple[float, bool]]
     """Each unseen set's (confidence, right) from a calibrator fitted on the other sets."""
     found: dict[str, list[tuple[float, bool]]] = {}
     for held in UNSEEN:
-        calibrator = fit([(s.features, s.right) for s in samples if s.set != held])
+        calibrator = fit_with_record(
+            [(s.plugin, s.features, s.right) for s in samples if s.set != held]
+        )
         found[held] = [
-            (calibrator.probability(s.features), s.right) for s in samples if s.set == held
+            (calibrator.probability(s.features, s.plugin) if s.plugin else 0.0, s.right)
+            for s in samples
+            if s.set == held
         ]
     return found
 

@@ -72,6 +72,25 @@ def test_confidence_comes_from_the_calibrator(ecosystem: Path) -> None:
     assert unsure.route("Write the README").triaged
 
 
+def test_a_plugin_often_wrong_is_left_to_a_person_sooner(ecosystem: Path) -> None:
+    # The same decision, the same margin: only the winner's track record differs.
+    request = "Write the README and a user guide for the documentation"
+    trusted = Calibrator(
+        (4.0, 0.0), -1.0, record={"doc-scribe": 0.95}, record_default=0.8, record_weight=3.0
+    )
+    doubted = Calibrator(
+        (4.0, 0.0), -1.0, record={"doc-scribe": 0.2}, record_default=0.8, record_weight=3.0
+    )
+    sure = Router.from_directory(ecosystem, calibrator=trusted, min_confidence=0.6)
+    unsure = Router.from_directory(ecosystem, calibrator=doubted, min_confidence=0.6)
+    routed, left = sure.route(request), unsure.route(request)
+    assert routed.primary_plugin == "doc-scribe"
+    assert routed.confidence >= 0.6
+    assert left.triaged
+    assert left.confidence < 0.6
+    assert left.candidates[0].plugin == "doc-scribe"
+
+
 @pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
 def test_a_bad_threshold_is_refused(ecosystem: Path, bad: float) -> None:
     with pytest.raises(ValueError, match="min_confidence must be a number from 0 to 1"):

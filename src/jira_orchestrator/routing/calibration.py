@@ -7,7 +7,15 @@ decision, all independent of the score scale of an ecosystem:
 
 - ``margin``: ``1 - second score / first score``, how far ahead the winner is;
 - ``explicit``: 1 when the winner has explicit evidence (a declared capability or a file
-  it declares), else 0.
+  it declares), else 0;
+- and, when the calibrator carries one, the winner's *track record*: how often the router
+  was right on the labelled requests it sent to that plugin (smoothed toward the rate over
+  all plugins), its log-odds times the margin: the record says how far to trust a lead,
+  and a near tie stays a near tie whoever is ahead. Some plugins win on words they share
+  with the kind of work other plugins do (a business-domain plugin named by a request
+  about a workflow, a report or a migration in that business); their leads are the ones
+  to doubt. A plugin the record does not know (another ecosystem, a new plugin) counts at
+  the overall rate.
 
 The coefficients are fitted on labelled requests routed over the corpus and ship as data
 (``calibration.json`` beside this module), one calibrator for words alone and one for
@@ -21,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -37,6 +45,7 @@ __all__ = [
     "expected_calibration_error",
     "features",
     "fit",
+    "fit_with_record",
     "load_calibrator",
     "reliability",
     "risk_coverage",
@@ -48,6 +57,9 @@ FORMAT = "jira-orchestrator/routing-calibration"
 _DATA = "calibration.json"
 _L2 = 0.01
 _ITERATIONS = 100
+_SMOOTHING = 3.0
+"""Pseudo-decisions at the overall rate added to each plugin's record when fitting."""
+_CLAMP = 1e-3
 
 
 def features(scores: Sequence[PluginScore]) -> tuple[float, ...]:
@@ -67,15 +79,28 @@ def _sigmoid(z: float) -> float:
     return e / (1 + e)
 
 
+def _logit(p: float) -> float:
+    p = min(1 - _CLAMP, max(_CLAMP, p))
+    return math.log(p / (1 - p))
+
+
 @dataclass(frozen=True, slots=True)
 class Calibrator:
-    """Platt scaling over `FEATURES`: ``P(right) = sigmoid(intercept + sum(w_i x_i))``."""
+    """Platt scaling over `FEATURES` and the winner's track record: ``P(right) =
+    sigmoid(intercept + sum(w_i x_i) + record_weight * margin * logit(record[winner]))``.
+    """
 
     coefficients: tuple[float, ...]
     intercept: float
     fitted_on: str = ""
     """What it was fitted on, in words (sets, requests)."""
     requests: int = 0
+    record: Mapping[str, float] = field(default_factory=dict)
+    """Per plugin: the share of the fitted decisions it won that were right (smoothed)."""
+    record_default: float = 0.5
+    """The record of a plugin not in `record` (the overall rate when fitted)."""
+    record_weight: float = 0.0
+    """The weight of the record's log-odds times the margin (0: no record)."""
 
     def __post_init__(self) -> None:
         if len(self.coefficients) != len(FEATURES):
@@ -84,20 +109,33 @@ class Calibrator:
                 f" not {len(self.coefficients)}"
             )
 
-    def probability(self, values: Sequence[float]) -> float:
-        """The probability that the primary plugin is right, from `features`."""
+    def probability(self, values: Sequence[float], plugin: str | None = None) -> float:
+        """The probability that the primary plugin (``plugin``, when known) is right, from
+        `features`; without ``plugin`` its record counts at `record_default`."""
         z = self.intercept + sum(w * x for w, x in zip(self.coefficients, values, strict=True))
+        if self.record_weight:
+            share = self.record_default if plugin is None else self.record_of(plugin)
+            z += self.record_weight * values[0] * _logit(share)
+        if self.requests:
+            # Fitted on n decisions, it cannot tell a probability closer to 0 or 1 than
+            # the rule of succession's 1 / (n + 2).
+            edge = 1 / (self.requests + 2)
+            return min(1 - edge, max(edge, _sigmoid(z)))
         return _sigmoid(z)
+
+    def record_of(self, plugin: str) -> float:
+        """The track record of ``plugin`` (`record_default` when not recorded)."""
+        return self.record.get(plugin, self.record_default)
 
     def confidence(self, scores: Sequence[PluginScore]) -> float:
         """`probability` of a decision's scores (0 without scores: nothing to be right)."""
         if not scores or scores[0].score <= 0:
             return 0.0
-        return self.probability(features(scores))
+        return self.probability(features(scores), scores[0].plugin)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly."""
-        return {
+        """JSON-friendly (``record`` only when the calibrator weighs one)."""
+        document: dict[str, Any] = {
             "method": "platt",
             "features": list(FEATURES),
             "coefficients": [round(w, 6) for w in self.coefficients],
@@ -105,6 +143,13 @@ class Calibrator:
             "fittedOn": self.fitted_on,
             "requests": self.requests,
         }
+        if self.record_weight:
+            document["record"] = {
+                "weight": round(self.record_weight, 6),
+                "default": round(self.record_default, 6),
+                "plugins": {name: round(v, 6) for name, v in sorted(self.record.items())},
+            }
+        return document
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, where: str = "calibrator") -> Calibrator:
@@ -122,11 +167,28 @@ class Calibrator:
             raise ValueError(
                 f"{where}: coefficients and intercept must be numbers ({exc})"
             ) from None
+        record: dict[str, float] = {}
+        default, weight = 0.5, 0.0
+        found = data.get("record")
+        if found is not None:
+            try:
+                weight = float(found["weight"])
+                default = float(found["default"])
+                record = {str(name): float(v) for name, v in found["plugins"].items()}
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise ValueError(
+                    f"{where}: record needs a weight, a default and plugins, as numbers ({exc})"
+                ) from None
+            if not all(0 <= v <= 1 for v in (default, *record.values())):
+                raise ValueError(f"{where}: a record is a share from 0 to 1")
         return cls(
             coefficients,
             intercept,
             fitted_on=str(data.get("fittedOn", "")),
             requests=int(data.get("requests", 0)),
+            record=record,
+            record_default=default,
+            record_weight=weight,
         )
 
 
@@ -151,6 +213,61 @@ def fit(
     size = len(rows[0])
     if any(len(row) != size for row in rows) or size != len(FEATURES) + 1:
         raise ValueError(f"every sample needs {len(FEATURES)} features ({', '.join(FEATURES)})")
+    weights = _logistic(rows, outcomes, l2)
+    return Calibrator(tuple(weights[:-1]), weights[-1], fitted_on=fitted_on, requests=len(rows))
+
+
+def fit_with_record(
+    samples: Sequence[tuple[str, Sequence[float], bool]],
+    *,
+    smoothing: float = _SMOOTHING,
+    l2: float = _L2,
+    fitted_on: str = "",
+) -> Calibrator:
+    """Fit a `Calibrator` that also weighs the winner's track record, on (primary plugin,
+    features, was it right).
+
+    Each plugin's record is the share of its wins that were right, with ``smoothing``
+    pseudo-wins at the overall rate (a plugin that won twice is not judged on two);
+    the record's log-odds times the margin is a third column of the same logistic
+    regression as `fit`.
+    Raises ValueError as `fit` does.
+    """
+    if smoothing < 0:
+        raise ValueError(f"smoothing must be 0 or more, not {smoothing!r}")
+    if not samples:
+        raise ValueError("no samples to fit a calibrator on")
+    base = fit([(values, right) for _, values, right in samples], l2=l2)
+    rate = sum(1 for *_, right in samples if right) / len(samples)
+    wins: dict[str, list[int]] = {}
+    for plugin, _, right in samples:
+        tally = wins.setdefault(plugin, [0, 0])
+        tally[0] += 1
+        tally[1] += 1 if right else 0
+    record = {
+        plugin: (right + smoothing * rate) / (won + smoothing)
+        for plugin, (won, right) in wins.items()
+    }
+    rows = [
+        (*map(float, values), float(values[0]) * _logit(record[plugin]), 1.0)
+        for plugin, values, _ in samples
+    ]
+    outcomes = [1.0 if right else 0.0 for *_, right in samples]
+    weights = _logistic(rows, outcomes, l2)
+    return Calibrator(
+        tuple(weights[: len(FEATURES)]),
+        weights[-1],
+        fitted_on=fitted_on or base.fitted_on,
+        requests=len(rows),
+        record=record,
+        record_default=rate,
+        record_weight=weights[len(FEATURES)],
+    )
+
+
+def _logistic(rows: Sequence[Sequence[float]], outcomes: Sequence[float], l2: float) -> list[float]:
+    """Logistic regression weights (the last column is the unpenalised intercept)."""
+    size = len(rows[0])
     weights = [0.0] * size
     for _ in range(_ITERATIONS):
         gradient = [l2 * w for w in weights[:-1]] + [0.0]
@@ -167,7 +284,7 @@ def fit(
         weights = [w - s for w, s in zip(weights, step, strict=True)]
         if max(abs(s) for s in step) < 1e-10:
             break
-    return Calibrator(tuple(weights[:-1]), weights[-1], fitted_on=fitted_on, requests=len(rows))
+    return weights
 
 
 def _solve(matrix: list[list[float]], vector: list[float]) -> list[float]:
