@@ -302,7 +302,7 @@ async def run_chaos(
     children = [
         PluginProcess(
             name,
-            plugins_dir / name / "plugin.py",
+            (sys.executable, str(plugins_dir / name / "plugin.py")),
             {**base_env, "JIRA_ORCHESTRATOR_BUS_URL": url(name, i)},
         )
         for i, name in enumerate(PLUGINS)
@@ -311,7 +311,7 @@ async def run_chaos(
     children += [
         PluginProcess(
             name,
-            Path(replicas.__file__),
+            (sys.executable, str(Path(replicas.__file__))),
             {
                 **base_env,
                 "JIRA_ORCHESTRATOR_BUS_URL": url(ORCHESTRATOR_ID, i + 1),
