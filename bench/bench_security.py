@@ -69,7 +69,7 @@ def checks(enabled: bool) -> Iterator[None]:
     async def trusting(self: MessageBus, message: Message) -> str | None:
         return identity_of(message.topic)
 
-    def plain(self: NatsTransport, msg: Msg) -> Message | None:
+    def plain(self: NatsTransport, msg: Msg, reply_to: str | None = None) -> Message | None:
         try:
             return Message.decode(msg.data)
         except InvalidMessage:
@@ -197,7 +197,7 @@ async def receive_cost(enabled: bool, n: int = 50_000) -> float:
     async def run() -> float:
         started = time.perf_counter()
         for _ in range(n):
-            message = transport._decode(wire)  # type: ignore[arg-type]
+            message = transport._decode(wire, None)  # type: ignore[arg-type]
             assert message is not None
             await bus.verified_sender(message)
         return (time.perf_counter() - started) / n * 1e6
